@@ -1,0 +1,183 @@
+"""Start/stop pinned processes by PID, and sample their CPU and memory from /proc."""
+from __future__ import annotations
+
+import atexit
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+
+TARGET_CPU = 0   # gateways and their database
+LOAD_CPU = 1     # mock upstream, load generators and this harness
+SATURATED = 0.90  # a load-core busy fraction above this flags the run
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Procs:
+    """Every process the harness starts; all stopped by PID (process group) on exit."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[subprocess.Popen, int, str]] = []
+        atexit.register(self.stop_all)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, _frame):
+        self.stop_all()
+        raise SystemExit(128 + signum)
+
+    def start(self, name: str, cmd: list[str], cpu: int, log: str, env: dict | None = None,
+              stop_signal: int = signal.SIGTERM, user: str | None = None, cwd: str | None = None):
+        pre = ["taskset", "-c", str(cpu)]
+        if user:
+            pre = ["runuser", "-u", user, "--"] + pre
+        logf = open(log, "ab")
+        p = subprocess.Popen(pre + cmd, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                             cwd=cwd, start_new_session=True)
+        logf.close()
+        self.items.append((p, stop_signal, name))
+        return p
+
+    def stop(self, p: subprocess.Popen, timeout: float = 10.0) -> None:
+        for item in list(self.items):
+            if item[0] is p:
+                self.items.remove(item)
+                _stop_group(p, item[1], timeout)
+
+    def stop_all(self) -> None:
+        while self.items:
+            p, sig, _ = self.items.pop()
+            _stop_group(p, sig, 10.0)
+
+
+def _stop_group(p: subprocess.Popen, sig: int, timeout: float) -> None:
+    if p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, sig)   # the group we created with start_new_session
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(5)
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def tree(pids: list[int]) -> list[int]:
+    """pids plus all their descendants."""
+    kids, out, todo = children_map(), [], list(pids)
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.append(p)
+            todo.extend(kids.get(p, []))
+    return out
+
+
+def pss_kib(pids: list[int]) -> int:
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for ln in f:
+                    if ln.startswith("Pss:"):
+                        total += int(ln.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])   # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def core_busy() -> dict[int, tuple[int, int]]:
+    """Per core: (busy jiffies, total jiffies) from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for ln in f:
+            if ln.startswith("cpu") and ln[3].isdigit():
+                name, *vals = ln.split()
+                v = [int(x) for x in vals[:8]]
+                out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))
+    return out
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Sampler:
+    """Context manager measuring, over its lifetime: CPU of the target tree and of
+    the harness (long-lived harness_pids plus load generators reaped inside the
+    window), busy fraction of each core, and peak PSS of the target tree."""
+
+    def __init__(self, target_pids: list[int], harness_pids: list[int], every: float = 0.5):
+        self.t, self.h, self.every = target_pids, harness_pids, every
+        self.peak_pss = 0
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        self.c0 = core_busy()
+        self.tc0, self.hc0 = cpu_ticks(self.t), cpu_ticks(self.h)
+        self.ru0 = _children_cpu()
+        self._th = threading.Thread(target=self._loop, daemon=True)
+        self._th.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            self.peak_pss = max(self.peak_pss, pss_kib(self.t) if self.t else 0)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._th.join()
+        wall = time.monotonic() - self.t0
+        c1 = core_busy()
+        # long-lived harness processes (the mock) from /proc; load generators that
+        # exited inside the window from the rusage of reaped children
+        harness = (cpu_ticks(self.h) - self.hc0) / _TICK + (_children_cpu() - self.ru0)
+        self._res = {
+            "target_cpu": (cpu_ticks(self.t) - self.tc0) / _TICK / wall if self.t else 0.0,
+            "harness_cpu": harness / wall,
+            "core_busy": {c: (c1[c][0] - self.c0[c][0]) / max(1, c1[c][1] - self.c0[c][1])
+                          for c in c1 if c in self.c0},
+            "peak_pss_kib": self.peak_pss,
+        }
+        return False
+
+    def result(self) -> dict:
+        r = dict(self._res)
+        r["harness_saturated"] = (r["harness_cpu"] > SATURATED
+                                  or r["core_busy"].get(LOAD_CPU, 0.0) > SATURATED)
+        return r

@@ -1,0 +1,3 @@
+from aigateway.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""One billed call, start to end: authenticate, price and hold, then settle.
+
+Data flows one way: `begin` (auth, parse, model, hold) -> the view talks to
+upstream routes -> `finish` (cost at the price captured in `begin`, settle
+the hold, queue the usage record).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from aigateway.accounts.keycache import KeyInfo
+from aigateway.accounts.keys import looks_like_key
+from aigateway.api import errors
+from aigateway.api.gateway import Gateway
+from aigateway.api.tokens import prompt_token_bound
+from aigateway.billing.recorder import UsageEvent
+from aigateway.billing.wallet import Hold, InsufficientBalance
+from aigateway.money import format_tmt, request_cost
+from aigateway.pricing.catalog import Model, Price
+from aigateway.providers.routes import Route
+
+
+@dataclass(slots=True)
+class Call:
+    id: str
+    endpoint: str  # chat | embeddings
+    key: KeyInfo
+    model: Model
+    price: Price  # captured at start: the call is charged at this version
+    body: dict
+    hold: Hold | None
+    started: float
+    stream: bool = False
+
+    def cost(self, input_tokens: int, output_tokens: int) -> int:
+        if self.price.free:
+            return 0
+        return request_cost(input_tokens, output_tokens, self.price.input_price, self.price.output_price)
+
+
+async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise errors.invalid_key("Missing API key. Pass it as 'Authorization: Bearer gw_...'.")
+    if not looks_like_key(secret):
+        raise errors.invalid_key("Malformed API key: keys start with 'gw_'.")
+    info = await gateway.keys.lookup(secret)
+    if info is None:
+        raise errors.invalid_key()
+    return info
+
+
+def parse_json_object(raw: bytes) -> dict:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise errors.bad_request("The request body must be a JSON object.")
+    return body
+
+
+def _positive_int(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise errors.bad_request(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def output_token_cap(gateway: Gateway, model: Model, body: dict) -> int:
+    """The most output tokens the call can produce (for the hold)."""
+    asked = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    cap = model.max_output_tokens or gateway.config.billing.default_max_output_tokens
+    per_choice = min(asked, cap) if asked and model.max_output_tokens else (asked or cap)
+    return per_choice * (_positive_int(body, "n") or 1)
+
+
+async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
+    key = await authenticate(gateway, request)
+    raw = await request.read()
+    body = parse_json_object(raw)
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise errors.bad_request("'model' is required and must be a string.", param="model")
+    model = gateway.catalog.get(name)
+    if model is None or not key.may_use(name):
+        raise errors.model_not_found(name)
+    wanted = "chat" if endpoint == "chat" else "embedding"
+    if model.type != wanted:
+        other = "/v1/embeddings" if model.type == "embedding" else "/v1/chat/completions"
+        raise errors.bad_request(f"'{name}' is a {model.type} model; use {other}.", param="model")
+    if model.price is None:
+        raise errors.model_not_priced(name)
+    stream = body.get("stream", False)
+    if endpoint == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise errors.bad_request("'messages' is required and must be a non-empty array.", param="messages")
+        if not isinstance(stream, bool):
+            raise errors.bad_request("'stream' must be true or false.", param="stream")
+        output_cap = output_token_cap(gateway, model, body)
+    else:
+        value = body.get("input")
+        if not isinstance(value, (str, list)) or not value:
+            raise errors.bad_request("'input' is required: a string or an array of strings or tokens.",
+                                     param="input")
+        output_cap, stream = 0, False
+    call = Call(id="req_" + uuid.uuid4().hex, endpoint=endpoint, key=key, model=model, price=model.price,
+                body=body, hold=None, started=time.monotonic(), stream=stream)
+    if gateway.wallet is not None and not model.price.free:
+        most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)
+        try:
+            call.hold = await gateway.wallet.hold(key.customer_id, most)
+        except InsufficientBalance as exc:
+            raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
+    return call
+
+
+async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
+                 input_tokens: int = 0, output_tokens: int = 0, estimated: bool = False,
+                 error: str | None = None) -> int:
+    """Settle the call: charge a successful one, release the hold of a failed one. Returns the cost."""
+    cost = call.cost(input_tokens, output_tokens) if status == 200 else 0
+    wallet, recorder = gateway.wallet, gateway.recorder
+    if wallet is None or recorder is None:
+        return cost
+    if call.hold is not None:
+        if cost:
+            await wallet.settle(call.hold, cost)
+        else:
+            await wallet.release(call.hold)
+    recorder.record(UsageEvent(
+        id=call.id, customer_id=call.key.customer_id, api_key_id=call.key.key_id, model=call.model.name,
+        endpoint=call.endpoint, status=status,
+        provider=route.provider.name if route else None, upstream_model=route.upstream_model if route else None,
+        input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated, cost=cost,
+        price_version_id=call.price.version_id, stream=call.stream, error=error,
+        latency_ms=int((time.monotonic() - call.started) * 1000),
+    ))
+    return cost
+
+
+async def abandon(gateway: Gateway, call: Call) -> None:
+    """The call ended before reaching any upstream (a bug or cancellation): free its hold."""
+    if call.hold is not None and gateway.wallet is not None:
+        await gateway.wallet.release(call.hold)

@@ -1,0 +1,55 @@
+"""OpenAI's error shape, so the official SDKs raise the matching exception class."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+
+class APIError(Exception):
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param,
+                                       "code": self.code}})
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.body(), content_type="application/json",
+                            headers=self.headers)
+
+
+def invalid_key(message: str = "Invalid or revoked API key. Check your key on the API Keys tab.") -> APIError:
+    return APIError(401, message, code="invalid_api_key")
+
+
+def bad_request(message: str, param: str | None = None) -> APIError:
+    return APIError(400, message, code="invalid_request", param=param)
+
+
+def model_not_found(model: str) -> APIError:
+    return APIError(404, f"The model '{model}' does not exist or you do not have access to it. "
+                         "See GET /v1/models for the models you can use.", code="model_not_found", param="model")
+
+
+def model_not_priced(model: str) -> APIError:
+    return APIError(404, f"The model '{model}' has no price yet, so it is not served. Try again later "
+                         "or pick another model from GET /v1/models.", code="model_not_priced", param="model")
+
+
+def insufficient_balance(needed: str, available: str) -> APIError:
+    return APIError(402, f"Insufficient balance: this request may cost up to {needed} TMT and your "
+                         f"available balance is {available} TMT. Top up via the Deposit tab.",
+                    type="insufficient_balance", code="insufficient_balance")
+
+
+def providers_unavailable(model: str, retry_after: int = 30) -> APIError:
+    return APIError(503, f"All providers for '{model}' are unavailable right now. Retry in a few minutes.",
+                    type="server_error", code="providers_unavailable", headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,42 @@
+"""A call answered in one piece (chat without `stream`, embeddings)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import orjson
+from aiohttp import web
+
+from aigateway.api import call as calls
+from aigateway.api.call import Call
+from aigateway.api.forward import first_answer, upstream_error_body, usage_counts
+from aigateway.api.gateway import Gateway
+
+# Our own (input, output) count for a response whose upstream sent no usage.
+Estimator = Callable[[Call, dict | None], tuple[int, int]]
+
+
+async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
+    route, response = await first_answer(gateway, call)
+    async with response:
+        raw = await response.read()
+    gateway.router.succeeded(route)
+    if response.status != 200:
+        await calls.finish(gateway, call, status=response.status, route=route, error="upstream_error")
+        return web.Response(status=response.status, body=upstream_error_body(response.status, raw),
+                            content_type="application/json")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        payload = None
+    counts = usage_counts(payload.get("usage")) if payload else None
+    estimated = counts is None
+    if counts is None:
+        counts = estimate(call, payload)
+    if call.endpoint == "embeddings":
+        counts = (counts[0], 0)  # embeddings are billed by input tokens only
+    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
+                       estimated=estimated)
+    return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})

@@ -1,0 +1,52 @@
+"""The endpoint handlers. Each runs one call through begin -> upstream -> finish."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from aigateway.api import call as calls
+from aigateway.api.gateway import GATEWAY
+from aigateway.api.call import Call
+from aigateway.api.errors import APIError
+from aigateway.api.streaming import relay_stream
+from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
+from aigateway.api.unary import answer_unary
+
+
+def _estimate_chat(call: Call, payload: dict | None) -> tuple[int, int]:
+    output = 0
+    for choice in (payload or {}).get("choices") or []:
+        message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
+        output += count_text_tokens(message.get("content") or "")
+        if message.get("tool_calls"):
+            output += count_text_tokens(orjson.dumps(message["tool_calls"]).decode())
+    return count_chat_prompt(call.body.get("messages", [])), output
+
+
+def _estimate_embeddings(call: Call, _payload: dict | None) -> tuple[int, int]:
+    return count_embedding_input(call.body.get("input")), 0
+
+
+async def _run(request: web.Request, endpoint: str) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    call = await calls.begin(gateway, request, endpoint)
+    try:
+        if call.stream:
+            return await relay_stream(gateway, call, request)
+        estimate = _estimate_chat if endpoint == "chat" else _estimate_embeddings
+        return await answer_unary(gateway, call, estimate)
+    except APIError as exc:
+        await calls.finish(gateway, call, status=exc.status, error=exc.code)
+        raise
+    except BaseException:
+        await calls.abandon(gateway, call)
+        raise
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _run(request, "chat")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _run(request, "embeddings")

@@ -1,0 +1,116 @@
+"""Assemble the aiohttp application: storage, caches, billing, routing, views.
+
+Start-up order matters and reads top to bottom: database -> prices -> catalog
+-> key cache -> wallet and recorder -> background refreshers -> views.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aigateway.accounts.keycache import KeyCache
+from aigateway.api.gateway import GATEWAY, Gateway
+from aigateway.api.routes import add_api_routes, api_errors
+from aigateway.background import Periodic
+from aigateway.billing.recorder import UsageRecorder
+from aigateway.billing.wallet import LocalWallet, Wallet
+from aigateway.config import Config
+from aigateway.pricing.catalog import Catalog
+from aigateway.pricing.service import current_price, set_price
+from aigateway.pricing.sync import apply_config_prices
+from aigateway.providers.catalog_from_config import build_models, build_providers
+from aigateway.providers.ollama import discover_ollama
+from aigateway.providers.router import Router
+from aigateway.providers.upstream import UpstreamClient
+from aigateway.store.db import create_engine
+from aigateway.store.migrate import upgrade
+
+log = logging.getLogger("aigateway")
+
+ENGINE = web.AppKey("engine", AsyncEngine)
+CONFIG = web.AppKey("config", Config)
+# Other concerns (portal, deposits, price updater) add `async def hook(app, periodic)` here.
+STARTUP_HOOKS = web.AppKey("startup_hooks", list)
+
+
+async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -> None:
+    models = await discover_ollama(config.ollama_url)
+    if not models:
+        log.warning("No providers are configured and no Ollama answered at %s. Add a [providers.NAME] "
+                    "section and [[models]] to the config (see README), or run `aigateway serve --demo`.",
+                    config.ollama_url)
+        return
+    async with engine.begin() as conn:
+        for model in models:
+            catalog.add(model)
+            if await current_price(conn, model.name) is None:  # free until the operator prices it
+                await set_price(conn, model.name, 0, 0, source="ollama-discovery", free=True)
+    log.warning("No providers configured: offering %d model(s) of the local Ollama at %s, free until priced: %s",
+                len(models), config.ollama_url, ", ".join(m.name for m in models))
+
+
+def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
+    if config.redis.url:
+        from aigateway.billing.redis_wallet import RedisWallet
+
+        return RedisWallet(engine, config.redis.url, hold_ttl=config.billing.hold_ttl)
+    return LocalWallet(engine, hold_ttl=config.billing.hold_ttl)
+
+
+async def _lifecycle(app: web.Application):
+    config = app[CONFIG]
+    engine = create_engine(config.database.url)
+    await upgrade(engine)
+    await apply_config_prices(engine, config)
+    catalog = Catalog(build_models(config, build_providers(config)))
+    if not config.providers and config.discover_ollama:
+        await _offer_ollama(config, catalog, engine)
+    await catalog.refresh(engine)
+    unpriced = [m.name for m in catalog.models.values() if not m.servable]
+    if unpriced:
+        log.warning("Models without a price are not served until priced: %s", ", ".join(unpriced))
+    upstream = UpstreamClient()
+    await upstream.start()
+    keys = KeyCache(engine)
+    wallet = recorder = None
+    if config.billing.enabled:
+        wallet = _make_wallet(config, engine)
+        recorder = UsageRecorder(engine, wallet, flush_interval=config.billing.flush_interval,
+                                 flush_max=config.billing.flush_max)
+        recorder.start()
+    gateway = Gateway(config=config, keys=keys, catalog=catalog, router=Router(), upstream=upstream,
+                      wallet=wallet, recorder=recorder)
+    app[ENGINE] = engine
+    app[GATEWAY] = gateway
+    periodic = Periodic()
+    periodic.every(keys.refresh_interval, keys.refresh, "refresh-keys")
+    periodic.every(catalog.refresh_interval, lambda: catalog.refresh(engine), "refresh-prices")
+    if wallet is not None:
+        periodic.every(1.0, wallet.refresh, "refresh-balances")
+    for hook in app.get(STARTUP_HOOKS, []):
+        await hook(app, periodic)
+    log.info("aigateway ready: %d model(s) served, billing %s, database %s",
+             sum(m.servable for m in catalog.models.values()), "on" if wallet else "OFF",
+             engine.url.render_as_string(hide_password=True))
+    yield
+    await periodic.stop()
+    if recorder is not None:
+        await recorder.close()  # flush the last batch before the database goes away
+    await upstream.close()
+    await engine.dispose()
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024**2)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(_lifecycle)
+    add_api_routes(app)
+    app.router.add_get("/healthz", _health)
+    return app
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

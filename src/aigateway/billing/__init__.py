@@ -1,0 +1,1 @@
+"""Money movement: the ledger, holds, charges and usage records."""

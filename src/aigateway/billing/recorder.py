@@ -1,0 +1,147 @@
+"""Group commit of usage records and ledger charges, off the response path.
+
+Requests append a `UsageEvent` to a list (no I/O). Every `flush_interval`
+seconds, or sooner once `flush_max` events wait, one transaction inserts all
+usage rows, all ledger charges, and one balance update per customer. On
+shutdown the rest is flushed. A process that crashes loses at most the events
+of the last interval (50 ms by default); a transaction that fails is retried
+with the same events, and charges keep their unique ledger reference, so a
+retry cannot charge twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aigateway.accounts.tables import api_keys, customers
+from aigateway.billing.ledger import insert_ignoring_duplicates
+from aigateway.billing.tables import ledger_entries, usage_records
+from aigateway.billing.wallet import Wallet
+from aigateway.store.metadata import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    id: str
+    customer_id: int
+    api_key_id: int | None
+    model: str
+    endpoint: str
+    status: int
+    provider: str | None = None
+    upstream_model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = False
+    cost: int = 0
+    price_version_id: int | None = None
+    stream: bool = False
+    error: str | None = None
+    latency_ms: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+
+
+class UsageRecorder:
+    def __init__(self, engine: AsyncEngine, wallet: Wallet, *, flush_interval: float = 0.05,
+                 flush_max: int = 500) -> None:
+        self._engine = engine
+        self._wallet = wallet
+        self._interval = flush_interval
+        self._max = flush_max
+        self._pending: list[UsageEvent] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.flushes = 0
+
+    def record(self, event: UsageEvent) -> None:
+        self._pending.append(event)
+        if len(self._pending) >= self._max:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:  # keep the events; the next pass retries them
+                log.exception("usage flush failed; %d events kept for retry", len(self._pending))
+                await asyncio.sleep(min(1.0, self._interval * 10))
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max]
+            await self._write(batch)
+            del self._pending[: len(batch)]
+            self.flushes += 1
+
+    async def _write(self, batch: list[UsageEvent]) -> None:
+        charges = [e for e in batch if e.cost]
+        per_customer: dict[int, int] = defaultdict(int)
+        for e in charges:
+            per_customer[e.customer_id] += e.cost
+        last_used: dict[int, datetime] = {}
+        for e in batch:
+            if e.api_key_id is not None:
+                last_used[e.api_key_id] = max(e.created_at, last_used.get(e.api_key_id, e.created_at))
+        async with self._wallet.lock:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert_ignoring_duplicates(conn, usage_records), [asdict(e) for e in batch])
+                balances: dict[int, tuple[int, int]] = {}
+                if charges:
+                    # A retried batch finds its references present and skips them,
+                    # so a balance moves only by the entries that are really new.
+                    refs = [f"usage:{e.id}" for e in charges]
+                    seen = set((await conn.execute(
+                        select(ledger_entries.c.reference).where(ledger_entries.c.reference.in_(refs))
+                    )).scalars())
+                    new = [(ref, e) for ref, e in zip(refs, charges) if ref not in seen]
+                    if new:
+                        await conn.execute(ledger_entries.insert(), [
+                            {"customer_id": e.customer_id, "amount": -e.cost, "kind": "charge",
+                             "reference": ref, "memo": e.model, "created_at": e.created_at}
+                            for ref, e in new
+                        ])
+                    moved: dict[int, int] = defaultdict(int)
+                    for _ref, e in new:
+                        moved[e.customer_id] -= e.cost
+                    for customer_id, amount in moved.items():
+                        row = (await conn.execute(
+                            update(customers)
+                            .where(customers.c.id == customer_id)
+                            .values(balance=customers.c.balance + amount,
+                                    balance_version=customers.c.balance_version + 1)
+                            .returning(customers.c.balance, customers.c.balance_version)
+                        )).one()
+                        balances[customer_id] = (row.balance, row.balance_version)
+                for key_id, when in last_used.items():
+                    await conn.execute(
+                        update(api_keys).where(api_keys.c.id == key_id)
+                        .values(last_used_at=when, updated_at=api_keys.c.updated_at)
+                    )
+            for customer_id, amount in per_customer.items():
+                balance, version = balances.get(customer_id, (0, -1))
+                await self._wallet.flushed(customer_id, amount, balance, version)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()

@@ -1,0 +1,55 @@
+"""The append-only ledger and the per-request usage records."""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from aigateway.store.metadata import BigId, metadata, utcnow
+
+# Every balance change is one row here; rows are never updated or deleted.
+# `reference` is unique, which makes each change idempotent: a deposit, a charge
+# or an admin credit applied twice fails on the second insert.
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # units; + credit, - charge
+    Column("kind", String(20), nullable=False),  # credit | charge | deposit | adjustment
+    Column("reference", String(200), nullable=False, unique=True),
+    Column("memo", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+Index("ix_ledger_customer_created", ledger_entries.c.customer_id, ledger_entries.c.created_at)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the request id ("req_...")
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("api_key_id", Integer, ForeignKey("api_keys.id"), nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("endpoint", String(20), nullable=False),  # chat | embeddings
+    Column("provider", String(100), nullable=True),
+    Column("upstream_model", String(200), nullable=True),
+    Column("input_tokens", Integer, nullable=False, default=0),
+    Column("output_tokens", Integer, nullable=False, default=0),
+    Column("estimated", Boolean, nullable=False, default=False),  # counted by us, not the upstream
+    Column("cost", BigInteger, nullable=False, default=0),  # units
+    Column("price_version_id", BigInteger, nullable=True),
+    Column("stream", Boolean, nullable=False, default=False),
+    Column("status", Integer, nullable=False),  # HTTP status the client got
+    Column("error", Text, nullable=True),
+    Column("latency_ms", Integer, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+Index("ix_usage_customer_created", usage_records.c.customer_id, usage_records.c.created_at)

@@ -1,0 +1,312 @@
+"""The `aigateway` command: serve, migrate, and operator tools under `admin`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from contextlib import asynccontextmanager
+
+import click
+from sqlalchemy import select
+
+from aigateway.config import Config, load_config
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (default: ./aigateway.toml if present, else embedded defaults).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """aigateway: an OpenAI-compatible AI gateway with prepaid TMT balances."""
+    ctx.obj = config_path
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj)
+    except Exception as exc:  # pydantic/toml errors: say what is wrong, not a traceback
+        raise click.ClickException(f"config: {exc}") from exc
+
+
+@main.command()
+@click.option("--host", default=None)
+@click.option("--port", type=int, default=None)
+@click.option("--demo", is_flag=True, help="Also start a local MOCK upstream with mock models (offline trial).")
+@click.option("--access-log", is_flag=True, help="Log every request (off by default: it costs throughput).")
+@click.option("--log-level", default="INFO")
+@click.pass_context
+def serve(ctx, host, port, demo, access_log, log_level) -> None:
+    """Run the gateway (API and portal) until interrupted."""
+    from aiohttp import web
+
+    from aigateway.app import create_app
+
+    _setup_logging(log_level)
+    config = _config(ctx)
+    if host:
+        config.server.host = host
+    if port:
+        config.server.port = port
+    app = create_app(config) if not demo else _demo_app(config)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - Windows
+        pass
+    web.run_app(app, host=config.server.host, port=config.server.port, access_log=logging.getLogger(
+        "aiohttp.access") if access_log else None, print=lambda *_: None, handler_cancellation=False)
+
+
+def _demo_app(config: Config):
+    from aiohttp import web
+
+    from aigateway.app import create_app
+    from aigateway.demo.mock_upstream import create_mock_app
+    from aigateway.demo.setup import demo_config
+
+    overridden = "AIGATEWAY_DATABASE_URL" in os.environ or bool(config.model_fields_set & {"database"})
+    config = demo_config(config, database_overridden=overridden)
+    app = create_app(config)
+
+    async def mock_upstream(_app):
+        runner = web.AppRunner(create_mock_app(), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", config.server.demo_port).start()
+        logging.getLogger("aigateway").warning(
+            "DEMO MODE: a MOCK upstream is serving models mock-chat and mock-embed on 127.0.0.1:%d; "
+            "database %s. Not for real customers.", config.server.demo_port, config.database.url)
+        yield
+        await runner.cleanup()
+
+    app.cleanup_ctx.insert(0, mock_upstream)
+    return app
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx) -> None:
+    """Create or upgrade the database schema."""
+    config = _config(ctx)
+
+    async def run():
+        from aigateway.store.db import create_engine
+        from aigateway.store.migrate import upgrade
+
+        engine = create_engine(config.database.url)
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(run())
+    click.echo("database is up to date")
+
+
+@main.group()
+def admin() -> None:
+    """Operator tools: customers, balances, keys."""
+
+
+@asynccontextmanager
+async def _db(ctx):
+    """A migrated engine for one CLI command."""
+    from aigateway.store.db import create_engine
+    from aigateway.store.migrate import upgrade
+
+    engine = create_engine(_config(ctx).database.url)
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _run(coro) -> None:
+    from aigateway.accounts.service import AccountError
+    from aigateway.billing.ledger import LedgerError
+    from aigateway.money import MoneyError
+
+    try:
+        asyncio.run(coro)
+    except (AccountError, LedgerError, MoneyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@admin.group()
+def customer() -> None:
+    """Create and list customers."""
+
+
+@customer.command("create")
+@click.option("--email", required=True)
+@click.pass_context
+def customer_create(ctx, email: str) -> None:
+    """Create a customer (prints its id)."""
+    from aigateway.accounts.service import create_customer
+
+    async def run():
+        async with _db(ctx) as engine, engine.begin() as conn:
+            click.echo(await create_customer(conn, email))
+
+    _run(run())
+
+
+@customer.command("list")
+@click.pass_context
+def customer_list(ctx) -> None:
+    """List customers with their balances."""
+    from aigateway.accounts.tables import customers
+    from aigateway.money import format_tmt
+
+    async def run():
+        async with _db(ctx) as engine, engine.connect() as conn:
+            rows = (await conn.execute(select(customers).order_by(customers.c.id))).all()
+        click.echo(f"{'id':>6}  {'email':<40} {'balance (TMT)':>18}  status")
+        for row in rows:
+            click.echo(f"{row.id:>6}  {row.email:<40} {format_tmt(row.balance):>18}  {row.status}")
+
+    _run(run())
+
+
+def _ledger_command(kind: str, ctx, customer_ref: str, amount: str, reference: str | None, memo: str | None):
+    from aigateway.accounts.service import find_customer
+    from aigateway.billing.ledger import post_entry
+    from aigateway.money import format_tmt, to_units
+
+    units = to_units(amount)
+    if kind == "credit" and units <= 0:
+        raise click.ClickException("a credit must be positive; use `admin adjust` to take money away")
+    if units == 0:
+        raise click.ClickException("the amount must not be zero")
+
+    async def run():
+        async with _db(ctx) as engine, engine.begin() as conn:
+            row = await find_customer(conn, customer_ref)
+            ref = reference or f"{kind}:{os.urandom(8).hex()}"
+            posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
+                                      memo=memo)
+        state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
+        click.echo(f"{kind} {format_tmt(units)} TMT to customer {row.id}: {state}; "
+                   f"balance {format_tmt(posted.balance)} TMT")
+
+    _run(run())
+
+
+@admin.command()
+@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
+@click.option("--amount", required=True, help="TMT, e.g. 25 or 12.5")
+@click.option("--reference", default=None, help="Idempotency reference: the same reference is applied once.")
+@click.option("--memo", default=None)
+@click.pass_context
+def credit(ctx, customer_ref, amount, reference, memo) -> None:
+    """Add money to a customer's balance."""
+    _ledger_command("credit", ctx, customer_ref, amount, reference, memo)
+
+
+@admin.command()
+@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
+@click.option("--amount", required=True, help="Signed TMT, e.g. -3.5")
+@click.option("--reason", required=True, help="Why; kept in the ledger.")
+@click.option("--reference", default=None)
+@click.pass_context
+def adjust(ctx, customer_ref, amount, reason, reference) -> None:
+    """Correct a balance up or down (a ledger adjustment with a reason)."""
+    _ledger_command("adjustment", ctx, customer_ref, amount, reference, reason)
+
+
+@admin.command()
+@click.option("--customer", "customer_ref", required=True)
+@click.pass_context
+def balance(ctx, customer_ref) -> None:
+    """Show a customer's balance and the sum of its ledger (they must agree)."""
+    from aigateway.accounts.service import find_customer
+    from aigateway.billing.ledger import ledger_sum
+    from aigateway.money import format_tmt
+
+    async def run():
+        async with _db(ctx) as engine, engine.connect() as conn:
+            row = await find_customer(conn, customer_ref)
+            total = await ledger_sum(conn, row.id)
+        click.echo(f"balance {format_tmt(row.balance)} TMT (ledger sum {format_tmt(total)} TMT)")
+
+    _run(run())
+
+
+@admin.group()
+def key() -> None:
+    """Create, list and revoke API keys."""
+
+
+@key.command("create")
+@click.option("--customer", "customer_ref", required=True)
+@click.option("--name", default="default")
+@click.option("--models", default=None, help="Comma-separated models this key may use (default: all).")
+@click.pass_context
+def key_create(ctx, customer_ref, name, models) -> None:
+    """Create a key. The key is printed once, on the last line; only its hash is stored."""
+    from aigateway.accounts.service import create_key, find_customer
+
+    allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
+
+    async def run():
+        async with _db(ctx) as engine, engine.begin() as conn:
+            row = await find_customer(conn, customer_ref)
+            key_id, new = await create_key(conn, row.id, name, allowed)
+        click.echo(f"key {key_id} ({new.masked}) for customer {row.id}. Copy it now, it is not shown again:",
+                   err=True)
+        click.echo(new.secret)
+
+    _run(run())
+
+
+@key.command("list")
+@click.option("--customer", "customer_ref", required=True)
+@click.pass_context
+def key_list(ctx, customer_ref) -> None:
+    from aigateway.accounts.keys import mask
+    from aigateway.accounts.service import find_customer, list_keys
+
+    async def run():
+        async with _db(ctx) as engine, engine.connect() as conn:
+            row = await find_customer(conn, customer_ref)
+            keys = await list_keys(conn, row.id)
+        for k in keys:
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+            click.echo(f"{k.id:>6}  {mask(k.prefix, k.last4):<16} {k.name:<24} {state}")
+
+    _run(run())
+
+
+@key.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_context
+def key_revoke(ctx, key_id) -> None:
+    """Revoke a key; running gateways refuse it within about a second."""
+    from aigateway.accounts.service import revoke_key
+
+    async def run():
+        async with _db(ctx) as engine, engine.begin() as conn:
+            await revoke_key(conn, key_id)
+        click.echo(f"key {key_id} revoked")
+
+    _run(run())
+
+
+@main.command("mock-upstream")
+@click.option("--port", type=int, default=8001)
+def mock_upstream(port: int) -> None:
+    """Run only the MOCK OpenAI-compatible upstream (for trials and benchmarks)."""
+    from aiohttp import web
+
+    from aigateway.demo.mock_upstream import create_mock_app
+
+    web.run_app(create_mock_app(), host="127.0.0.1", port=port, access_log=None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""The operator's configuration file (TOML), validated at start-up.
+
+Everything has an embedded default, so `aigateway serve` with no file at all
+runs on SQLite in the current directory. Environment variables override the
+file for the things that differ per deployment (database, Redis, port).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aigateway.money import MoneyError, to_units
+
+DEFAULT_CONFIG_PATH = "aigateway.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The URL customers use; shown in the portal's API docs.
+    public_url: str | None = None
+    # Where the demo mock upstream listens when `serve --demo` is used.
+    demo_port: int = 8001
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///./aigateway.db"
+
+
+class RedisConfig(_Strict):
+    # When set, holds and balances are shared across replicas through Redis.
+    url: str | None = None
+
+
+class BillingConfig(_Strict):
+    # false = "bare" mode (auth only): no holds, no charges, no usage records.
+    enabled: bool = True
+    # Group commit: usage records and ledger charges are written every flush_interval
+    # seconds (or sooner when flush_max rows are waiting).
+    flush_interval: float = 0.05
+    flush_max: int = 500
+    # A hold whose request never settles (crashed worker) is released after this.
+    hold_ttl: float = 900.0
+    # How long a stream whose client left is still read for its usage.
+    disconnect_drain_seconds: float = 30.0
+    # Output cap used for the hold when neither the request nor the model gives one.
+    default_max_output_tokens: int = 4096
+
+
+class ProviderConfig(_Strict):
+    base_url: str
+    # Name of the environment variable holding the upstream API key (never the key itself).
+    api_key_env: str | None = None
+    timeout: float = 600.0
+    connect_timeout: float = 5.0
+    # Longest silence while waiting for a response or between streamed bytes; a route
+    # that stays silent this long before answering counts as failed and the next is tried.
+    read_timeout: float = 300.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class RouteConfig(_Strict):
+    provider: str
+    model: str
+    priority: int = 1  # lower is tried first
+    weight: int = 1  # share of traffic among routes of the same priority
+
+
+class ModelConfig(_Strict):
+    name: str
+    type: Literal["chat", "embedding"] = "chat"
+    # TMT per 1M tokens as decimal strings; omitted = price comes from a price source.
+    input_price: str | None = None
+    output_price: str | None = None
+    free: bool = False
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    routes: list[RouteConfig]
+    # Optional: follow an upstream price source (see [pricing]); id of the model there.
+    price_source: str | None = None
+    price_source_model: str | None = None
+
+    @field_validator("input_price", "output_price")
+    @classmethod
+    def _valid_price(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                if to_units(v) < 0:
+                    raise ValueError("price must not be negative")
+            except MoneyError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
+
+    @model_validator(mode="after")
+    def _routes_present(self) -> "ModelConfig":
+        if not self.routes:
+            raise ValueError(f"model {self.name!r} needs at least one route")
+        return self
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    billing: BillingConfig = Field(default_factory=BillingConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    # Sections owned by other concerns; validated by them.
+    pricing: dict = Field(default_factory=dict)
+    deposits: dict = Field(default_factory=dict)
+    portal: dict = Field(default_factory=dict)
+    # Look for a local Ollama when no providers are configured.
+    discover_ollama: bool = True
+    ollama_url: str = "http://127.0.0.1:11434"
+
+    @model_validator(mode="after")
+    def _routes_name_providers(self) -> "Config":
+        names = set()
+        for model in self.models:
+            if model.name in names:
+                raise ValueError(f"model {model.name!r} is listed twice")
+            names.add(model.name)
+            for route in model.routes:
+                if route.provider not in self.providers:
+                    raise ValueError(f"model {model.name!r} routes to unknown provider {route.provider!r}")
+        return self
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read the TOML file (if any) and apply environment overrides."""
+    data: dict = {}
+    explicit = path is not None or "AIGATEWAY_CONFIG" in os.environ
+    file = Path(path or os.environ.get("AIGATEWAY_CONFIG", DEFAULT_CONFIG_PATH))
+    if file.exists():
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    elif explicit:
+        raise FileNotFoundError(f"config file not found: {file}")
+    config = Config.model_validate(data)
+    if url := os.environ.get("AIGATEWAY_DATABASE_URL"):
+        config.database.url = url
+    if url := os.environ.get("AIGATEWAY_REDIS_URL"):
+        config.redis.url = url
+    if port := os.environ.get("AIGATEWAY_PORT"):
+        config.server.port = int(port)
+    return config

@@ -1,0 +1,1 @@
+"""Model prices: versions, the in-memory catalog, and upstream price sources."""

@@ -1,0 +1,77 @@
+"""The in-memory model catalog the hot path reads: routes, caps and current prices.
+
+Prices live in the database (`model_prices` -> `price_versions`). Every
+process re-reads them every `refresh_interval` seconds (5 s by default), so a
+price changed by any process or replica is in force everywhere within that
+bound, without a restart. A request captures the `Price` object when it starts
+and is charged at it, whatever changes while it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aigateway.pricing.tables import model_prices, price_versions
+from aigateway.providers.routes import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    version_id: int
+    input_price: int  # units per 1M tokens
+    output_price: int
+    free: bool = False
+
+
+@dataclass(slots=True)
+class Model:
+    name: str
+    type: str  # chat | embedding
+    routes: list[Route]
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    price: Price | None = None
+    price_updated_at: datetime | None = None
+    created: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def servable(self) -> bool:
+        return self.price is not None
+
+
+class Catalog:
+    def __init__(self, models: list[Model], *, refresh_interval: float = 5.0) -> None:
+        self.models: dict[str, Model] = {m.name: m for m in models}
+        self.refresh_interval = refresh_interval
+        self.version = 0  # bumped when anything visible changes (for cached listings)
+
+    def get(self, name: str) -> Model | None:
+        return self.models.get(name)
+
+    def add(self, model: Model) -> None:
+        self.models[model.name] = model
+        self.version += 1
+
+    async def refresh(self, engine: AsyncEngine) -> None:
+        query = select(
+            model_prices.c.model, model_prices.c.updated_at, price_versions.c.id,
+            price_versions.c.input_price, price_versions.c.output_price, price_versions.c.free,
+        ).join(price_versions, price_versions.c.id == model_prices.c.price_version_id)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        changed = False
+        for row in rows:
+            model = self.models.get(row.model)
+            if model is None:
+                continue
+            price = Price(row.id, row.input_price, row.output_price, row.free)
+            if model.price != price:
+                model.price, model.price_updated_at = price, row.updated_at
+                changed = True
+        if changed:
+            self.version += 1

@@ -1,0 +1,1 @@
+"""Upstream OpenAI-compatible providers: routes, failover order, pooled HTTP client."""

@@ -1,0 +1,35 @@
+"""A route is one way to serve a model: a provider and the model's name there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    base_url: str  # ends before /chat/completions, e.g. https://api.groq.com/openai/v1
+    api_key: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout: float = 5.0
+    read_timeout: float = 300.0
+    timeout: float = 600.0
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers.update(self.headers)
+        return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: Provider
+    upstream_model: str
+    priority: int = 1
+    weight: int = 1
+    key: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.name}/{self.upstream_model}")

@@ -1,0 +1,76 @@
+"""One pooled aiohttp client for every upstream (keep-alive, no per-request TLS handshakes).
+
+aiohttp was chosen by measurement: on this machine its client did
+~6,500-11,800 req/s at 64 concurrent requests where httpx did ~370.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from aigateway.providers.routes import Route
+
+
+class RouteFailed(Exception):
+    """The route could not serve the request; the next route should be tried."""
+
+    def __init__(self, route: Route, reason: str, status: int | None = None) -> None:
+        super().__init__(f"{route.key}: {reason}")
+        self.route = route
+        self.reason = reason
+        self.status = status
+
+
+def retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+class UpstreamClient:
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=True,
+            read_bufsize=2**18,
+            max_line_size=2**22,
+            max_field_size=2**16,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(self, route: Route, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """Send the request; return the response once its status line and headers arrived.
+
+        Raises RouteFailed on connect errors, timeouts and 5xx/429 answers.
+        """
+        provider = route.provider
+        assert self._session is not None, "UpstreamClient.start() was not awaited"
+        timeout = aiohttp.ClientTimeout(
+            total=provider.timeout, sock_connect=provider.connect_timeout, sock_read=provider.read_timeout
+        )
+        try:
+            response = await self._session.post(
+                provider.base_url + path, data=body, headers=provider.request_headers(), timeout=timeout
+            )
+        except asyncio.TimeoutError as exc:
+            raise RouteFailed(route, "timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise RouteFailed(route, f"connection failed: {exc.__class__.__name__}") from exc
+        if retryable_status(response.status):
+            response.release()
+            raise RouteFailed(route, f"answered HTTP {response.status}", response.status)
+        return response
+
+    async def get_json(self, url: str, timeout: float = 2.0, headers: dict | None = None):
+        assert self._session is not None
+        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as resp:
+            resp.raise_for_status()
+            return await resp.json(content_type=None)
