@@ -6,6 +6,7 @@ Start-up order matters and reads top to bottom: database -> prices -> catalog
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aigateway.accounts.keycache import KeyCache
 from aigateway.api.gateway import GATEWAY, Gateway
 from aigateway.api.routes import add_api_routes, api_errors
+from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
 from aigateway.background import Periodic
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import LocalWallet, Wallet
@@ -30,10 +32,6 @@ from aigateway.store.migrate import upgrade
 
 log = logging.getLogger("aigateway")
 
-ENGINE = web.AppKey("engine", AsyncEngine)
-CONFIG = web.AppKey("config", Config)
-# Other concerns (portal, deposits, price updater) add `async def hook(app, periodic)` here.
-STARTUP_HOOKS = web.AppKey("startup_hooks", list)
 
 
 async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -> None:
@@ -103,12 +101,26 @@ async def _lifecycle(app: web.Application):
     await engine.dispose()
 
 
+# Concerns beyond the API plug in through `setup(app)` in these modules: each adds
+# its routes, middlewares and STARTUP_HOOKS. A concern that is not installed is skipped.
+CONCERN_MODULES = ("aigateway.pricing.web", "aigateway.deposits.web", "aigateway.portal.web")
+
+
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024**2)
     app[CONFIG] = config
+    app[STARTUP_HOOKS] = []
     app.cleanup_ctx.append(_lifecycle)
     add_api_routes(app)
     app.router.add_get("/healthz", _health)
+    for name in CONCERN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if not (name + ".").startswith((exc.name or "") + "."):
+                raise  # the concern exists but one of its own imports is missing
+            continue
+        module.setup(app)
     return app
 
 

@@ -308,5 +308,14 @@ def mock_upstream(port: int) -> None:
     web.run_app(create_mock_app(), host="127.0.0.1", port=port, access_log=None)
 
 
+# Concerns add their own commands: `register(main, admin)` in each of these modules.
+for _name in ("aigateway.pricing.commands", "aigateway.deposits.commands", "aigateway.portal.commands"):
+    try:
+        __import__(_name, fromlist=["register"]).register(main, admin)
+    except ModuleNotFoundError as _exc:
+        if not (_name + ".").startswith((_exc.name or "") + "."):
+            raise
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

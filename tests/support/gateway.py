@@ -1,0 +1,114 @@
+"""A real gateway on 127.0.0.1 for tests, with helpers that act as the operator would."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select, text
+
+from aigateway.accounts.service import create_customer, create_key
+from aigateway.accounts.tables import customers
+from aigateway.api.gateway import GATEWAY
+from aigateway.app import create_app
+from aigateway.appkeys import ENGINE
+from aigateway.billing.ledger import ledger_sum, post_entry
+from aigateway.billing.tables import usage_records
+from aigateway.config import Config
+from aigateway.money import to_units
+from tests.support.servers import ServerThread
+
+
+class GatewayServer(ServerThread):
+    def __init__(self, config: Config) -> None:
+        super().__init__(lambda: create_app(config), port=config.server.port or None)
+        self.config = config
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    @property
+    def gateway(self):
+        return self.app[GATEWAY]
+
+    @property
+    def engine(self):
+        return self.app[ENGINE]
+
+    def customer(self, email: str, credit: str | None = "10", models: list[str] | None = None) -> tuple[int, str]:
+        """Create a customer with a balance and an API key; returns (customer_id, key)."""
+
+        async def make():
+            async with self.engine.begin() as conn:
+                cid = await create_customer(conn, email)
+                if credit:
+                    await post_entry(conn, customer_id=cid, amount=to_units(credit), kind="credit",
+                                     reference=f"test-credit:{cid}")
+                _, key = await create_key(conn, cid, "test", models)
+            return cid, key.secret
+
+        return self.run(make())
+
+    def credit(self, customer_id: int, amount: str, reference: str) -> None:
+        async def post():
+            async with self.engine.begin() as conn:
+                await post_entry(conn, customer_id=customer_id, amount=to_units(amount), kind="credit",
+                                 reference=reference)
+
+        self.run(post())
+
+    def flush(self) -> None:
+        """Write the pending usage batch now (instead of waiting for the group commit)."""
+        if self.gateway.recorder is not None:
+            self.run(self.gateway.recorder.flush())
+
+    def balance(self, customer_id: int) -> int:
+        self.flush()
+
+        async def read():
+            async with self.engine.connect() as conn:
+                return await conn.scalar(select(customers.c.balance).where(customers.c.id == customer_id))
+
+        return self.run(read())
+
+    def ledger_sum(self, customer_id: int) -> int:
+        async def read():
+            async with self.engine.connect() as conn:
+                return await ledger_sum(conn, customer_id)
+
+        return self.run(read())
+
+    def usage(self, customer_id: int) -> list:
+        self.flush()
+
+        async def read():
+            async with self.engine.connect() as conn:
+                rows = await conn.execute(select(usage_records).where(usage_records.c.customer_id == customer_id)
+                                          .order_by(usage_records.c.created_at))
+                return rows.all()
+
+        return self.run(read())
+
+    def sql(self, query: str, **params):
+        async def read():
+            async with self.engine.connect() as conn:
+                return (await conn.execute(text(query), params)).all()
+
+        return self.run(read())
+
+    def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s")
+
+    def count_usage(self) -> int:
+        async def read():
+            async with self.engine.connect() as conn:
+                return await conn.scalar(select(func.count()).select_from(usage_records))
+
+        self.flush()
+        return self.run(read())

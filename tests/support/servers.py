@@ -1,0 +1,67 @@
+"""Run an aiohttp app for real on 127.0.0.1 in a background thread with its own event loop.
+
+Tests then talk to it over real sockets, with the official `openai` SDK or
+any HTTP client, exactly as a customer would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from concurrent.futures import Future
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._make_app = make_app
+        self._started: Future = Future()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.app: web.Application | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self, timeout: float = 30) -> "ServerThread":
+        self._thread.start()
+        self._started.result(timeout)
+        return self
+
+    def _serve(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except BaseException as exc:  # report start-up failures to the test
+            self._started.set_exception(exc)
+            return
+        self._started.set_result(True)
+        self.loop.run_forever()
+
+    async def _start(self) -> None:
+        self.app = self._make_app()
+        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=False)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def run(self, coro: Awaitable[Any], timeout: float = 60) -> Any:
+        """Run a coroutine on the server's loop (e.g. a database query with its engine)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop is None or not self.loop.is_running():
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
