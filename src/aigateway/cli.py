@@ -21,17 +21,24 @@ def _setup_logging(level: str = "INFO") -> None:
 @click.group()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML config file (default: ./aigateway.toml if present, else embedded defaults).")
+@click.option("--demo", is_flag=True, help="Work on the demo database (what `serve --demo` uses).")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, demo: bool) -> None:
     """aigateway: an OpenAI-compatible AI gateway with prepaid TMT balances."""
-    ctx.obj = config_path
+    ctx.obj = {"config_path": config_path, "demo": demo}
 
 
-def _config(ctx: click.Context) -> Config:
+def _config(ctx: click.Context, *, demo: bool = False) -> Config:
     try:
-        return load_config(ctx.obj)
+        config = load_config(ctx.obj["config_path"])
     except Exception as exc:  # pydantic/toml errors: say what is wrong, not a traceback
         raise click.ClickException(f"config: {exc}") from exc
+    if demo or ctx.obj["demo"]:
+        from aigateway.demo.setup import demo_config
+
+        overridden = "AIGATEWAY_DATABASE_URL" in os.environ or "database" in config.model_fields_set
+        config = demo_config(config, database_overridden=overridden)
+    return config
 
 
 @main.command()
@@ -48,12 +55,12 @@ def serve(ctx, host, port, demo, access_log, log_level) -> None:
     from aigateway.app import create_app
 
     _setup_logging(log_level)
-    config = _config(ctx)
+    config = _config(ctx, demo=demo)
     if host:
         config.server.host = host
     if port:
         config.server.port = port
-    app = create_app(config) if not demo else _demo_app(config)
+    app = create_app(config) if not (demo or ctx.obj["demo"]) else _demo_app(config)
     try:
         import uvloop
 
@@ -68,12 +75,12 @@ def _demo_app(config: Config):
     from aiohttp import web
 
     from aigateway.app import create_app
+    from aigateway.appkeys import STARTUP_HOOKS
     from aigateway.demo.mock_upstream import create_mock_app
-    from aigateway.demo.setup import demo_config
+    from aigateway.demo.setup import ensure_demo_customer
 
-    overridden = "AIGATEWAY_DATABASE_URL" in os.environ or bool(config.model_fields_set & {"database"})
-    config = demo_config(config, database_overridden=overridden)
     app = create_app(config)
+    app[STARTUP_HOOKS].append(ensure_demo_customer)
 
     async def mock_upstream(_app):
         runner = web.AppRunner(create_mock_app(), access_log=None)

@@ -15,12 +15,14 @@ from aigateway.billing.ledger import ledger_sum, post_entry
 from aigateway.billing.tables import usage_records
 from aigateway.config import Config
 from aigateway.money import to_units
-from tests.support.servers import ServerThread
+from tests.support.servers import ServerThread, free_port
 
 
 class GatewayServer(ServerThread):
     def __init__(self, config: Config) -> None:
-        super().__init__(lambda: create_app(config), port=config.server.port or None)
+        port = free_port()
+        config.server.port = port  # so the portal's docs show the URL this test server really has
+        super().__init__(lambda: create_app(config), port=port)
         self.config = config
 
     @property

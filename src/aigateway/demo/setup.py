@@ -6,10 +6,20 @@ customers, keys and balances never mix with a real deployment's.
 
 from __future__ import annotations
 
+import click
+from aiohttp import web
+from sqlalchemy import select
+
+from aigateway.accounts.service import create_customer, create_key
+from aigateway.accounts.tables import customers
+from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.billing.ledger import post_entry
 from aigateway.config import Config, ModelConfig, ProviderConfig, RouteConfig
+from aigateway.money import to_units
 
 DEMO_DATABASE_URL = "sqlite+aiosqlite:///./aigateway-demo.db"
 DEMO_PROVIDER = "demo-mock"
+DEMO_EMAIL = "demo@example.com"
 
 
 def demo_config(config: Config, *, database_overridden: bool) -> Config:
@@ -26,3 +36,27 @@ def demo_config(config: Config, *, database_overridden: bool) -> Config:
     ]
     config.discover_ollama = False
     return Config.model_validate(config.model_dump())
+
+
+async def ensure_demo_customer(app: web.Application, _periodic) -> None:
+    """On the first demo start, make a customer with 100 TMT and print its key (once) to stdout."""
+    engine = app[ENGINE]
+    async with engine.begin() as conn:
+        if await conn.scalar(select(customers.c.id).where(customers.c.email == DEMO_EMAIL)) is not None:
+            click.echo(f"Demo customer {DEMO_EMAIL} exists. New key: aigateway --demo admin key create "
+                       f"--customer {DEMO_EMAIL}")
+            return
+        customer_id = await create_customer(conn, DEMO_EMAIL)
+        await post_entry(conn, customer_id=customer_id, amount=to_units(100), kind="credit",
+                         reference="demo:welcome-credit", memo="demo credit")
+        _, key = await create_key(conn, customer_id, "demo")
+    base = app[CONFIG].server.base_url
+    click.echo(f"""
+  DEMO MODE: customer {DEMO_EMAIL} with 100 TMT; its API key (shown once):
+
+      {key.secret}
+
+  Try it:  curl {base}/v1/chat/completions -H "Authorization: Bearer {key.secret}" \\
+             -H "Content-Type: application/json" \\
+             -d '{{"model": "mock-chat", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+""")

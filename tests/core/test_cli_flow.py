@@ -1,0 +1,74 @@
+"""The README's operator flow with the real `aigateway` command: demo server, customer, credit, key, SDK."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.support.servers import free_port
+
+BIN = Path(sys.executable).with_name("aigateway")
+
+
+def aigateway(*args, cwd, env):
+    result = subprocess.run([str(BIN), "--demo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    port, mock_port = free_port(), free_port()
+    (tmp_path / "aigateway.toml").write_text(f"[server]\nport = {port}\ndemo_port = {mock_port}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIGATEWAY_")}
+    process = subprocess.Popen([str(BIN), "serve", "--demo"], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except OSError:
+            assert process.poll() is None and time.monotonic() < deadline, "demo server did not start"
+            time.sleep(0.1)
+    yield port, tmp_path, env
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=20)
+    assert "DEMO MODE" in output and "MOCK upstream" in output
+    # The welcome key printed at first start works too.
+    [demo_key] = [w for w in output.split() if w.startswith("gw_") and len(w) > 40][:1]
+    assert demo_key
+
+
+def test_operator_flow_with_the_cli(demo_server):
+    port, cwd, env = demo_server
+    assert (cwd / "aigateway-demo.db").exists()  # demo data stays out of a real database
+    customer_id = aigateway("admin", "customer", "create", "--email", "ada@example.com", cwd=cwd, env=env)
+    assert "applied" in aigateway("admin", "credit", "--customer", "ada@example.com", "--amount", "2.5",
+                                  "--reference", "invoice-1", cwd=cwd, env=env)
+    again = aigateway("admin", "credit", "--customer", customer_id, "--amount", "2.5", "--reference", "invoice-1",
+                      cwd=cwd, env=env)
+    assert "nothing changed" in again
+    key = aigateway("admin", "key", "create", "--customer", customer_id, "--name", "laptop", cwd=cwd, env=env)
+    assert key.startswith("gw_") and len(key) >= 46
+
+    client = openai.OpenAI(api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
+    reply = client.chat.completions.create(model="mock-chat", messages=[{"role": "user", "content": "Hi"}])
+    cost = -(-(reply.usage.prompt_tokens * 1_000_000 + reply.usage.completion_tokens * 2_000_000) // 1_000_000)
+    time.sleep(0.3)  # group commit
+    balance = aigateway("admin", "balance", "--customer", customer_id, cwd=cwd, env=env)
+    expected = f"{(2_500_000 - cost) / 1_000_000:.6f}"
+    assert balance == f"balance {expected} TMT (ledger sum {expected} TMT)"
+
+    [key_id] = [line.split()[0] for line in
+                aigateway("admin", "key", "list", "--customer", customer_id, cwd=cwd, env=env).splitlines()]
+    aigateway("admin", "key", "revoke", key_id, cwd=cwd, env=env)
+    time.sleep(2.5)
+    with pytest.raises(openai.AuthenticationError):
+        client.models.list()
