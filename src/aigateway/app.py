@@ -54,7 +54,8 @@ def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
     if config.redis.url:
         from aigateway.billing.redis_wallet import RedisWallet
 
-        return RedisWallet(engine, config.redis.url, hold_ttl=config.billing.hold_ttl)
+        return RedisWallet(engine, config.redis.url, hold_ttl=config.billing.hold_ttl,
+                           key_prefix=config.redis.key_prefix)
     return LocalWallet(engine, hold_ttl=config.billing.hold_ttl)
 
 
@@ -97,6 +98,8 @@ async def _lifecycle(app: web.Application):
     await periodic.stop()
     if recorder is not None:
         await recorder.close()  # flush the last batch before the database goes away
+    if wallet is not None:
+        await wallet.close()
     await upstream.close()
     await engine.dispose()
 

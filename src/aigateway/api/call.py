@@ -7,8 +7,9 @@ the hold, queue the usage record).
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from dataclasses import dataclass
 
 import orjson
@@ -24,6 +25,16 @@ from aigateway.billing.wallet import Hold, InsufficientBalance
 from aigateway.money import format_tmt, request_cost
 from aigateway.pricing.catalog import Model, Price
 from aigateway.providers.routes import Route
+
+
+# Request ids: 64 random bits per process + a counter. Unique across replicas and
+# restarts without a syscall per request (uuid4 reads os.urandom every time).
+_ID_PREFIX = "req_" + os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 @dataclass(slots=True)
@@ -115,7 +126,7 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
             raise errors.bad_request("'input' is required: a string or an array of strings or tokens.",
                                      param="input")
         output_cap, stream = 0, False
-    call = Call(id="req_" + uuid.uuid4().hex, endpoint=endpoint, key=key, model=model, price=model.price,
+    call = Call(id=new_request_id(), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
     if gateway.wallet is not None and not model.price.free:
         most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -102,7 +102,7 @@ class UsageRecorder:
                 last_used[e.api_key_id] = max(e.created_at, last_used.get(e.api_key_id, e.created_at))
         async with self._wallet.lock:
             async with self._engine.begin() as conn:
-                await conn.execute(insert_ignoring_duplicates(conn, usage_records), [asdict(e) for e in batch])
+                await conn.execute(insert_ignoring_duplicates(conn, usage_records), [_row(e) for e in batch])
                 balances: dict[int, tuple[int, int]] = {}
                 if charges:
                     # A retried batch finds its references present and skips them,
@@ -145,3 +145,11 @@ class UsageRecorder:
         if self._task is not None:
             await self._task
         await self.flush()
+
+
+_FIELDS = tuple(f.name for f in fields(UsageEvent))
+
+
+def _row(event: UsageEvent) -> dict:
+    # dataclasses.asdict deep-copies every value; this is a flat shallow read.
+    return {name: getattr(event, name) for name in _FIELDS}

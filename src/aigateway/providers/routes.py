@@ -14,13 +14,15 @@ class Provider:
     connect_timeout: float = 5.0
     read_timeout: float = 300.0
     timeout: float = 600.0
+    request_headers: dict[str, str] = field(init=False, default_factory=dict, compare=False)
 
-    def request_headers(self) -> dict[str, str]:
+    def __post_init__(self) -> None:
+        # Built once: the same headers go with every request to this provider.
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         headers.update(self.headers)
-        return headers
+        object.__setattr__(self, "request_headers", headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ class UpstreamClient:
         )
         try:
             response = await self._session.post(
-                provider.base_url + path, data=body, headers=provider.request_headers(), timeout=timeout
+                provider.base_url + path, data=body, headers=provider.request_headers, timeout=timeout
             )
         except asyncio.TimeoutError as exc:
             raise RouteFailed(route, "timed out") from exc
