@@ -13,13 +13,14 @@ behaviour, so one server can play healthy and failing upstreams:
     ...-drop                 stream a few chunks, then cut the connection
     ...-long                 a reply of 200 chunks (for disconnect tests)
 
-GET /_mock/requests returns the bodies it received (newest last).
+GET /_mock/requests returns the last 1,000 bodies it received (newest last).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 import struct
 import time
 import uuid
@@ -30,7 +31,7 @@ from aiohttp import web
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 
 REPLY = "Hello! This is a mock reply from the aigateway demo upstream; no real model was called."
-RECEIVED = web.AppKey("received", list)
+RECEIVED = web.AppKey("received", deque)
 SLOW_SECONDS = web.AppKey("slow_seconds", float)
 
 
@@ -145,12 +146,12 @@ async def models(_request: web.Request) -> web.Response:
 
 
 async def received(request: web.Request) -> web.Response:
-    return web.Response(body=orjson.dumps(request.app[RECEIVED]), content_type="application/json")
+    return web.Response(body=orjson.dumps(list(request.app[RECEIVED])), content_type="application/json")
 
 
 def create_mock_app(*, slow_seconds: float = 2.0) -> web.Application:
     app = web.Application(client_max_size=64 * 1024**2)
-    app[RECEIVED] = []
+    app[RECEIVED] = deque(maxlen=1000)  # bounded: the mock also serves load tests
     app[SLOW_SECONDS] = slow_seconds
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
