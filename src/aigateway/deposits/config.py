@@ -1,0 +1,181 @@
+"""The `[deposits]` section of the operator's config, validated here.
+
+Only the account-level extended PUBLIC key is configured: the gateway can derive
+deposit addresses but can never spend from them.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aigateway.deposits.rates import RateError, effective_rate, parse_decimal, token_base_units
+from aigateway.deposits.tron import AddressError, XpubError, address_hex, validate_xpub
+
+Network = Literal["mainnet", "nile", "shasta"]
+
+# TronGrid-compatible API endpoints per network (any compatible node can be configured).
+DEFAULT_API_URLS: dict[str, str] = {
+    "mainnet": "https://api.trongrid.io",
+    "nile": "https://nile.trongrid.io",
+    "shasta": "https://api.shasta.trongrid.io",
+}
+# Tether USD (TRC-20) on mainnet, and the test tokens commonly used as USDT on the testnets.
+DEFAULT_USDT_CONTRACTS: dict[str, str] = {
+    "mainnet": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+    "nile": "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf",
+    "shasta": "TG3XXyExBkPp9nzdajDZsozEu4BkaSJozs",
+}
+
+
+class DepositsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Account-level extended public key of m/44'/195'/0' (xpub...). Never a private key.
+    xpub: str
+    network: Network = "mainnet"
+    # TronGrid-compatible base URL; default: the public TronGrid endpoint of `network`.
+    api_url: str | None = None
+    # Name of the environment variable holding the TRON-PRO-API-KEY (never the key itself).
+    api_key_env: str | None = "TRONGRID_API_KEY"
+    # USDT contract per network; set one to override the default of that network.
+    usdt_contracts: dict[str, str] = Field(default_factory=dict)
+    usdt_decimals: int = 6
+    # TMT credited per 1 USDT, as a decimal string; spread is a fraction kept by the operator.
+    rate: str
+    spread: str = "0"
+    # Smallest deposit credited, in USDT; smaller transfers are recorded but not credited.
+    min_deposit: str = "1"
+    # Polling: addresses whose Deposit tab was opened within `hot_window` seconds are polled
+    # every `hot_interval`; every address every `all_interval`; seen-but-not-solid
+    # transactions are re-checked every `pending_interval`.
+    hot_interval: float = 10.0
+    hot_window: float = 900.0
+    all_interval: float = 600.0
+    pending_interval: float = 10.0
+    # A transaction seen but never solidified is given up after this long (rescan retries it).
+    pending_expiry: float = 86400.0
+    # Discovery re-reads this many seconds before an address's cursor, so nothing is skipped.
+    cursor_overlap: float = 600.0
+    # Also list transfers whose block is not yet confirmed, to show them as pending at once
+    # (false: ask the API with only_confirmed=true). Crediting always waits for solidity.
+    discover_unconfirmed: bool = True
+    page_limit: int = 200
+    max_pages: int = 20
+    # Addresses polled per watcher pass, and the pass cadence.
+    batch: int = 50
+    tick: float = 1.0
+    requests_per_second: float = 5.0
+    http_timeout: float = 15.0
+    # Back-off after 429/403/5xx/garbage: doubles from initial up to max seconds.
+    backoff_initial: float = 2.0
+    backoff_max: float = 300.0
+    # Only one watcher is active at a time (a lease row in the database).
+    lease_ttl: float = 30.0
+    # Run the watcher inside `aigateway serve`; false when `aigateway deposits-watcher` runs apart.
+    run_watcher: bool = True
+
+    @field_validator("xpub")
+    @classmethod
+    def _xpub(cls, v: str) -> str:
+        try:
+            return validate_xpub(v.strip())
+        except XpubError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().rstrip("/")
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("api_url must be an http(s) URL")
+        return v
+
+    @field_validator("usdt_contracts")
+    @classmethod
+    def _contracts(cls, v: dict[str, str]) -> dict[str, str]:
+        for network, address in v.items():
+            if network not in DEFAULT_API_URLS:
+                raise ValueError(f"unknown network {network!r} in usdt_contracts")
+            try:
+                address_hex(address)
+            except AddressError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
+
+    @field_validator("rate", "spread", "min_deposit")
+    @classmethod
+    def _decimal(cls, v: str, info) -> str:
+        try:
+            parse_decimal(v, info.field_name)
+        except RateError as exc:
+            raise ValueError(str(exc)) from exc
+        return str(v).strip()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "DepositsConfig":
+        if self.rate_decimal <= 0:
+            raise ValueError("rate must be positive")
+        if not Decimal(0) <= self.spread_decimal < Decimal(1):
+            raise ValueError("spread is a fraction from 0 (none) to below 1, e.g. '0.02' for 2%")
+        if not 0 <= self.usdt_decimals <= 30:
+            raise ValueError("usdt_decimals out of range")
+        try:
+            if self.min_deposit_units <= 0:
+                raise ValueError("min_deposit must be positive (zero-value transfers are never credited)")
+        except RateError as exc:
+            raise ValueError(str(exc)) from exc
+        for name in ("hot_interval", "all_interval", "pending_interval", "tick", "requests_per_second",
+                     "http_timeout", "backoff_initial", "backoff_max", "lease_ttl"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if not 1 <= self.page_limit <= 200:
+            raise ValueError("page_limit is 1 to 200 (the API's maximum)")
+        return self
+
+    # -- derived values ------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self.api_url or DEFAULT_API_URLS[self.network]
+
+    @property
+    def usdt_contract(self) -> str:
+        return self.usdt_contracts.get(self.network) or DEFAULT_USDT_CONTRACTS[self.network]
+
+    @property
+    def usdt_contract_hex(self) -> str:
+        return address_hex(self.usdt_contract)
+
+    @property
+    def rate_decimal(self) -> Decimal:
+        return parse_decimal(self.rate, "rate")
+
+    @property
+    def spread_decimal(self) -> Decimal:
+        return parse_decimal(self.spread, "spread")
+
+    @property
+    def effective_rate(self) -> Decimal:
+        return effective_rate(self.rate_decimal, self.spread_decimal)
+
+    @property
+    def min_deposit_units(self) -> int:
+        return token_base_units(self.min_deposit, self.usdt_decimals, "min_deposit")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+def deposits_config(section: dict) -> DepositsConfig | None:
+    """The validated section, or None when deposits are not configured (or disabled)."""
+    if not section:
+        return None
+    config = DepositsConfig.model_validate(section)
+    return config if config.enabled else None

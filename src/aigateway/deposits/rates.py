@@ -1,0 +1,70 @@
+"""USDT -> TMT with integers and Decimal only.
+
+A transfer's value is in the token's base units (USDT: 6 decimals). The credit is
+    value / 10**decimals  *  rate * (1 - spread)   TMT
+rounded DOWN to a whole unit (1e-6 TMT): the customer is never credited more than
+the exact amount, and loses at most one unit to rounding.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+
+from aigateway.money import UNITS_PER_TMT
+
+
+class RateError(ValueError):
+    pass
+
+
+def parse_decimal(text: str | int | Decimal, what: str) -> Decimal:
+    if isinstance(text, float):
+        raise RateError(f"{what} must be a decimal string, not a float")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation as exc:
+        raise RateError(f"{what}: not a decimal number: {text!r}") from exc
+    if not value.is_finite():
+        raise RateError(f"{what}: not a finite number: {text!r}")
+    return value
+
+
+def effective_rate(rate: Decimal, spread: Decimal) -> Decimal:
+    """TMT per USDT after the operator's spread (a fraction: 0.02 = 2%)."""
+    with localcontext() as ctx:
+        ctx.prec = 50
+        return rate * (Decimal(1) - spread)
+
+
+def tmt_units(value: int, decimals: int, rate: Decimal) -> int:
+    """TMT units credited for `value` token base units at `rate` TMT per token."""
+    if not isinstance(value, int) or value < 0:
+        raise RateError("token value must be a non-negative integer")
+    with localcontext() as ctx:
+        ctx.prec = 100
+        exact = Decimal(value) * rate * UNITS_PER_TMT / (Decimal(10) ** decimals)
+        return int(exact.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def token_amount(value: int, decimals: int) -> str:
+    """Human form of a base-unit amount: 12500000 (6 dp) -> '12.5'."""
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**decimals)
+    frac_s = str(frac).rjust(decimals, "0").rstrip("0") if decimals else ""
+    return f"{sign}{whole}.{frac_s}" if frac_s else f"{sign}{whole}"
+
+
+def token_base_units(amount: str | Decimal, decimals: int, what: str = "amount") -> int:
+    """'12.5' USDT -> 12500000; refuses more precision than the token has."""
+    value = parse_decimal(amount, what)
+    scaled = value * (Decimal(10) ** decimals)
+    if scaled != scaled.to_integral_value():
+        raise RateError(f"{what} {amount} has more than {decimals} decimal places")
+    return int(scaled)
+
+
+def rate_text(rate: Decimal) -> str:
+    """Rate for memos and the portal: no exponent, trailing zeros trimmed but >= 2 places."""
+    text = format(rate.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"

@@ -1,0 +1,170 @@
+"""What the portal (`appkeys.DepositsPort`) and the CLI ask of deposits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aigateway.accounts.service import get_customer
+from aigateway.deposits.config import DepositsConfig
+from aigateway.deposits.rates import rate_text, token_amount
+from aigateway.deposits.tables import deposit_addresses, deposit_transactions, deposits
+from aigateway.deposits.tron import derive_address, xpub_fingerprint
+from aigateway.deposits.watcher import now_ms
+from aigateway.money import format_tmt
+from aigateway.store.metadata import utcnow
+
+log = logging.getLogger(__name__)
+
+_ALLOCATE_ATTEMPTS = 20
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _usdt(value: str | int, decimals: int) -> str:
+    try:
+        return token_amount(int(value), decimals)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class DepositsService:
+    """Implements `appkeys.DepositsPort`; `bind(engine)` before use."""
+
+    def __init__(self, config: DepositsConfig, engine: AsyncEngine | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.watcher = None  # the in-process watcher, when one runs (see web.py)
+        self._xpub_fp = xpub_fingerprint(config.xpub)
+        self._watch_written: dict[int, float] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def bind(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # -- addresses --------------------------------------------------------------------------
+
+    async def address_for(self, customer_id: int) -> str:
+        """The customer's permanent deposit address, allocated at the next unused index."""
+        for _attempt in range(_ALLOCATE_ATTEMPTS):
+            try:
+                async with self.engine.begin() as conn:
+                    existing = await conn.scalar(select(deposit_addresses.c.address)
+                                                 .where(deposit_addresses.c.customer_id == customer_id))
+                    if existing is not None:
+                        return existing
+                    await get_customer(conn, customer_id)
+                    last = await conn.scalar(select(func.max(deposit_addresses.c.derivation_index)))
+                    index = 0 if last is None else last + 1
+                    address = derive_address(self.config.xpub, index)
+                    await conn.execute(deposit_addresses.insert().values(
+                        customer_id=customer_id, derivation_index=index, address=address,
+                        xpub_fp=self._xpub_fp, network=self.config.network, cursor_ms=now_ms(),
+                        last_polled_ms=0, watch_until_ms=0))
+                log.info("deposits: customer %d gets address %s (index %d)", customer_id, address, index)
+                return address
+            except IntegrityError:
+                # Another process took this customer or this index at the same moment: look again.
+                await asyncio.sleep(0.01)
+        raise RuntimeError(f"could not allocate a deposit address for customer {customer_id}")
+
+    async def check_addresses(self) -> None:
+        """Warn when addresses were derived from another xpub (the operator changed the key)."""
+        async with self.engine.connect() as conn:
+            others = await conn.scalar(select(func.count()).select_from(deposit_addresses)
+                                       .where(deposit_addresses.c.xpub_fp != self._xpub_fp))
+        if others:
+            log.warning("deposits: %d deposit address(es) were derived from a different xpub than the configured "
+                        "one. They stay assigned and watched (customers keep their address); new customers get "
+                        "addresses of the configured xpub at fresh indexes.", others)
+
+    # -- the portal -------------------------------------------------------------------------
+
+    def watch_closely(self, customer_id: int) -> None:
+        """Poll this customer's address every `hot_interval` for the next `hot_window` seconds."""
+        now = time.monotonic()
+        last = self._watch_written.get(customer_id)
+        if last is not None and now - last < min(30.0, self.config.hot_window / 4):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._watch_written[customer_id] = now
+        task = loop.create_task(self._mark_hot(customer_id, now_ms() + int(self.config.hot_window * 1000)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _mark_hot(self, customer_id: int, until_ms: int) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(update(deposit_addresses).where(deposit_addresses.c.customer_id == customer_id)
+                                   .where(deposit_addresses.c.watch_until_ms < until_ms)
+                                   .values(watch_until_ms=until_ms))
+        except Exception:
+            self._watch_written.pop(customer_id, None)
+            log.warning("deposits: could not mark customer %d's address for close watching", customer_id,
+                        exc_info=True)
+
+    async def overview(self, customer_id: int, limit: int = 20) -> dict:
+        cfg = self.config
+        address = await self.address_for(customer_id)
+        async with self.engine.connect() as conn:
+            pending = (await conn.execute(
+                select(deposit_transactions).where(deposit_transactions.c.customer_id == customer_id)
+                .where(deposit_transactions.c.status == "pending")
+                .order_by(deposit_transactions.c.seen_at.desc()).limit(limit)
+            )).all()
+            done = (await conn.execute(
+                select(deposits).where(deposits.c.customer_id == customer_id)
+                .order_by(deposits.c.created_at.desc(), deposits.c.id.desc()).limit(limit)
+            )).all()
+        credited = [d for d in done if d.status == "credited"]
+        ignored = [d for d in done if d.status != "credited"]
+        return {
+            "address": address,
+            "network": cfg.network,
+            "token": "USDT (TRC-20)",
+            "contract": cfg.usdt_contract,
+            "rate": rate_text(cfg.effective_rate),
+            "min_deposit": token_amount(cfg.min_deposit_units, cfg.usdt_decimals),
+            "pending": [{"tx_id": p.tx_id, "amount_usdt": _usdt(p.value, cfg.usdt_decimals),
+                         "seen_at": _iso(p.seen_at)} for p in pending],
+            "credited": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
+                          "amount_tmt": format_tmt(d.amount_tmt), "rate": d.rate,
+                          "credited_at": _iso(d.created_at)} for d in credited],
+            # Recorded but not credited (below the minimum deposit).
+            "ignored": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
+                         "reason": "below the minimum deposit", "seen_at": _iso(d.created_at)} for d in ignored],
+        }
+
+    # -- operator tools ---------------------------------------------------------------------
+
+    async def rescan(self, address: str, since_ms: int) -> int:
+        """Re-read an address's transfers from `since_ms` on the next pass; expired ones are re-checked.
+        Returns how many expired transactions went back to pending."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(deposit_addresses.c.id)
+                                      .where(deposit_addresses.c.address == address))).first()
+            if row is None:
+                raise LookupError(f"{address} is not one of our deposit addresses")
+            # discovery reads from cursor - overlap; cursor = since reads a little more, never less
+            await conn.execute(update(deposit_addresses).where(deposit_addresses.c.id == row.id)
+                               .values(cursor_ms=max(0, since_ms), last_polled_ms=0))
+            result = await conn.execute(
+                update(deposit_transactions).where(deposit_transactions.c.address_id == row.id)
+                .where(deposit_transactions.c.status == "expired")
+                .values(status="pending", next_check_ms=0, seen_at=utcnow(),
+                        note="re-checked by rescan", resolved_at=None))
+        return result.rowcount
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,432 @@
+"""The deposit watcher: discover incoming USDT, wait for solidity, credit exactly once.
+
+One pass:
+1. discovery - for each address that is due (Deposit tab opened recently: every
+   `hot_interval`; otherwise every `all_interval`), list incoming transfers of the USDT
+   contract since the address's cursor (minus an overlap), page by page, and record each
+   in `deposit_transactions` as pending. Recording is idempotent, so overlaps, duplicates
+   across pages and re-polls add nothing. The cursor only moves after a page is recorded.
+2. verification - for each pending transaction that is due, ask the solidity node for its
+   TransactionInfo. `{}` = not solidified yet: check again later. Otherwise credit each log
+   that is a Transfer of the configured USDT contract to this address, but only if the
+   receipt says SUCCESS; anything else is rejected and recorded with the reason.
+3. crediting - the `deposits` row (unique tx_id + log_index) and the ledger entry
+   (unique reference 'deposit:<tx_id>:<log_index>') are written in ONE transaction, so a
+   crash, a restart or a second watcher racing this one can never credit twice, and a
+   crash before the commit just leaves the transaction pending for the next pass.
+
+Only one watcher is active at a time: it holds a lease row in the database, renewed while
+it works. The API answering 429/403/5xx or garbage stops the pass and backs off
+exponentially; nothing was consumed, so the next pass reads the same data again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from aigateway.billing.ledger import insert_ignoring_duplicates, post_entry
+from aigateway.deposits.client import ApiUnavailable, SeenTransfer, TronGridClient
+from aigateway.deposits.config import DepositsConfig
+from aigateway.deposits.rates import rate_text, tmt_units, token_amount
+from aigateway.deposits.tables import deposit_addresses, deposit_leases, deposit_transactions, deposits
+from aigateway.deposits.tron import LogShapeError, address_from_hex, address_hex, parse_transfer
+from aigateway.store.metadata import utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "watcher"
+_MAX_BIGINT = 2**63 - 1
+_STALE_PENDING_MS = 3_600_000  # after an hour unsolidified, check less often
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_ms(value: datetime | None) -> int:
+    if value is None:
+        return 0
+    if value.tzinfo is None:  # SQLite hands back naive UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return int(value.timestamp() * 1000)
+
+
+def deposit_reference(tx_id: str, log_index: int) -> str:
+    return f"deposit:{tx_id}:{log_index}"
+
+
+def deposit_memo(amount_usdt: int, decimals: int, rate: str) -> str:
+    return f"USDT deposit {token_amount(amount_usdt, decimals)} USDT @ {rate}"
+
+
+class Lease:
+    """A row in `deposit_leases`: whoever holds it unexpired is the active watcher."""
+
+    def __init__(self, engine: AsyncEngine, holder: str, ttl: float) -> None:
+        self._engine = engine
+        self.holder = holder
+        self._ttl_ms = int(ttl * 1000)
+        self.expires_ms = 0
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; False while another watcher holds it."""
+        now = now_ms()
+        expires = now + self._ttl_ms
+        async with self._engine.begin() as conn:
+            await conn.execute(insert_ignoring_duplicates(conn, deposit_leases).values(
+                name=LEASE_NAME, holder=self.holder, expires_ms=expires))
+            result = await conn.execute(
+                update(deposit_leases)
+                .where(deposit_leases.c.name == LEASE_NAME)
+                .where(or_(deposit_leases.c.holder == self.holder, deposit_leases.c.expires_ms < now))
+                .values(holder=self.holder, expires_ms=expires)
+            )
+        held = result.rowcount == 1
+        self.expires_ms = expires if held else 0
+        return held
+
+    def fresh(self) -> bool:
+        """Held with at least half the TTL left (otherwise renew before more work)."""
+        return self.expires_ms - now_ms() > self._ttl_ms // 2
+
+    async def release(self) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(deposit_leases).where(deposit_leases.c.name == LEASE_NAME)
+                               .where(deposit_leases.c.holder == self.holder).values(expires_ms=0))
+        self.expires_ms = 0
+
+
+class LeaseLost(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class PassStats:
+    addresses: int = 0
+    pages: int = 0
+    seen: int = 0
+    checked: int = 0
+    credited: int = 0
+
+
+class Watcher:
+    def __init__(self, engine: AsyncEngine, config: DepositsConfig, *, client: TronGridClient | None = None,
+                 holder: str | None = None, use_lease: bool = True) -> None:
+        self.engine = engine
+        self.config = config
+        self.client = client or TronGridClient(config.base_url, config.api_key(), timeout=config.http_timeout,
+                                               requests_per_second=config.requests_per_second)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = Lease(engine, self.holder, config.lease_ttl) if use_lease else None
+        self._contract = config.usdt_contract
+        self._contract_hex = config.usdt_contract_hex
+        self._backoff = 0.0
+        self._backoff_until = 0.0
+        self._active = False
+        self.passes = 0
+        self.backoffs = 0
+        self.last_pass: PassStats | None = None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Pass after pass until `stop` is set; errors are logged, never fatal."""
+        log.info("deposits watcher %s: watching %s USDT (%s) via %s", self.holder, self.config.network,
+                 self._contract, self.config.base_url)
+        try:
+            while not stop.is_set():
+                await self.tick()
+                delay = max(self.config.tick, self._backoff_until - time.monotonic())
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+        if self.lease is not None and self.lease.expires_ms:
+            try:
+                await self.lease.release()
+            except Exception:  # the lease just expires on its own
+                log.warning("deposits watcher: could not release the lease", exc_info=True)
+
+    async def tick(self) -> bool:
+        """One pass if this watcher holds the lease and is not backing off. True if it ran."""
+        if time.monotonic() < self._backoff_until:
+            return False
+        try:
+            if self.lease is not None and not await self.lease.acquire():
+                if self._active:
+                    log.info("deposits watcher %s: another watcher holds the lease; standing by", self.holder)
+                self._active = False
+                return False
+            if not self._active:
+                log.info("deposits watcher %s: active", self.holder)
+            self._active = True
+            await self.run_pass()
+        except ApiUnavailable as exc:
+            self._back_off(exc)
+            return True
+        except LeaseLost:
+            log.warning("deposits watcher %s: lost the lease mid-pass; standing by", self.holder)
+            self._active = False
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("deposits watcher pass failed; retrying next tick")
+            return True
+        self._backoff = 0.0
+        return True
+
+    def _back_off(self, exc: ApiUnavailable) -> None:
+        cfg = self.config
+        self._backoff = min(cfg.backoff_max, self._backoff * 2 if self._backoff else cfg.backoff_initial)
+        wait = min(cfg.backoff_max, max(self._backoff, exc.retry_after or 0.0))
+        self._backoff_until = time.monotonic() + wait
+        self.backoffs += 1
+        log.warning("deposits watcher: %s; backing off %.1fs (nothing is lost: the same data is read again)",
+                    exc, wait)
+
+    async def _keep_lease(self) -> None:
+        if self.lease is not None and not self.lease.fresh() and not await self.lease.acquire():
+            raise LeaseLost()
+
+    async def run_pass(self) -> PassStats:
+        stats = PassStats()
+        now = now_ms()
+        for row in await self._due_addresses(now):
+            await self._keep_lease()
+            await self.discover(row, stats)
+        for row in await self._due_pending(now_ms()):
+            await self._keep_lease()
+            await self.verify(row, stats)
+        self.passes += 1
+        self.last_pass = stats
+        return stats
+
+    # -- discovery --------------------------------------------------------------------------
+
+    async def _due_addresses(self, now: int) -> list:
+        cfg = self.config
+        hot = and_(deposit_addresses.c.watch_until_ms > now,
+                   deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
+        cold = deposit_addresses.c.last_polled_ms <= now - int(cfg.all_interval * 1000)
+        query = (
+            select(deposit_addresses)
+            .where(or_(hot, cold))
+            .order_by(case((deposit_addresses.c.watch_until_ms > now, 0), else_=1),
+                      deposit_addresses.c.last_polled_ms)
+            .limit(cfg.batch)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
+    async def discover(self, address_row, stats: PassStats | None = None) -> int:
+        """Record incoming USDT transfers to one address as pending; returns how many were listed."""
+        stats = stats or PassStats()
+        cfg = self.config
+        address = address_row.address
+        since = max(0, address_row.cursor_ms - int(cfg.cursor_overlap * 1000))
+        cursor = address_row.cursor_ms
+        fingerprint: str | None = None
+        listed = 0
+        for page_no in range(cfg.max_pages):
+            page = await self.client.trc20_page(address, contract=self._contract, min_timestamp=since,
+                                                limit=cfg.page_limit, fingerprint=fingerprint,
+                                                only_confirmed=not cfg.discover_unconfirmed)
+            stats.pages += 1
+            ours = [t for t in page.transfers if self._is_ours(t, address)]
+            listed += len(ours)
+            if ours:
+                await self._record_seen(address_row, ours)
+            if page.transfers:
+                cursor = max(cursor, max(t.block_timestamp for t in page.transfers))
+                async with self.engine.begin() as conn:  # progress survives a failure on a later page
+                    await conn.execute(update(deposit_addresses).where(deposit_addresses.c.id == address_row.id)
+                                       .where(deposit_addresses.c.cursor_ms < cursor).values(cursor_ms=cursor))
+            if not page.fingerprint or page.fingerprint == fingerprint:
+                break
+            fingerprint = page.fingerprint
+        else:
+            log.info("deposits: %s has more than %d pages of transfers; continuing next pass", address,
+                     cfg.max_pages)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(deposit_addresses).where(deposit_addresses.c.id == address_row.id)
+                               .values(last_polled_ms=now_ms()))
+        stats.addresses += 1
+        stats.seen += listed
+        return listed
+
+    def _is_ours(self, t: SeenTransfer, address: str) -> bool:
+        if t.to != address:
+            log.debug("deposits: listing for %s shows a transfer to %s; ignored", address, t.to)
+            return False
+        if t.contract != self._contract:
+            log.info("deposits: transfer %s to %s is of token contract %s, not the configured USDT %s; ignored",
+                     t.tx_id, address, t.contract, self._contract)
+            return False
+        return True
+
+    async def _record_seen(self, address_row, transfers: list[SeenTransfer]) -> None:
+        rows = {t.tx_id: t for t in transfers}  # the same transaction twice on one page counts once
+        async with self.engine.begin() as conn:
+            await conn.execute(insert_ignoring_duplicates(conn, deposit_transactions), [
+                {"tx_id": t.tx_id, "address_id": address_row.id, "customer_id": address_row.customer_id,
+                 "value": t.value[:80], "block_timestamp_ms": t.block_timestamp, "status": "pending",
+                 "checks": 0, "seen_at": utcnow(), "next_check_ms": 0}
+                for t in rows.values()
+            ])
+
+    # -- verification and credit ------------------------------------------------------------
+
+    async def _due_pending(self, now: int, address_id: int | None = None) -> list:
+        query = (
+            select(deposit_transactions, deposit_addresses.c.address)
+            .join(deposit_addresses, deposit_addresses.c.id == deposit_transactions.c.address_id)
+            .where(deposit_transactions.c.status == "pending")
+            .where(deposit_transactions.c.next_check_ms <= now)
+            .order_by(deposit_transactions.c.next_check_ms, deposit_transactions.c.id)
+            .limit(self.config.batch)
+        )
+        if address_id is not None:
+            query = query.where(deposit_transactions.c.address_id == address_id)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).all()
+
+    async def verify(self, row, stats: PassStats | None = None) -> str:
+        """Check one pending transaction against the solidified chain; returns its new status."""
+        stats = stats or PassStats()
+        stats.checked += 1
+        info = await self.client.solid_transaction_info(row.tx_id)
+        if info is None:
+            return await self._still_pending(row)
+        receipt = info.get("receipt")
+        logs = info.get("log", [])
+        if not isinstance(receipt, dict) or not isinstance(logs, list):
+            raise ApiUnavailable(f"transaction info for {row.tx_id} has an unexpected shape: {str(info)[:200]}")
+        outcome = receipt.get("result")
+        if info.get("result") == "FAILED" or outcome != "SUCCESS":
+            return await self._resolve(row, "rejected", f"transaction did not succeed on chain "
+                                                        f"(receipt result {outcome!r})")
+        our_hex = address_hex(row.address)
+        transfers = []
+        for index, entry in enumerate(logs):
+            try:
+                transfer = parse_transfer(index, entry)
+            except LogShapeError as exc:
+                log.warning("deposits: tx %s log %d: %s; ignored", row.tx_id, index, exc)
+                continue
+            if transfer is None or transfer.to_hex != our_hex:
+                continue
+            if transfer.contract_hex != self._contract_hex:
+                log.info("deposits: tx %s log %d is a Transfer of contract %s to %s, not USDT; ignored",
+                         row.tx_id, index, address_from_hex(transfer.contract_hex), row.address)
+                continue
+            transfers.append(transfer)
+        if not transfers:
+            return await self._resolve(row, "rejected", "no Transfer of the configured USDT contract to this "
+                                                        "address in the solidified transaction")
+        status = await self._credit(row, info, transfers)
+        if status == "credited":
+            stats.credited += 1
+        return status
+
+    async def _still_pending(self, row) -> str:
+        now = now_ms()
+        age = now - to_ms(row.seen_at)
+        if age > int(self.config.pending_expiry * 1000):
+            return await self._resolve(row, "expired", "never solidified; `admin deposits rescan` re-checks it")
+        interval = self.config.pending_interval if age < _STALE_PENDING_MS else max(self.config.pending_interval, 60)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(deposit_transactions).where(deposit_transactions.c.id == row.id)
+                               .values(checks=deposit_transactions.c.checks + 1,
+                                       next_check_ms=now + int(interval * 1000)))
+        return "pending"
+
+    async def _resolve(self, row, status: str, note: str) -> str:
+        log.info("deposits: tx %s to %s %s: %s", row.tx_id, row.address, status, note)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(deposit_transactions)
+                               .where(deposit_transactions.c.id == row.id)
+                               .where(deposit_transactions.c.status == "pending")
+                               .values(status=status, note=note, resolved_at=utcnow(),
+                                       checks=deposit_transactions.c.checks + 1))
+        return status
+
+    async def _credit(self, row, info: dict, transfers: list) -> str:
+        cfg = self.config
+        rate = cfg.effective_rate
+        rate_s = rate_text(rate)
+        minimum = cfg.min_deposit_units
+        block_number = info.get("blockNumber") if isinstance(info.get("blockNumber"), int) else None
+        block_ts = info.get("blockTimeStamp") if isinstance(info.get("blockTimeStamp"), int) else None
+        notes, any_credit = [], False
+        async with self.engine.begin() as conn:
+            for t in transfers:
+                if t.value > _MAX_BIGINT:
+                    notes.append(f"log {t.log_index}: value {t.value} out of range; not credited")
+                    continue
+                units = tmt_units(t.value, cfg.usdt_decimals, rate) if t.value >= minimum else 0
+                credited = units > 0
+                reference = deposit_reference(row.tx_id, t.log_index)
+                inserted = (await conn.execute(
+                    insert_ignoring_duplicates(conn, deposits).values(
+                        tx_id=row.tx_id, log_index=t.log_index, customer_id=row.customer_id,
+                        address_id=row.address_id, address=row.address, network=cfg.network,
+                        contract=self._contract, from_address=address_from_hex(t.from_hex),
+                        amount_usdt=t.value, decimals=cfg.usdt_decimals, rate=rate_s, base_rate=cfg.rate,
+                        spread=cfg.spread, amount_tmt=units, status="credited" if credited else "below_minimum",
+                        ledger_reference=reference if credited else None, block_number=block_number,
+                        block_timestamp_ms=block_ts, created_at=utcnow(),
+                    ).returning(deposits.c.id)
+                )).first()
+                amount = token_amount(t.value, cfg.usdt_decimals)
+                if not credited:
+                    notes.append(f"log {t.log_index}: {amount} USDT is below the minimum deposit "
+                                 f"{cfg.min_deposit} USDT; recorded, not credited")
+                    continue
+                any_credit = True
+                if inserted is None:
+                    notes.append(f"log {t.log_index}: already credited")
+                    continue
+                await post_entry(conn, customer_id=row.customer_id, amount=units, kind="deposit",
+                                 reference=reference, memo=deposit_memo(t.value, cfg.usdt_decimals, rate_s))
+                notes.append(f"log {t.log_index}: {amount} USDT credited")
+                log.info("deposits: credited customer %d %s USDT @ %s (tx %s log %d)", row.customer_id, amount,
+                         rate_s, row.tx_id, t.log_index)
+            status = "credited" if any_credit else "ignored"
+            await conn.execute(update(deposit_transactions).where(deposit_transactions.c.id == row.id)
+                               .values(status=status, note="; ".join(notes)[:2000], resolved_at=utcnow(),
+                                       checks=deposit_transactions.c.checks + 1))
+        return status
+
+    # -- operator helpers -------------------------------------------------------------------
+
+    async def poll_address(self, address: str) -> PassStats:
+        """Discover and verify one address now (used by `admin deposits rescan --now`)."""
+        stats = PassStats()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(deposit_addresses).where(deposit_addresses.c.address == address))).one()
+        await self.discover(row, stats)
+        for pending in await self._due_pending(now_ms() + 1, address_id=row.id):
+            await self.verify(pending, stats)
+        return stats
+
+
+async def pending_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(deposit_transactions)
+                                     .where(deposit_transactions.c.status == "pending")))

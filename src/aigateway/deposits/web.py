@@ -1,0 +1,56 @@
+"""Plug deposits into the app: `app[DEPOSITS]` for the portal, and the watcher.
+
+Configured = a `[deposits]` section with `enabled` (default true). The watcher runs in the
+gateway unless `run_watcher = false` (then run `aigateway deposits-watcher` apart); with
+several replicas each may run one, and the lease keeps only one active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE, STARTUP_HOOKS
+from aigateway.deposits.config import deposits_config
+from aigateway.deposits.service import DepositsService
+from aigateway.deposits.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+
+def setup(app: web.Application) -> None:
+    config = deposits_config(app[CONFIG].deposits)  # a bad section fails start-up, loudly
+    if config is None:
+        return
+    service = DepositsService(config)
+    app[DEPOSITS] = service
+    state: dict = {}
+
+    async def start(app: web.Application, _periodic) -> None:
+        service.bind(app[ENGINE])
+        await service.check_addresses()
+        if config.run_watcher:
+            watcher = Watcher(app[ENGINE], config)
+            service.watcher = watcher
+            state["stop"] = stop = asyncio.Event()
+            state["task"] = asyncio.create_task(watcher.run(stop), name="deposits-watcher")
+        else:
+            log.info("deposits: the watcher runs apart (`aigateway deposits-watcher`); not started here")
+
+    async def shutdown(_app: web.Application) -> None:
+        # on_shutdown runs before the engine is disposed: let a credit in flight finish.
+        task = state.pop("task", None)
+        if task is not None:
+            state["stop"].set()
+            try:
+                await asyncio.wait_for(task, 10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception:
+                log.exception("deposits watcher ended with an error")
+        await service.close()
+
+    app[STARTUP_HOOKS].append(start)
+    app.on_shutdown.append(shutdown)
