@@ -43,6 +43,8 @@ class DatabaseConfig(_Strict):
 class RedisConfig(_Strict):
     # When set, holds and balances are shared across replicas through Redis.
     url: str | None = None
+    # Prefix of every key the wallet writes; replicas sharing balances use the same one.
+    key_prefix: str = "aigw"
 
 
 class BillingConfig(_Strict):

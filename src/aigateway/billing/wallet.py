@@ -48,6 +48,7 @@ class Wallet(Protocol):
     async def flushed(self, customer_id: int, amount: int, balance: int, version: int) -> None: ...
     async def available(self, customer_id: int) -> int: ...
     async def refresh(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -156,3 +157,6 @@ class LocalWallet:
         for account in self._accounts.values():
             self._expire(account)
         self._since = started
+
+    async def close(self) -> None:
+        """Nothing to release: the state dies with the process."""

@@ -1,0 +1,265 @@
+"""RedisWallet on a real Redis and a real PostgreSQL: holds, settles, snapshots, replicas, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+
+from aigateway.accounts.service import create_customer
+from aigateway.billing.ledger import post_entry
+from aigateway.billing.recorder import UsageEvent, UsageRecorder
+from aigateway.billing.redis_wallet import RedisWallet
+from aigateway.billing.wallet import InsufficientBalance
+from aigateway.store.db import create_engine
+from aigateway.store.migrate import upgrade
+
+
+@pytest.fixture
+def prefix(redis_url):
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    name = "aigwtest-" + uuid.uuid4().hex[:10]
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=name + ":*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+class Env:
+    """One PostgreSQL database with a customer, and wallets (replicas) on one Redis prefix."""
+
+    def __init__(self, pg_url: str, redis_url: str, prefix: str) -> None:
+        self.pg_url, self.redis_url, self.prefix = pg_url, redis_url, prefix
+        self.engine = create_engine(pg_url)
+        self.wallets: list[RedisWallet] = []
+        self.cid = 0
+        self.redis = None
+
+    async def start(self, credit: int = 1_000) -> "Env":
+        import redis.asyncio as aioredis
+
+        await upgrade(self.engine)
+        async with self.engine.begin() as conn:
+            self.cid = await create_customer(conn, "wallet@example.com")
+            if credit:
+                await post_entry(conn, customer_id=self.cid, amount=credit, kind="credit", reference="c0")
+        self.redis = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+        return self
+
+    def wallet(self, **kw) -> RedisWallet:
+        wallet = RedisWallet(self.engine, self.redis_url, key_prefix=self.prefix, **kw)
+        self.wallets.append(wallet)
+        return wallet
+
+    async def post(self, amount: int, reference: str, kind: str = "credit") -> None:
+        """A balance change made by another tool (the CLI, a deposit) on its own connection."""
+        other = create_engine(self.pg_url)
+        try:
+            async with other.begin() as conn:
+                await post_entry(conn, customer_id=self.cid, amount=amount, kind=kind, reference=reference,
+                                 allow_negative=True)
+        finally:
+            await other.dispose()
+
+    async def state(self) -> dict:
+        return await self.redis.hgetall(f"{self.prefix}:w:{self.cid}")
+
+    async def close(self) -> None:
+        for wallet in self.wallets:
+            await wallet.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+@pytest.fixture
+async def env(pg_url, redis_url, prefix):
+    e = await Env(pg_url, redis_url, prefix).start()
+    yield e
+    await e.close()
+
+
+async def test_hold_settle_release_and_insufficient_balance(env):
+    w = env.wallet()
+    assert await w.available(env.cid) == 1_000  # loaded (seeded) from the database
+    first = await w.hold(env.cid, 600)
+    assert await w.available(env.cid) == 400
+    with pytest.raises(InsufficientBalance) as refused:
+        await w.hold(env.cid, 600)
+    assert (refused.value.needed, refused.value.available) == (600, 400)
+    await w.settle(first, 100)  # actual cost was lower: the rest of the hold is freed
+    assert await w.available(env.cid) == 900
+    await w.release(first)  # already settled: nothing moves
+    await w.settle(first, 0)
+    assert await w.available(env.cid) == 900
+    second = await w.hold(env.cid, 900)
+    assert await w.available(env.cid) == 0
+    await w.release(second)
+    await w.release(second)  # idempotent
+    assert await w.available(env.cid) == 900
+    state = await env.state()
+    assert (state["bal"], state["ver"], state["held"], state[f"p:{w.replica}"]) == ("1000", "1", "0", "100")
+
+
+async def test_refused_hold_reports_zero_when_pending_exceeds_balance(env):
+    w = env.wallet()
+    await w.settle(await w.hold(env.cid, 1_000), 1_000)
+    with pytest.raises(InsufficientBalance) as refused:
+        await w.hold(env.cid, 1)
+    assert (refused.value.needed, refused.value.available) == (1, 0)
+
+
+async def test_recorder_commit_moves_pending_into_the_balance(env):
+    w = env.wallet()
+    recorder = UsageRecorder(env.engine, w)
+    hold = await w.hold(env.cid, 600)
+    await w.settle(hold, 250)
+    recorder.record(UsageEvent(id="req_1", customer_id=env.cid, api_key_id=None, model="m", endpoint="chat",
+                               status=200, cost=250))
+    assert await w.available(env.cid) == 750
+    await recorder.flush()
+    assert await w.available(env.cid) == 750
+    state = await env.state()
+    assert state["bal"] == "750" and state["ver"] == "2"
+    assert not [k for k in state if k.startswith("p:")]  # nothing pending any more
+
+
+async def test_replicas_share_holds_and_pending_charges(env):
+    a, b = env.wallet(), env.wallet()
+    hold = await a.hold(env.cid, 600)
+    assert await b.available(env.cid) == 400
+    with pytest.raises(InsufficientBalance):
+        await b.hold(env.cid, 600)
+    await a.settle(hold, 100)
+    assert await b.available(env.cid) == 900
+    assert await b.hold(env.cid, 900)
+    with pytest.raises(InsufficientBalance):
+        await a.hold(env.cid, 1)
+
+
+async def test_concurrent_holds_across_replicas_never_exceed_the_balance(env):
+    replicas = [env.wallet() for _ in range(4)]
+
+    async def try_hold(i: int):
+        try:
+            return await replicas[i % 4].hold(env.cid, 70)
+        except InsufficientBalance:
+            return None
+
+    holds = await asyncio.gather(*(try_hold(i) for i in range(100)))
+    assert sum(h is not None for h in holds) == 1_000 // 70
+    assert await replicas[0].available(env.cid) == 1_000 - 70 * (1_000 // 70)
+
+
+async def test_expired_holds_are_dropped(env):
+    w = env.wallet(hold_ttl=0.2)
+    await w.hold(env.cid, 1_000)  # a request that never settles (its replica died)
+    with pytest.raises(InsufficientBalance):
+        await w.hold(env.cid, 1)
+    await asyncio.sleep(0.3)
+    assert await w.available(env.cid) == 1_000
+    late = await w.hold(env.cid, 1_000)
+    assert (await env.state())["held"] == "1000"
+    await w.release(late)
+    assert (await env.state())["held"] == "0"
+
+
+async def test_snapshots_only_move_forward(env):
+    w = env.wallet()
+    assert await w.available(env.cid) == 1_000  # version 1
+    await env.post(500, "c1")  # version 2
+    await w.refresh()
+    assert await w.available(env.cid) == 1_500
+    # A replica that read the old row and writes it late changes nothing:
+    await w._seed_snapshot(env.cid, 1_000, 1)
+    await w.flushed(env.cid, 0, 1_000, 1)
+    assert await w.available(env.cid) == 1_500
+    assert (await env.state())["ver"] == "2"
+
+
+async def test_refresh_brings_database_credits_to_every_replica(env):
+    a, b = env.wallet(), env.wallet()
+    assert await a.available(env.cid) == await b.available(env.cid) == 1_000
+    await env.post(2_000, "deposit:1", kind="deposit")
+    await a.refresh()
+    assert await b.available(env.cid) == 3_000  # one refresh serves every replica
+    await b.refresh()
+    assert await a.available(env.cid) == 3_000
+
+
+async def test_refresh_does_not_load_customers_nobody_asked_for(env):
+    w = env.wallet()
+    await w.refresh()
+    await env.post(100, "c1")
+    await w.refresh()
+    assert await env.state() == {}
+
+
+async def test_a_new_replica_catches_up_on_changes_made_while_none_ran(env):
+    first = env.wallet()
+    assert await first.available(env.cid) == 1_000
+    await first.close()  # the last replica stops
+    await env.post(-400, "adjust:1", kind="adjustment")  # an operator debits meanwhile
+    await asyncio.sleep(2.2)  # longer than the refresh's own look-back slack
+    late = env.wallet()  # no refresh has run yet, but its first hold must see the debit
+    with pytest.raises(InsufficientBalance) as refused:
+        await late.hold(env.cid, 700)
+    assert refused.value.available == 600
+
+
+async def test_crashed_replica_pending_stops_counting_after_its_ttl(env):
+    crashed, alive = env.wallet(replica_ttl=0.4), env.wallet()
+    await crashed.settle(await crashed.hold(env.cid, 300), 300)  # settled, never committed
+    assert await alive.available(env.cid) == 700
+    crashed._beat_task.cancel()  # the process dies: no heartbeat, no close, no flush
+    await asyncio.sleep(0.6)
+    # Its uncommitted charge died with it (the recorder's documented loss): the money is there.
+    assert await alive.available(env.cid) == 1_000
+    assert not [k for k in await env.state() if k.startswith("p:")]
+
+
+async def test_crash_between_commit_and_flushed_is_conservative_then_exact(env):
+    crashed, alive = env.wallet(replica_ttl=0.4), env.wallet()
+    await crashed.settle(await crashed.hold(env.cid, 300), 300)
+    await env.post(-300, "usage:req_x", kind="charge")  # its recorder committed the batch...
+    crashed._beat_task.cancel()  # ...and the process died before `flushed`
+    await alive.refresh()
+    assert await alive.available(env.cid) == 400  # counted twice for a moment: never an overdraft
+    await asyncio.sleep(0.6)
+    assert await alive.available(env.cid) == 700  # exact once the replica is presumed dead
+
+
+async def test_flushed_of_a_batch_committed_by_an_earlier_attempt_reads_the_balance(env):
+    w = env.wallet()
+    recorder = UsageRecorder(env.engine, w)
+    await w.settle(await w.hold(env.cid, 300), 300)
+    batch = [UsageEvent(id="req_1", customer_id=env.cid, api_key_id=None, model="m", endpoint="chat",
+                        status=200, cost=300)]
+    # The first attempt committed but was reported as failed, so `flushed` never ran;
+    # the retry finds the charge present and returns no balance (version -1).
+    await env.post(-300, "usage:req_1", kind="charge")
+    await recorder._write(batch)
+    assert await w.available(env.cid) == 700  # not 1,000: the snapshot was reloaded
+
+
+async def test_flushed_never_makes_pending_negative(env):
+    w = env.wallet()
+    assert await w.available(env.cid) == 1_000
+    await w.flushed(env.cid, 500, 1_000, 1)  # charges whose pending field was lost
+    assert await w.available(env.cid) == 1_000
+    await w.settle(await w.hold(env.cid, 100), 100)
+    await w.flushed(env.cid, 400, 1_000, 1)  # more than is pending: clamped, not negative
+    assert await w.available(env.cid) == 1_000
+    assert f"p:{w.replica}" not in await env.state()
+
+
+async def test_close_removes_the_heartbeat(env):
+    w = env.wallet()
+    await w.available(env.cid)
+    alive = f"{env.prefix}:r:{w.replica}"
+    assert await env.redis.exists(alive) == 1
+    await w.close()
+    assert await env.redis.exists(alive) == 0
