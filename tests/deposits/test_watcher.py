@@ -299,3 +299,17 @@ async def test_addresses_follow_the_derivation_and_are_permanent(env):
     assert len(set(addresses) | set(VECTORS)) == 11
     rows = await env.rows(select(deposit_addresses).order_by(deposit_addresses.c.derivation_index))
     assert [r.derivation_index for r in rows] == list(range(11))
+
+
+async def test_a_damaged_usdt_log_is_retried_not_rejected(env, tron):
+    cid, address = await env.customer()
+    tx = tron.transfer(address, 3_000_000, solid=True)
+    damaged = tx.transfer_log()
+    damaged["data"] = "zz" + damaged["data"][2:]
+    tx.logs = [damaged]
+    w = env.watcher()
+    await w.tick()
+    assert w.backoffs == 1 and await statuses(env) == {tx.tx_id: "pending"}
+    tx.logs = None  # the API answers properly again
+    await full_pass(env, w)
+    assert await statuses(env) == {tx.tx_id: "credited"} and await balance(env, cid) == 10_500_000

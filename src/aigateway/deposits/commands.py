@@ -168,7 +168,7 @@ def register(main: click.Group, admin: click.Group) -> None:
             async with _engine(config) as engine:
                 revived = await DepositsService(dcfg, engine).rescan(address, since_ms)
                 click.echo(f"{address}: transfers since {since} will be read again"
-                           + (f"; {revived} expired transaction(s) re-checked" if revived else ""))
+                           + (f"; {revived} expired or rejected transaction(s) checked again" if revived else ""))
                 if poll_now:
                     watcher = Watcher(engine, dcfg, use_lease=False)
                     try:

@@ -148,8 +148,9 @@ class DepositsService:
     # -- operator tools ---------------------------------------------------------------------
 
     async def rescan(self, address: str, since_ms: int) -> int:
-        """Re-read an address's transfers from `since_ms` on the next pass; expired ones are re-checked.
-        Returns how many expired transactions went back to pending."""
+        """Re-read an address's transfers from `since_ms` on the next pass; expired and rejected ones
+        are checked again (harmless: a deposit is credited once whatever happens). Returns how many
+        went back to pending."""
         async with self.engine.begin() as conn:
             row = (await conn.execute(select(deposit_addresses.c.id)
                                       .where(deposit_addresses.c.address == address))).first()
@@ -160,7 +161,7 @@ class DepositsService:
                                .values(cursor_ms=max(0, since_ms), last_polled_ms=0))
             result = await conn.execute(
                 update(deposit_transactions).where(deposit_transactions.c.address_id == row.id)
-                .where(deposit_transactions.c.status == "expired")
+                .where(deposit_transactions.c.status.in_(("expired", "rejected")))
                 .values(status="pending", next_check_ms=0, seen_at=utcnow(),
                         note="re-checked by rescan", resolved_at=None))
         return result.rowcount
