@@ -1,0 +1,137 @@
+"""Register, log in, log out."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from aigateway.accounts.service import AccountError, create_customer, normalise_email
+from aigateway.accounts.tables import customers
+from aigateway.appkeys import ENGINE
+from aigateway.portal import throttle
+from aigateway.portal.base import (
+    PORTAL,
+    client_ip,
+    redirect,
+    render,
+    safe_next,
+    session_cookie_name,
+    session_of,
+    set_cookie,
+)
+from aigateway.portal.passwords import WeakPassword, check_strength, hash_password, verify_password
+from aigateway.portal.sessions import create_session, end_session
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    "created": "Account created! Please login.",
+    "bye": "You have been logged out.",
+    "expired": "Please log in to continue.",
+}
+
+TAKEN = "An account with this email already exists. Log in instead, or use another email."
+WRONG = "Wrong email or password."
+
+
+async def login_page(request: web.Request) -> web.Response:
+    if session_of(request) is not None:
+        return redirect("/dashboard")
+    notice = MESSAGES.get(request.query.get("m", ""))
+    return await render(request, "login.html", notice=notice, error=None, email="",
+                        next=safe_next(request.query.get("next")))
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    email = str(form.get("email", "")).strip().lower()
+    password = str(form.get("password", ""))
+    target = safe_next(str(form.get("next", "")))
+    engine = request.app[ENGINE]
+
+    async def fail(status: int, error: str) -> web.Response:
+        return await render(request, "login.html", status=status, notice=None, error=error, email=email,
+                            next=target)
+
+    if not email or not password:
+        return await fail(400, "Enter your email and password.")
+    ip = client_ip(request)
+    wait = await throttle.seconds_to_wait(engine, email, ip)
+    if wait > 0:
+        seconds = math.ceil(wait)
+        return await fail(429, f"Too many failed login attempts. Please wait {seconds} second"
+                               f"{'s' if seconds != 1 else ''} and try again.")
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(customers.c.id, customers.c.password_hash, customers.c.status)
+                                  .where(customers.c.email == email))).first()
+    ok = await verify_password(row.password_hash if row else None, password)
+    if not ok or row is None:
+        failures = await throttle.record_failure(engine, email, ip)
+        delay = throttle.delay_after(failures)
+        if delay:
+            return await fail(401, f"{WRONG} Too many failed attempts: wait {math.ceil(delay)} seconds "
+                                   "before the next try.")
+        return await fail(401, WRONG)
+    if row.status != "active":
+        return await fail(403, "This account is disabled. Please contact support.")
+    await throttle.clear(engine, email, ip)
+    if PasswordHasher().check_needs_rehash(row.password_hash):  # parameters were raised since
+        new_hash = await hash_password(password)
+        async with engine.begin() as conn:
+            await conn.execute(update(customers).where(customers.c.id == row.id).values(password_hash=new_hash))
+    portal = request.app[PORTAL]
+    token = await create_session(engine, row.id, portal.session_ttl)
+    response = redirect(target)
+    set_cookie(request, response, session_cookie_name(request), token,
+               max_age=int(portal.session_ttl.total_seconds()))
+    return response
+
+
+async def register_page(request: web.Request) -> web.Response:
+    if session_of(request) is not None:
+        return redirect("/dashboard")
+    return await render(request, "register.html", error=None, email="")
+
+
+async def register(request: web.Request) -> web.Response:
+    form = await request.post()
+    raw_email = str(form.get("email", ""))
+    password = str(form.get("password", ""))
+    confirm = str(form.get("confirm", ""))
+
+    async def fail(status: int, error: str) -> web.Response:
+        return await render(request, "register.html", status=status, error=error, email=raw_email.strip())
+
+    try:
+        email = normalise_email(raw_email)
+    except AccountError:
+        return await fail(400, "Enter a valid email address, like name@example.com.")
+    try:
+        check_strength(password, email)
+    except WeakPassword as exc:
+        return await fail(400, str(exc))
+    if password != confirm:
+        return await fail(400, "The two passwords do not match.")
+    engine = request.app[ENGINE]
+    password_hash = await hash_password(password)
+    try:
+        async with engine.begin() as conn:
+            await create_customer(conn, email, password_hash)
+    except (AccountError, IntegrityError):  # taken (IntegrityError: two sign-ups raced)
+        return await fail(409, TAKEN)
+    log.info("portal: new customer registered")
+    return redirect("/login?m=created")
+
+
+async def logout(request: web.Request) -> web.Response:
+    session = session_of(request)
+    if session is not None:
+        await end_session(request.app[ENGINE], session)
+    response = redirect("/login?m=bye")
+    response.del_cookie(session_cookie_name(request), path="/")
+    return response

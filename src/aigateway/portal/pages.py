@@ -1,0 +1,236 @@
+"""The signed-in pages: dashboard, API keys, transactions (and CSV), deposit; and the
+public ones: models and API documentation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from datetime import date, datetime, timezone
+
+import segno
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy import func, select
+
+from aigateway.accounts.keys import mask
+from aigateway.accounts.service import AccountError, create_key, list_keys, revoke_key
+from aigateway.accounts.tables import api_keys
+from aigateway.api.gateway import GATEWAY
+from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
+from aigateway.money import format_tmt
+from aigateway.portal import chart
+from aigateway.portal.base import PORTAL, available_balance, not_found, redirect, render, require_session
+from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
+
+log = logging.getLogger(__name__)
+
+
+def _page_number(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("page", "1")), 100_000))
+    except ValueError:
+        return 1
+
+
+# ------------------------------------------------------------------ dashboard
+
+async def dashboard(request: web.Request) -> web.Response:
+    session = require_session(request)
+    metric = request.query.get("metric", "cost")
+    if metric not in chart.METRICS:
+        metric = "cost"
+    async with request.app[ENGINE].connect() as conn:
+        summary = await usage_by_day(conn, session.customer_id)
+    balance = await available_balance(request, session.customer_id)
+    return await render(
+        request, "dashboard.html", tab="dashboard", balance=balance, summary=summary, metric=metric,
+        metrics=chart.METRICS, chart_svg=None if summary.empty else chart.render(summary, metric),
+        legend=chart.legend(summary, metric), days_desc=list(reversed(summary.days)))
+
+
+# ------------------------------------------------------------------ API keys
+
+def _key_view(row) -> dict:
+    return {"id": row.id, "name": row.name, "masked": mask(row.prefix, row.last4), "created_at": row.created_at,
+            "last_used_at": row.last_used_at, "revoked_at": row.revoked_at}
+
+
+async def _keys_page(request: web.Request, *, status: int = 200, new_key: dict | None = None,
+                     error: str | None = None, notice: str | None = None, name: str = "") -> web.Response:
+    session = require_session(request)
+    async with request.app[ENGINE].connect() as conn:
+        rows = await list_keys(conn, session.customer_id)
+    keys = [_key_view(r) for r in rows]
+    active = [k for k in keys if k["revoked_at"] is None]
+    revoked = [k for k in keys if k["revoked_at"] is not None]
+    response = await render(request, "keys.html", status=status, tab="keys", active=active, revoked=revoked,
+                            new_key=new_key, error=error, notice=notice, name=name)
+    return response
+
+
+async def keys(request: web.Request) -> web.Response:
+    notice = "Key revoked. Requests made with it are now refused (401)." if request.query.get("m") == "revoked" \
+        else None
+    return await _keys_page(request, notice=notice)
+
+
+async def create_key_view(request: web.Request) -> web.Response:
+    session = require_session(request)
+    form = await request.post()
+    name = str(form.get("name", "")).strip()
+    if not name:
+        return await _keys_page(request, status=400, error="Give the key a name, e.g. the app that will use it.")
+    if len(name) > 100:
+        return await _keys_page(request, status=400, error="The name is too long: at most 100 characters.",
+                                name=name[:100])
+    limit = request.app[PORTAL].settings.max_keys
+    async with request.app[ENGINE].begin() as conn:
+        count = await conn.scalar(select(func.count()).select_from(api_keys).where(
+            api_keys.c.customer_id == session.customer_id, api_keys.c.revoked_at.is_(None)))
+        if count >= limit:
+            return await _keys_page(request, status=400, error=f"You already have {limit} active keys. "
+                                                               "Revoke one you no longer use first.")
+        key_id, new = await create_key(conn, session.customer_id, name)
+    # The secret is in this one response only (never stored, never redirected through a URL).
+    response = await _keys_page(request, status=201, new_key={"id": key_id, "name": name, "secret": new.secret})
+    return response
+
+
+async def revoke_key_view(request: web.Request) -> web.Response:
+    session = require_session(request)
+    try:
+        key_id = int(request.match_info["key_id"])
+    except ValueError:
+        raise not_found() from None
+    form = await request.post()
+    engine = request.app[ENGINE]
+    if form.get("confirm") != "yes":
+        # No script (or it was bypassed): ask on a page of its own.
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(
+                api_keys.c.id == key_id, api_keys.c.customer_id == session.customer_id))).first()
+        if row is None:
+            raise not_found()
+        return await render(request, "key_revoke.html", tab="keys", key=_key_view(row))
+    try:
+        async with engine.begin() as conn:
+            key_hash = await revoke_key(conn, key_id, session.customer_id)
+    except AccountError:
+        raise not_found() from None
+    request.app[GATEWAY].keys.forget(key_hash)  # refused from this very moment in this process
+    return redirect("/keys?m=revoked")
+
+
+# ------------------------------------------------------------------ transactions
+
+KIND_LABELS = {"deposit": "USDT deposit", "credit": "Credit", "adjustment": "Adjustment", "usage": "API usage",
+               "charge": "API request"}
+
+
+async def transactions(request: web.Request) -> web.Response:
+    session = require_session(request)
+    page = _page_number(request)
+    async with request.app[ENGINE].connect() as conn:
+        items, has_next = await transactions_page(conn, session.customer_id, page=page)
+    return await render(request, "transactions.html", tab="transactions", items=items, page=page,
+                        has_next=has_next, labels=KIND_LABELS)
+
+
+async def transactions_day(request: web.Request) -> web.Response:
+    session = require_session(request)
+    try:
+        day = date.fromisoformat(request.match_info["day"])
+    except ValueError:
+        raise not_found() from None
+    page = _page_number(request)
+    async with request.app[ENGINE].connect() as conn:
+        items, has_next, totals = await requests_of_day(conn, session.customer_id, day, page=page)
+    return await render(request, "transactions_day.html", tab="transactions", day=day, items=items, page=page,
+                        has_next=has_next, totals=totals)
+
+
+def _csv_text(value: str | None) -> str:
+    """Neutralise spreadsheet formulas in free text (CSV injection)."""
+    value = value or ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+async def transactions_csv(request: web.Request) -> web.StreamResponse:
+    session = require_session(request)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="transactions-{stamp}.csv"',
+    })
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["date_utc", "type", "amount_tmt", "description", "reference"])
+    async with request.app[ENGINE].connect() as conn:
+        async for rows in ledger_batches(conn, session.customer_id):
+            for r in rows:
+                at = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=timezone.utc)
+                writer.writerow([at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r.kind,
+                                 format_tmt(r.amount), _csv_text(r.memo), _csv_text(r.reference)])
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write_eof()
+    return response
+
+
+# ------------------------------------------------------------------ deposit
+
+def qr_svg(address: str) -> Markup:
+    # segno draws the code as one <path>; the address is data of the code, not markup.
+    return Markup(segno.make(address, error="m").svg_inline(scale=5, border=3, dark="#0f172a", light="#ffffff",
+                                                            svgclass="qr", omitsize=True))
+
+
+async def _deposit_state(request: web.Request, customer_id: int) -> dict:
+    port = request.app.get(DEPOSITS)
+    if port is None:
+        return {"configured": False}
+    port.watch_closely(customer_id)
+    try:
+        address = await port.address_for(customer_id)
+        overview = await port.overview(customer_id)
+    except Exception:
+        log.exception("deposits: overview failed for customer %s", customer_id)
+        return {"configured": True, "failed": True}
+    return {"configured": True, "failed": False, "address": address, "overview": overview}
+
+
+async def deposit(request: web.Request) -> web.Response:
+    session = require_session(request)
+    state = await _deposit_state(request, session.customer_id)
+    qr = qr_svg(state["address"]) if state.get("address") else None
+    return await render(request, "deposit.html", tab="deposit", qr=qr, **state)
+
+
+async def deposit_status(request: web.Request) -> web.Response:
+    """The pending/credited lists alone, polled by the Deposit tab's script."""
+    session = require_session(request)
+    state = await _deposit_state(request, session.customer_id)
+    return await render(request, "_deposit_lists.html", show_balance=False, **state)
+
+
+# ------------------------------------------------------------------ public pages
+
+async def models(request: web.Request) -> web.Response:
+    catalog = request.app[GATEWAY].catalog
+    rows = sorted((m for m in catalog.models.values() if m.servable), key=lambda m: (m.type != "chat", m.name))
+    updated = max((m.price_updated_at for m in rows if m.price_updated_at), default=None)
+    return await render(request, "models.html", tab="models", models=rows, updated=updated)
+
+
+async def docs(request: web.Request) -> web.Response:
+    base = request.app[CONFIG].server.base_url
+    return await render(request, "docs.html", tab="docs", base=base, api_base=base + "/v1")
+
+
+async def home(request: web.Request) -> web.Response:
+    from aigateway.portal.base import session_of
+
+    return redirect("/dashboard" if session_of(request) else "/login")

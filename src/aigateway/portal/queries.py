@@ -1,0 +1,229 @@
+"""Read models for the portal pages. Aggregation happens in the database.
+
+`utc_day(column)` is one SQL expression that compiles per dialect to the
+UTC calendar day of a timestamp as 'YYYY-MM-DD' text: `date(...)` on SQLite
+(timestamps are stored as UTC text there) and `to_char(... AT TIME ZONE 'UTC')`
+on PostgreSQL (independent of the session's time zone). Every query is
+filtered by customer id first, so it runs on the (customer_id, created_at)
+indexes and a customer can only ever see their own rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import BigInteger, String, Text, and_, cast, func, literal, null, or_, select, union_all
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from aigateway.accounts.tables import api_keys
+from aigateway.billing.tables import ledger_entries, usage_records
+
+
+class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it is
+    type = String()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(utc_day)
+def _utc_day_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_pg(element, compiler, **kw):
+    return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------- usage by day
+
+@dataclass(slots=True)
+class DayUsage:
+    day: date
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: int = 0
+    by_model: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ModelUsage:
+    model: str
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class UsageSummary:
+    days: list[DayUsage]  # oldest first, one per calendar day (UTC), empty days included
+    models: list[ModelUsage]  # most expensive first
+
+    @property
+    def empty(self) -> bool:
+        return not any(d.requests for d in self.days)
+
+    @property
+    def total(self) -> ModelUsage:
+        t = ModelUsage("all")
+        for m in self.models:
+            t.requests += m.requests
+            t.input_tokens += m.input_tokens
+            t.output_tokens += m.output_tokens
+            t.cost += m.cost
+        return t
+
+
+async def usage_by_day(conn: AsyncConnection, customer_id: int, *, days: int = 30,
+                       today: date | None = None) -> UsageSummary:
+    today = today or datetime.now(timezone.utc).date()
+    first = today - timedelta(days=days - 1)
+    u = usage_records.c
+    day = utc_day(u.created_at).label("day")
+    query = (
+        select(day, u.model, func.count().label("requests"),
+               cast(func.coalesce(func.sum(u.input_tokens), 0), BigInteger).label("input_tokens"),
+               cast(func.coalesce(func.sum(u.output_tokens), 0), BigInteger).label("output_tokens"),
+               cast(func.coalesce(func.sum(u.cost), 0), BigInteger).label("cost"))
+        .where(u.customer_id == customer_id, u.created_at >= day_start(first))
+        .group_by(day, u.model)
+    )
+    rows = (await conn.execute(query)).all()
+    by_day = {first + timedelta(days=i): DayUsage(first + timedelta(days=i)) for i in range(days)}
+    models: dict[str, ModelUsage] = {}
+    for row in rows:
+        d = by_day.get(date.fromisoformat(str(row.day)))
+        if d is None:  # a record stamped in the future (clock skew): leave it out of the window
+            continue
+        requests, inp, out, cost = int(row.requests), int(row.input_tokens), int(row.output_tokens), int(row.cost)
+        d.requests += requests
+        d.input_tokens += inp
+        d.output_tokens += out
+        d.cost += cost
+        d.by_model[row.model] = {"requests": requests, "tokens": inp + out, "cost": cost}
+        m = models.setdefault(row.model, ModelUsage(row.model))
+        m.requests += requests
+        m.input_tokens += inp
+        m.output_tokens += out
+        m.cost += cost
+    ordered = sorted(models.values(), key=lambda m: (-m.cost, -m.tokens, m.model))
+    return UsageSummary(days=list(by_day.values()), models=ordered)
+
+
+# ---------------------------------------------------------------- transactions
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    at: datetime
+    kind: str  # deposit | credit | adjustment | usage (charges of one day, grouped)
+    amount: int
+    memo: str | None
+    reference: str | None  # the ledger reference; for usage: the day 'YYYY-MM-DD'
+    count: int  # requests in a usage group; 1 otherwise
+
+
+async def transactions_page(conn: AsyncConnection, customer_id: int, *, page: int = 1,
+                            per_page: int = 25) -> tuple[list[Transaction], bool]:
+    """Newest first: every non-charge entry on its own, charges grouped per UTC day.
+    Returns (rows of the page, whether a next page exists)."""
+    le = ledger_entries.c
+    singles = select(
+        le.created_at.label("at"), le.kind.label("kind"), le.amount.label("amount"),
+        cast(le.memo, Text).label("memo"), cast(le.reference, Text).label("reference"),
+        cast(literal(1), BigInteger).label("n"),
+    ).where(le.customer_id == customer_id, le.kind != "charge")
+    day = utc_day(le.created_at)
+    grouped = select(
+        func.max(le.created_at).label("at"), cast(literal("usage"), String).label("kind"),
+        cast(func.sum(le.amount), BigInteger).label("amount"), cast(null(), Text).label("memo"),
+        cast(day, Text).label("reference"), cast(func.count(), BigInteger).label("n"),
+    ).where(le.customer_id == customer_id, le.kind == "charge").group_by(day)
+    both = union_all(singles, grouped).subquery()
+    query = (select(both).order_by(both.c.at.desc(), both.c.reference.desc())
+             .limit(per_page + 1).offset((max(page, 1) - 1) * per_page))
+    rows = (await conn.execute(query)).all()
+    items = [Transaction(_as_datetime(r.at), r.kind, int(r.amount), r.memo, r.reference, int(r.n))
+             for r in rows[:per_page]]
+    return items, len(rows) > per_page
+
+
+def _as_datetime(value) -> datetime:
+    if isinstance(value, str):  # SQLite returns max() over a union as text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRow:
+    id: str
+    at: datetime
+    model: str
+    endpoint: str
+    key_name: str | None
+    input_tokens: int
+    output_tokens: int
+    cost: int
+    status: int
+    stream: bool
+
+
+async def requests_of_day(conn: AsyncConnection, customer_id: int, day: date, *, page: int = 1,
+                          per_page: int = 50) -> tuple[list[RequestRow], bool, dict]:
+    """The requests of one UTC day, newest first, with the day's totals."""
+    u = usage_records.c
+    window = and_(u.customer_id == customer_id, u.created_at >= day_start(day),
+                  u.created_at < day_start(day + timedelta(days=1)))
+    query = (
+        select(u.id, u.created_at, u.model, u.endpoint, api_keys.c.name.label("key_name"), u.input_tokens,
+               u.output_tokens, u.cost, u.status, u.stream)
+        .select_from(usage_records.outerjoin(api_keys, api_keys.c.id == u.api_key_id))
+        .where(window)
+        .order_by(u.created_at.desc(), u.id.desc())
+        .limit(per_page + 1).offset((max(page, 1) - 1) * per_page)
+    )
+    rows = (await conn.execute(query)).all()
+    totals_row = (await conn.execute(select(
+        func.count().label("requests"),
+        cast(func.coalesce(func.sum(u.input_tokens + u.output_tokens), 0), BigInteger).label("tokens"),
+        cast(func.coalesce(func.sum(u.cost), 0), BigInteger).label("cost"),
+    ).where(window))).one()
+    items = [RequestRow(r.id, _as_datetime(r.created_at), r.model, r.endpoint, r.key_name, r.input_tokens,
+                        r.output_tokens, r.cost, r.status, bool(r.stream)) for r in rows[:per_page]]
+    totals = {"requests": int(totals_row.requests), "tokens": int(totals_row.tokens), "cost": int(totals_row.cost)}
+    return items, len(rows) > per_page, totals
+
+
+async def ledger_batches(conn: AsyncConnection, customer_id: int, batch: int = 2000):
+    """Every ledger entry of the customer, newest first, in batches (keyset pagination), for CSV export."""
+    le = ledger_entries.c
+    last: tuple | None = None
+    while True:
+        query = select(le.id, le.created_at, le.kind, le.amount, le.memo, le.reference).where(
+            le.customer_id == customer_id)
+        if last is not None:
+            query = query.where(or_(le.created_at < last[0], and_(le.created_at == last[0], le.id < last[1])))
+        rows = (await conn.execute(query.order_by(le.created_at.desc(), le.id.desc()).limit(batch))).all()
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        last = (rows[-1].created_at, rows[-1].id)

@@ -1,0 +1,138 @@
+// aigateway portal: small progressive enhancements. Every page works without this file.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  function copyText(text, button) {
+    function done() {
+      var label = button.textContent;
+      button.classList.add("copied");
+      button.textContent = "Copied!";
+      setTimeout(function () { button.classList.remove("copied"); button.textContent = label; }, 1800);
+    }
+    function fallback() {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "sr-only";
+      document.body.appendChild(area);
+      area.select();
+      try { document.execCommand("copy"); done(); } catch (e) { /* the text stays selectable */ }
+      document.body.removeChild(area);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function init() {
+    // Copy buttons next to read-only fields: <button data-copy="#field-id">
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var field = document.querySelector(button.getAttribute("data-copy"));
+        if (!field) return;
+        field.select();
+        copyText(field.value, button);
+      });
+    });
+    // Select the whole value when a read-only field gets focus (easy manual copy).
+    document.querySelectorAll("input[readonly]").forEach(function (field) {
+      field.addEventListener("focus", function () { field.select(); });
+    });
+
+    // Forms that need a confirmation: <form data-confirm="question">
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) {
+          event.preventDefault();
+          return;
+        }
+        var flag = form.querySelector('input[name="confirm"]');
+        if (flag) flag.value = "yes";
+      });
+    });
+
+    // Copy buttons on code blocks.
+    document.querySelectorAll("pre.code").forEach(function (pre) {
+      var wrap = document.createElement("div");
+      wrap.className = "code-block";
+      pre.parentNode.insertBefore(wrap, pre);
+      wrap.appendChild(pre);
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "btn btn-sm copy-code";
+      button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
+      button.addEventListener("click", function () { copyText(pre.innerText, button); });
+      wrap.appendChild(button);
+    });
+
+    // Code tabs (cURL / Python / Node.js); without script all panels show one after the other.
+    document.querySelectorAll("[data-tabs]").forEach(function (group, groupIndex) {
+      var panels = Array.prototype.slice.call(group.querySelectorAll(":scope > [data-tab]"));
+      if (panels.length < 2) return;
+      var list = document.createElement("div");
+      list.className = "tablist";
+      list.setAttribute("role", "tablist");
+      var buttons = panels.map(function (panel, i) {
+        var id = "tabpanel-" + groupIndex + "-" + i;
+        panel.id = id;
+        panel.setAttribute("role", "tabpanel");
+        var b = document.createElement("button");
+        b.type = "button";
+        b.setAttribute("role", "tab");
+        b.setAttribute("aria-controls", id);
+        b.textContent = panel.getAttribute("data-tab");
+        b.addEventListener("click", function () { select(i); });
+        b.addEventListener("keydown", function (e) {
+          if (e.key === "ArrowRight") { select((i + 1) % panels.length, true); }
+          if (e.key === "ArrowLeft") { select((i + panels.length - 1) % panels.length, true); }
+        });
+        list.appendChild(b);
+        return b;
+      });
+      function select(index, focus) {
+        panels.forEach(function (p, i) { p.hidden = i !== index; });
+        buttons.forEach(function (b, i) {
+          b.setAttribute("aria-selected", i === index ? "true" : "false");
+          b.tabIndex = i === index ? 0 : -1;
+        });
+        if (focus) buttons[index].focus();
+      }
+      group.insertBefore(list, group.firstChild);
+      select(0);
+    });
+
+    // Live lists (Deposit tab): <div data-refresh="/url" data-refresh-every="15">
+    document.querySelectorAll("[data-refresh]").forEach(function (box) {
+      var url = box.getAttribute("data-refresh");
+      var every = Math.max(5, parseInt(box.getAttribute("data-refresh-every"), 10) || 15) * 1000;
+      var state = document.querySelector("[data-refresh-state]");
+      function tick() {
+        if (document.hidden) { setTimeout(tick, every); return; }
+        if (state) state.textContent = "Checking for new deposits…";
+        fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+          .then(function (r) {
+            if (r.redirected) { window.location.reload(); throw new Error("logged out"); }
+            if (!r.ok) throw new Error(r.status);
+            return r.text();
+          })
+          .then(function (html) {
+            box.innerHTML = html;
+            if (state) state.textContent = "Updated " + new Date().toLocaleTimeString();
+          })
+          .catch(function () { if (state) state.textContent = "Could not refresh; retrying."; })
+          .then(function () { setTimeout(tick, every); });
+      }
+      setTimeout(tick, every);
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

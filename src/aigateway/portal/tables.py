@@ -1,0 +1,31 @@
+"""Portal state: login sessions and failed-login counters.
+
+Sessions are kept server-side (see sessions.py for why); the cookie holds only
+a random id, and the table only its SHA-256, so a leaked table cannot be
+replayed as cookies.
+"""
+
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, String, Table
+
+from aigateway.store.metadata import metadata, utcnow
+
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 hex of the cookie value
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),  # synchronizer token of this session
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_portal_sessions_expires_at", portal_sessions.c.expires_at)
+
+# One row per (email, client IP) with recent failed logins; deleted on success.
+portal_login_failures = Table(
+    "portal_login_failures",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),  # sha256 hex of "email|ip"
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+Index("ix_portal_login_failures_last_failed_at", portal_login_failures.c.last_failed_at)

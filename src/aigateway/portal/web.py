@@ -1,0 +1,171 @@
+"""Plug the portal into the application: routes, the portal middleware, housekeeping.
+
+The middleware only acts on the portal's own routes. For them it loads the
+session, enforces CSRF on every state-changing request, turns errors into
+pages, and adds the security headers and a Server-Timing header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from aiohttp import web
+
+from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
+from aigateway.portal import auth, pages
+from aigateway.portal.base import (
+    PORTAL,
+    SESSION,
+    STATIC,
+    STATIC_URL,
+    LoginRequired,
+    Portal,
+    PortalError,
+    PortalSettings,
+    anon_csrf_cookie_name,
+    is_https,
+    redirect,
+    render,
+    same_origin,
+    session_cookie_name,
+    static_version,
+)
+from aigateway.portal.render import make_env
+from aigateway.portal.sessions import load_session, purge_expired
+from aigateway.portal.throttle import purge_stale
+
+log = logging.getLogger(__name__)
+
+# Forms a visitor posts before logging in: checked against the double-submit cookie.
+ANONYMOUS_FORMS = {"/login", "/register"}
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def setup(app: web.Application) -> None:
+    settings = PortalSettings.model_validate(app[CONFIG].portal)
+    portal = Portal(settings=settings, env=make_env(), static_version=static_version())
+    app[PORTAL] = portal
+    r = app.router
+    routes = [
+        r.add_get("/", pages.home),
+        r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
+        r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
+        r.add_post("/logout", auth.logout),
+        r.add_get("/dashboard", pages.dashboard),
+        r.add_get("/keys", pages.keys), r.add_post("/keys", pages.create_key_view),
+        r.add_post("/keys/{key_id}/revoke", pages.revoke_key_view),
+        r.add_get("/transactions", pages.transactions),
+        r.add_get("/transactions/export.csv", pages.transactions_csv),
+        r.add_get(r"/transactions/{day:\d{4}-\d{2}-\d{2}}", pages.transactions_day),
+        r.add_get("/deposit", pages.deposit),
+        r.add_get("/deposit/status", pages.deposit_status),
+        r.add_get("/models", pages.models),
+        r.add_get("/docs", pages.docs),
+    ]
+    portal.resources.update(route.resource for route in routes)
+    portal.resources.add(r.add_static(STATIC_URL, STATIC, append_version=False))
+    app.middlewares.append(portal_middleware)
+    app.on_response_prepare.append(_on_prepare)
+    app[STARTUP_HOOKS].append(_housekeeping)
+
+
+async def _housekeeping(app: web.Application, periodic) -> None:
+    engine = app[ENGINE]
+
+    async def purge() -> None:
+        await purge_expired(engine)
+        await purge_stale(engine)
+
+    periodic.every(600.0, purge, "portal-purge")
+
+
+async def _check_csrf(request: web.Request) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and not same_origin(request, origin):
+        raise PortalError(403, "Request refused", "This form was sent from another site, so it was refused.")
+    form = await request.post()
+    sent = form.get("csrf")
+    session = request[SESSION]
+    if request.path in ANONYMOUS_FORMS:
+        expected = request.cookies.get(anon_csrf_cookie_name(request), "")
+    elif session is None:
+        raise LoginRequired()
+    else:
+        expected = session.csrf_token
+    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise PortalError(403, "Page expired",
+                          "This form has expired or did not come from this site. Go back, reload the page "
+                          "and try again.")
+
+
+STARTED = web.RequestKey("portal.started", float)  # perf_counter() when the portal middleware took it
+STATIC_REQUEST = web.RequestKey("portal.static", bool)
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers for every portal response, streamed ones (CSV export) included."""
+    started = request.get(STARTED)
+    if started is None:
+        return  # not a portal route
+    _security_headers(request, response, static=request[STATIC_REQUEST])
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+
+
+def _security_headers(request: web.Request, response: web.StreamResponse, *, static: bool) -> None:
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+    if is_https(request):
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if static:
+        # URLs carry ?v=<content hash>, so a new release never meets a stale copy.
+        h.setdefault("Cache-Control", "public, max-age=31536000, immutable")
+    else:
+        h.setdefault("Cache-Control", "no-store")  # pages show private data
+
+
+@web.middleware
+async def portal_middleware(request: web.Request, handler):
+    portal = request.app[PORTAL]
+    resource = request.match_info.route.resource
+    if resource is None or resource not in portal.resources:
+        return await handler(request)
+    request[STARTED] = time.perf_counter()
+    static = request[STATIC_REQUEST] = request.path.startswith(STATIC_URL + "/")
+    try:
+        if static:
+            response = await handler(request)
+        else:
+            token = request.cookies.get(session_cookie_name(request))
+            request[SESSION] = (await load_session(request.app[ENGINE], token, portal.session_ttl)
+                                if token else None)
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                await _check_csrf(request)
+            response = await handler(request)
+    except LoginRequired:
+        target = request.path_qs if request.method == "GET" else request.path
+        response = redirect(f"/login?m=expired&next={_quote(target)}")
+    except PortalError as exc:
+        response = await render(request, "error.html", status=exc.status, heading=exc.title, message=exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if static:
+            raise
+        response = await render(request, "error.html", status=exc.status, heading=exc.reason,
+                                message="The request could not be handled.")
+    return response
+
+
+def _quote(path: str) -> str:
+    from urllib.parse import quote
+
+    return quote(path, safe="/")
