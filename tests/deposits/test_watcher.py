@@ -313,3 +313,15 @@ async def test_a_damaged_usdt_log_is_retried_not_rejected(env, tron):
     tx.logs = None  # the API answers properly again
     await full_pass(env, w)
     assert await statuses(env) == {tx.tx_id: "credited"} and await balance(env, cid) == 10_500_000
+
+
+async def test_watch_closely_before_the_address_exists_allocates_and_marks(env):
+    from aigateway.accounts.service import create_customer
+
+    async with env.engine.begin() as conn:
+        cid = await create_customer(conn, "first-visit@example.com")
+    env.service.watch_closely(cid)  # the portal calls this before address_for
+    await env.service.close()
+    [row] = await env.rows(select(deposit_addresses))
+    assert row.customer_id == cid and row.address == VECTORS[0]
+    assert row.watch_until_ms > int(time.time() * 1000) + 800_000  # hot for hot_window (900 s)

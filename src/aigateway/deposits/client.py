@@ -96,7 +96,7 @@ class TronGridClient:
                 if resp.status != 200:
                     raise ApiUnavailable(f"{method} {path} answered HTTP {resp.status}: {body[:200]!r}")
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise ApiUnavailable(f"{method} {path} failed: {exc!r}") from exc
+            raise ApiUnavailable(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:

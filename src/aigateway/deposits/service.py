@@ -103,11 +103,15 @@ class DepositsService:
         task.add_done_callback(self._tasks.discard)
 
     async def _mark_hot(self, customer_id: int, until_ms: int) -> None:
+        mark = (update(deposit_addresses).where(deposit_addresses.c.customer_id == customer_id)
+                .values(watch_until_ms=until_ms))
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(update(deposit_addresses).where(deposit_addresses.c.customer_id == customer_id)
-                                   .where(deposit_addresses.c.watch_until_ms < until_ms)
-                                   .values(watch_until_ms=until_ms))
+                marked = (await conn.execute(mark)).rowcount
+            if not marked:  # first visit: the tab may ask for the address only after this call
+                await self.address_for(customer_id)
+                async with self.engine.begin() as conn:
+                    await conn.execute(mark)
         except Exception:
             self._watch_written.pop(customer_id, None)
             log.warning("deposits: could not mark customer %d's address for close watching", customer_id,
