@@ -133,6 +133,7 @@ class Watcher:
         self._backoff = 0.0
         self._backoff_until = 0.0
         self._active = False
+        self._stop: asyncio.Event | None = None
         self.passes = 0
         self.backoffs = 0
         self.last_pass: PassStats | None = None
@@ -143,6 +144,7 @@ class Watcher:
         """Pass after pass until `stop` is set; errors are logged, never fatal."""
         log.info("deposits watcher %s: watching %s USDT (%s) via %s", self.holder, self.config.network,
                  self._contract, self.config.base_url)
+        self._stop = stop
         try:
             while not stop.is_set():
                 await self.tick()
@@ -204,13 +206,20 @@ class Watcher:
         if self.lease is not None and not self.lease.fresh() and not await self.lease.acquire():
             raise LeaseLost()
 
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
     async def run_pass(self) -> PassStats:
         stats = PassStats()
         now = now_ms()
         for row in await self._due_addresses(now):
+            if self._stopping():
+                break
             await self._keep_lease()
             await self.discover(row, stats)
         for row in await self._due_pending(now_ms()):
+            if self._stopping():
+                break
             await self._keep_lease()
             await self.verify(row, stats)
         self.passes += 1
