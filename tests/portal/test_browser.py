@@ -118,7 +118,7 @@ def test_customer_journey(gateway, browser):
     # --- the dashboard shows the usage and the lower balance
     go(page, "Dashboard")
     assert page.get_by_test_id("balance").inner_text() == tmt(10_000_000 - cost)
-    chart = page.locator("svg.chart")
+    chart = page.locator("svg.chart-wide")
     assert chart.is_visible()
     assert chart.locator("rect[fill]").count() >= 2  # two models on today's bar
     legend = page.locator(".legend").inner_text()

@@ -24,8 +24,12 @@ METRICS = {
     "requests": "Requests",
 }
 
-W, H = 720, 250
-LEFT, RIGHT, TOP, BOTTOM = 62, 10, 14, 30
+# Two drawings of the same data: a wide one, and a narrow one for phones (CSS shows one),
+# so the labels keep a readable size at any width.
+WIDE = {"width": 960, "height": 280, "label_every": 5, "name": "wide"}
+NARROW = {"width": 400, "height": 250, "label_every": 7, "name": "narrow"}
+RIGHT, TOP, BOTTOM = 10, 16, 32
+CHAR_W = 7.0  # average width of an axis label character (12px font) in user units
 
 
 def compact(n: float) -> str:
@@ -80,29 +84,32 @@ def fmt(metric: str, value: float) -> str:
 
 
 def render(summary: UsageSummary, metric: str) -> Markup:
+    return Markup(_draw(summary, metric, **WIDE) + _draw(summary, metric, **NARROW))
+
+
+def _draw(summary: UsageSummary, metric: str, *, width: int, height: int, label_every: int, name: str) -> str:
     series = series_of(summary, metric)
     peak = max((getattr(d, metric) for d in summary.days), default=0)
     top, step = _nice_max(peak)
-    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    ticks = [(step * i, tmt_short(step * i) if metric == "cost" else compact(step * i)) for i in range(5)]
+    left = 14 + CHAR_W * max(len(label) for _, label in ticks)
+    plot_w, plot_h = width - left - RIGHT, height - TOP - BOTTOM
     slot = plot_w / len(summary.days)
     bar = max(2.0, slot * 0.68)
     out = [
-        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="chart-title chart-desc" '
-        f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMidYMid meet">',
-        f'<title id="chart-title">{escape(METRICS[metric])} per day, last {len(summary.days)} days</title>',
-        f'<desc id="chart-desc">Stacked bars, one per day (UTC), coloured by model. '
+        f'<svg class="chart chart-{name}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="chart-title-{name} chart-desc-{name}" xmlns="http://www.w3.org/2000/svg">',
+        f'<title id="chart-title-{name}">{escape(METRICS[metric])} per day, last {len(summary.days)} days</title>',
+        f'<desc id="chart-desc-{name}">Stacked bars, one per day (UTC), coloured by model. '
         f'Total {escape(fmt(metric, getattr(summary.total, metric)))}.</desc>',
     ]
-    # grid and y-axis labels
-    for i in range(5):
-        value = step * i
+    for value, label in ticks:  # grid and y-axis labels
         y = TOP + plot_h - plot_h * value / top
-        label = tmt_short(value) if metric == "cost" else compact(value)
-        out.append(f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        out.append(f'<text class="axis" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
-    # bars
+        out.append(f'<line class="grid" x1="{left:.1f}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        out.append(f'<text class="axis" x="{left - 8:.1f}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
+    last = len(summary.days) - 1
     for i, d in enumerate(summary.days):
-        x = LEFT + slot * i + (slot - bar) / 2
+        x = left + slot * i + (slot - bar) / 2
         base = TOP + plot_h
         lines = [f"{d.day:%a %d %b %Y}: {d.requests:,} requests, {d.tokens:,} tokens, {tmt_short(d.cost)} TMT"]
         segments = []
@@ -117,17 +124,19 @@ def render(summary: UsageSummary, metric: str) -> Markup:
             lines.append(f"{label}: {fmt(metric, value)}")
         out.append('<g class="day">')
         out.append(f"<title>{escape(chr(10).join(lines))}</title>")
-        # an invisible full-height target so the tooltip also works on short or empty bars
-        out.append(f'<rect class="hit" x="{LEFT + slot * i:.1f}" y="{TOP}" width="{slot:.1f}" height="{plot_h}"/>')
+        # an invisible full-height target, so the tooltip also works on short or empty bars
+        out.append(f'<rect class="hit" x="{left + slot * i:.1f}" y="{TOP}" width="{slot:.1f}" height="{plot_h}"/>')
         out.extend(segments)
         out.append("</g>")
-        if i % 5 == 0 or i == len(summary.days) - 1:
-            cx = LEFT + slot * i + slot / 2
-            out.append(f'<text class="axis" x="{cx:.1f}" y="{H - 10}" text-anchor="middle">'
+        if (last - i) % label_every == 0:  # counted back from today
+            # today's label ends at the right edge instead of overflowing it
+            cx, anchor = (left + slot * (i + 1), "end") if i == last else (left + slot * i + slot / 2, "middle")
+            out.append(f'<text class="axis" x="{cx:.1f}" y="{height - 8}" text-anchor="{anchor}">'
                        f'{d.day.day} {d.day:%b}</text>')
-    out.append(f'<line class="baseline" x1="{LEFT}" x2="{W - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}"/>')
+    out.append(f'<line class="baseline" x1="{left:.1f}" x2="{width - RIGHT}" y1="{TOP + plot_h}" '
+               f'y2="{TOP + plot_h}"/>')
     out.append("</svg>")
-    return Markup("".join(out))
+    return "".join(out)
 
 
 def legend(summary: UsageSummary, metric: str) -> list[tuple[str, str]]:

@@ -128,13 +128,18 @@ KIND_LABELS = {"deposit": "USDT deposit", "credit": "Credit", "adjustment": "Adj
                "charge": "API request"}
 
 
+# Shown when a ledger entry has no memo.
+DEFAULT_DETAILS = {"deposit": "USDT (TRC-20) deposit credited", "credit": "Added by the operator",
+                   "adjustment": "Balance correction"}
+
+
 async def transactions(request: web.Request) -> web.Response:
     session = require_session(request)
     page = _page_number(request)
     async with request.app[ENGINE].connect() as conn:
         items, has_next = await transactions_page(conn, session.customer_id, page=page)
     return await render(request, "transactions.html", tab="transactions", items=items, page=page,
-                        has_next=has_next, labels=KIND_LABELS)
+                        has_next=has_next, labels=KIND_LABELS, defaults=DEFAULT_DETAILS)
 
 
 async def transactions_day(request: web.Request) -> web.Response:

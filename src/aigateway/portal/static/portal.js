@@ -28,6 +28,12 @@
   }
 
   function init() {
+    // On narrow screens the tab bar scrolls: keep the current tab in view.
+    var current = document.querySelector('.tabs a[aria-current="page"]');
+    if (current && current.parentNode.scrollWidth > current.parentNode.clientWidth) {
+      current.parentNode.scrollLeft = current.offsetLeft - current.parentNode.clientWidth / 2 + current.clientWidth / 2;
+    }
+
     // Copy buttons next to read-only fields: <button data-copy="#field-id">
     document.querySelectorAll("[data-copy]").forEach(function (button) {
       button.addEventListener("click", function () {
