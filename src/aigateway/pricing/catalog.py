@@ -5,6 +5,9 @@ process re-reads them every `refresh_interval` seconds (5 s by default), so a
 price changed by any process or replica is in force everywhere within that
 bound, without a restart. A request captures the `Price` object when it starts
 and is charged at it, whatever changes while it runs.
+
+The same refresh reads `model_limits` (context length / output cap reported by
+a price source) and uses them for models whose config sets none.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aigateway.pricing.tables import model_prices, price_versions
+from aigateway.pricing.tables import model_limits, model_prices, price_versions
 from aigateway.providers.routes import Route
 
 
@@ -49,6 +52,8 @@ class Catalog:
         self.models: dict[str, Model] = {m.name: m for m in models}
         self.refresh_interval = refresh_interval
         self.version = 0  # bumped when anything visible changes (for cached listings)
+        # Limits each model had before any source-reported ones (from the config or discovery).
+        self._own_limits: dict[str, tuple[int | None, int | None]] = {}
 
     def get(self, name: str) -> Model | None:
         return self.models.get(name)
@@ -64,7 +69,8 @@ class Catalog:
         ).join(price_versions, price_versions.c.id == model_prices.c.price_version_id)
         async with engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        changed = False
+            limits = (await conn.execute(select(model_limits))).all()
+        changed = self._apply_limits(limits)
         for row in rows:
             model = self.models.get(row.model)
             if model is None:
@@ -75,3 +81,17 @@ class Catalog:
                 changed = True
         if changed:
             self.version += 1
+
+    def _apply_limits(self, rows) -> bool:
+        changed = False
+        for row in rows:
+            model = self.models.get(row.model)
+            if model is None:
+                continue
+            own = self._own_limits.setdefault(model.name, (model.context_length, model.max_output_tokens))
+            context = own[0] if own[0] is not None else row.context_length
+            output = own[1] if own[1] is not None else row.max_output_tokens
+            if (model.context_length, model.max_output_tokens) != (context, output):
+                model.context_length, model.max_output_tokens = context, output
+                changed = True
+        return changed
