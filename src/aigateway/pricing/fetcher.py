@@ -1,0 +1,281 @@
+"""The scheduled price fetch: one process at a time, every `fetch_interval` seconds.
+
+Every process runs `tick()` every few seconds. The shared `pricing_schedule`
+row says when the last fetch started and who holds the lease; a process fetches
+only when the interval has passed (or a fetch was asked for) and it wins the
+lease with one conditional UPDATE. So replicas sharing a database fetch once
+per interval between them, and a crashed fetcher's lease simply expires. Every
+process, fetcher or not, picks the new prices up from the database through its
+catalog refresh (5 s).
+
+Per source and model, a fetched price is:
+  * unchanged -> nothing written;
+  * within `max_change_factor` of the price in force (or the first price) -> applied;
+  * beyond it -> recorded as a `held` version for the operator (the price in force stays);
+  * missing, variable or malformed in the source -> the last price stays, reported.
+A source that fails (network, timeout, HTTP error, garbage) changes nothing and
+is reported in `price_fetches`. Context length and output cap are stored in
+`model_limits` and used by the catalog when the config sets none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from decimal import Decimal
+
+import aiohttp
+from sqlalchemy import desc, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from aigateway.config import Config
+from aigateway.money import format_tmt
+from aigateway.pricing import sources
+from aigateway.pricing.fx import current_rate
+from aigateway.pricing.rules import is_big_change, tmt_price_units
+from aigateway.pricing.service import (
+    decide_version,
+    current_price,
+    latest_unapplied,
+    pending_versions,
+    propose_price,
+    set_price,
+)
+from aigateway.pricing.settings import PricingSettings, tied_models
+from aigateway.pricing.tables import model_limits, price_fetches, pricing_schedule
+from aigateway.store.metadata import utcnow
+
+log = logging.getLogger(__name__)
+
+SCHEDULE = "fetch"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Fetcher:
+    def __init__(self, engine: AsyncEngine, config: Config, settings: PricingSettings, *, catalog=None,
+                 holder: str | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.settings = settings
+        self.catalog = catalog
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.tied = tied_models(config)
+        # Long enough for every source to time out, so a live fetch is never taken over.
+        used = [settings.sources[name] for name in self.tied]
+        self.lease_ms = int((sum(s.timeout for s in used) + 60) * 1000)
+
+    # --- schedule and lease ----------------------------------------------
+
+    async def _schedule_row(self, conn: AsyncConnection):
+        query = select(pricing_schedule).where(pricing_schedule.c.name == SCHEDULE)
+        row = (await conn.execute(query)).first()
+        if row is None:  # seeded by the migration; recreated if someone deleted it
+            async with self.engine.begin() as other:
+                try:
+                    await other.execute(pricing_schedule.insert().values(
+                        name=SCHEDULE, holder="", lease_until_ms=0, last_started_ms=0, last_finished_ms=0,
+                        last_ok=True, requested_ms=0))
+                except IntegrityError:
+                    pass
+            row = (await conn.execute(query)).first()
+        return row
+
+    def _due(self, row, now: int) -> bool:
+        if row.requested_ms > row.last_started_ms:
+            return True
+        wait = self.settings.fetch_interval if row.last_ok else min(self.settings.fetch_interval,
+                                                                     self.settings.retry_interval)
+        return now - row.last_started_ms >= wait * 1000
+
+    async def claim(self, *, force: bool = False) -> bool:
+        """Take the lease if a fetch is due (or `force`) and nobody holds it. Atomic across replicas."""
+        now = _now_ms()
+        async with self.engine.begin() as conn:
+            row = await self._schedule_row(conn)
+            if not force and not self._due(row, now):
+                return False
+            if row.lease_until_ms >= now:
+                return False
+            result = await conn.execute(
+                update(pricing_schedule)
+                .where(pricing_schedule.c.name == SCHEDULE, pricing_schedule.c.lease_until_ms < now,
+                       pricing_schedule.c.last_started_ms == row.last_started_ms)
+                .values(holder=self.holder, lease_until_ms=now + self.lease_ms, last_started_ms=now))
+            return result.rowcount == 1
+
+    async def release(self, ok: bool) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(pricing_schedule)
+                .where(pricing_schedule.c.name == SCHEDULE, pricing_schedule.c.holder == self.holder)
+                .values(holder="", lease_until_ms=0, last_finished_ms=_now_ms(), last_ok=ok))
+
+    async def request(self) -> None:
+        """Ask for a fetch as soon as possible (whichever replica ticks first does it)."""
+        async with self.engine.begin() as conn:
+            await self._schedule_row(conn)
+            await conn.execute(update(pricing_schedule).where(pricing_schedule.c.name == SCHEDULE)
+                               .values(requested_ms=_now_ms()))
+
+    async def tick(self) -> None:
+        if not self.tied or not await self.claim():
+            return
+        await self._run_leased()
+
+    async def fetch_now(self) -> list[dict] | None:
+        """Fetch every source now. None when another process holds the lease."""
+        if not await self.claim(force=True):
+            return None
+        return await self._run_leased()
+
+    async def _run_leased(self) -> list[dict]:
+        reports: list[dict] = []
+        try:
+            reports = await self.run()
+        finally:
+            await self.release(ok=bool(reports) and all(r["ok"] for r in reports))
+        if self.catalog is not None:
+            await self.catalog.refresh(self.engine)  # this process sees the result at once
+        return reports
+
+    # --- one fetch ---------------------------------------------------------
+
+    async def run(self) -> list[dict]:
+        """Fetch every source some model follows and apply the results. Call with the lease held."""
+        async with self.engine.connect() as conn:
+            rate = await current_rate(conn, "USD")
+        reports = []
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for name, models in self.tied.items():
+                reports.append(await self._run_source(session, name, models, rate))
+        return reports
+
+    async def _run_source(self, session: aiohttp.ClientSession, name: str, models: list, rate: Decimal | None):
+        source = self.settings.sources[name]
+        async with self.engine.begin() as conn:
+            result = await conn.execute(price_fetches.insert().values(
+                source=name, holder=self.holder, started_at=utcnow(), entries=0, applied=0, held=0,
+                unchanged=0, problems=0))
+            fetch_id = int(result.inserted_primary_key[0])
+        report: dict = {"source": name, "fetch_id": fetch_id, "ok": False, "error": None, "entries": 0,
+                        "applied": 0, "held": 0, "unchanged": 0, "problems": 0, "models": {}}
+        try:
+            if rate is None:
+                raise sources.SourceError("no USD->TMT rate is set: run `aigateway admin fx set USD <rate>` "
+                                          "or set [pricing.fx] USD in the config")
+            parsed = await sources.fetch(session, source)
+        except sources.SourceError as exc:
+            report["error"] = str(exc)
+            log.warning("price source %s failed: %s; the last good prices stay in force", name, exc)
+        else:
+            try:
+                async with self.engine.begin() as conn:  # all of a source's changes, or none
+                    for model in models:
+                        report["models"][model.name] = await self._apply(conn, name, model, parsed, rate, fetch_id)
+            except Exception as exc:  # a bug or a database error: report it, change nothing
+                log.exception("applying prices from %s failed; the last good prices stay in force", name)
+                report["models"] = {}
+                report["error"] = f"applying prices failed: {exc.__class__.__name__}: {exc}"[:1000]
+            else:
+                report["ok"] = True
+                report["entries"] = sum(q.input is not None for q in parsed.quotes.values())
+                for outcome in report["models"].values():
+                    kind = outcome["outcome"]
+                    report[kind if kind in ("applied", "held", "unchanged") else "problems"] += 1
+        async with self.engine.begin() as conn:
+            await conn.execute(update(price_fetches).where(price_fetches.c.id == fetch_id).values(
+                finished_at=utcnow(), ok=report["ok"], error=report["error"], entries=report["entries"],
+                applied=report["applied"], held=report["held"], unchanged=report["unchanged"],
+                problems=report["problems"], detail=json.dumps(report["models"], sort_keys=True)))
+        return report
+
+    async def _apply(self, conn: AsyncConnection, source_name: str, model, parsed: sources.Parsed,
+                     rate: Decimal, fetch_id: int) -> dict:
+        ident = model.price_source_model or model.name
+        quote = parsed.quotes.get(ident)
+        if quote is None:
+            why = parsed.invalid.get(ident)
+            outcome = "malformed" if why else "missing"
+            log.warning("price source %s: model %s (%s) is %s%s; its last price stays in force",
+                        source_name, model.name, ident, outcome, f" ({why})" if why else "")
+            return {"outcome": outcome, "source_model": ident, **({"reason": why} if why else {})}
+        await self._store_limits(conn, model.name, source_name, quote)
+        embedding = model.type == "embedding"
+        if quote.input is None or (not embedding and quote.output is None):
+            log.warning("price source %s: model %s (%s) has a variable price; its last price stays in force",
+                        source_name, model.name, ident)
+            return {"outcome": "variable", "source_model": ident}
+        markup = self.settings.markup_for(model.name, source_name)
+        new_in = tmt_price_units(quote.input, rate, markup)
+        new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
+        free = new_in == 0 and new_out == 0
+        new = (new_in, new_out, free)
+        details = {"source_model": ident, "usd_input": str(quote.input),
+                   "usd_output": None if embedding else str(quote.output),
+                   "fx_rate": str(rate), "markup": str(markup), "fetch_id": fetch_id}
+        shown = {"input": format_tmt(new_in), "output": format_tmt(new_out), "free": free}
+        current = await current_price(conn, model.name)
+        if current is not None and (current.input_price, current.output_price, current.free) == new:
+            for stale in await pending_versions(conn, model.name):
+                await decide_version(conn, stale.id, "rejected", "source returned to the price in force")
+            return {"outcome": "unchanged", "version_id": current.id, **shown}
+        if current is None or not is_big_change((current.input_price, current.output_price), (new_in, new_out),
+                                                self.settings.max_change_factor):
+            version_id = await set_price(conn, model.name, new_in, new_out, source=source_name, free=free,
+                                         details=details)
+            for stale in await pending_versions(conn, model.name):
+                await decide_version(conn, stale.id, "rejected", f"superseded by applied version {version_id}")
+            log.info("price of %s from %s: input %s output %s TMT per 1M tokens (version %s)",
+                     model.name, source_name, shown["input"], shown["output"], version_id)
+            return {"outcome": "applied", "version_id": version_id, **shown}
+        last = await latest_unapplied(conn, model.name)
+        if last is not None and (last.input_price, last.output_price, last.free) == new:
+            if last.status == "rejected":
+                return {"outcome": "held", "version_id": last.id, "already": "rejected by the operator", **shown}
+            return {"outcome": "held", "version_id": last.id, "already": "waiting for the operator", **shown}
+        for stale in await pending_versions(conn, model.name):
+            await decide_version(conn, stale.id, "rejected", "superseded by a newer fetched price")
+        version_id = await propose_price(
+            conn, model.name, new_in, new_out, source=source_name, free=free, details=details,
+            note=f"held: more than x{self.settings.max_change_factor} from version {current.id} "
+                 f"({format_tmt(current.input_price)}/{format_tmt(current.output_price)})")
+        log.warning("price of %s from %s changes beyond x%s (input %s -> %s, output %s -> %s TMT per 1M): held as "
+                    "version %s; `aigateway admin price confirm %s` to apply it", model.name, source_name,
+                    self.settings.max_change_factor, format_tmt(current.input_price), shown["input"],
+                    format_tmt(current.output_price), shown["output"], version_id, version_id)
+        return {"outcome": "held", "version_id": version_id, **shown}
+
+    async def _store_limits(self, conn: AsyncConnection, model: str, source_name: str, quote) -> None:
+        if quote.context_length is None and quote.max_output_tokens is None:
+            return
+        values = {"context_length": quote.context_length, "max_output_tokens": quote.max_output_tokens}
+        row = (await conn.execute(select(model_limits).where(model_limits.c.model == model))).first()
+        if row is None:
+            await conn.execute(model_limits.insert().values(model=model, source=source_name, updated_at=utcnow(),
+                                                            **values))
+        elif (row.context_length, row.max_output_tokens, row.source) != (*values.values(), source_name):
+            await conn.execute(update(model_limits).where(model_limits.c.model == model)
+                               .values(source=source_name, updated_at=utcnow(), **values))
+
+
+async def fetch_status(conn: AsyncConnection) -> dict:
+    """{"schedule": {...}, "sources": {name: {"last": row, "last_ok_at": datetime|None}}} for the operator."""
+    schedule = (await conn.execute(select(pricing_schedule).where(pricing_schedule.c.name == SCHEDULE))).first()
+    names = (await conn.execute(select(price_fetches.c.source).distinct())).scalars().all()
+    out: dict = {"schedule": schedule, "sources": {}}
+    for name in sorted(names):
+        last = (await conn.execute(select(price_fetches).where(price_fetches.c.source == name)
+                                   .order_by(desc(price_fetches.c.id)).limit(1))).first()
+        last_ok = await conn.scalar(select(func.max(price_fetches.c.finished_at))
+                                    .where(price_fetches.c.source == name, price_fetches.c.ok.is_(True)))
+        out["sources"][name] = {"last": last, "last_ok_at": last_ok}
+    return out

@@ -1,0 +1,189 @@
+"""Upstream price sources: download one, parse it into USD-per-token quotes.
+
+Two formats are understood, each from any URL (so an operator can mirror them):
+
+* ``openrouter``: a model list ``{"data": [{"id", "pricing": {"prompt", "completion"},
+  "context_length", "top_provider": {"max_completion_tokens"}}]}`` with prices as
+  decimal strings of USD per token; ``"-1"`` means variable (not usable), ``"0"`` free.
+* ``litellm``: a JSON object keyed by model with ``input_cost_per_token``,
+  ``output_cost_per_token``, ``max_input_tokens``, ``max_output_tokens`` and ``mode``;
+  the ``sample_spec`` entry is documentation and skipped.
+
+Numbers are parsed as ``Decimal`` straight from the JSON text (never through a
+float). A document that is not JSON, has the wrong shape, or holds no usable
+price at all is garbage: the whole fetch fails and the last good prices stay.
+A single malformed entry is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+import aiohttp
+
+from aigateway.pricing.settings import SourceSettings
+
+
+class SourceError(Exception):
+    """The source could not be fetched or its response is garbage."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """One model's upstream price. A price is None when the source marks it variable."""
+
+    input: Decimal | None  # USD per token
+    output: Decimal | None
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+    mode: str | None = None
+
+
+@dataclass(slots=True)
+class Parsed:
+    quotes: dict[str, Quote]
+    invalid: dict[str, str]  # entry id -> why it was skipped
+
+
+# Above this (1 USD per token = 1,000,000 USD per 1M tokens) an entry is garbage, not a price.
+MAX_USD_PER_TOKEN = Decimal(1)
+MAX_COUNT = 2**31 - 1
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def load_json(raw: bytes):
+    """JSON with every non-integer number as an exact Decimal; NaN/Infinity refused."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SourceError(f"response is not valid JSON: {str(exc)[:200]}") from None
+
+
+def _price(value, *, variable_marker: bool) -> Decimal | None:
+    """USD per token; None for the variable marker "-1". Raises ValueError when malformed."""
+    if value is None or isinstance(value, bool):
+        raise ValueError(f"missing or malformed price {value!r}")
+    if isinstance(value, float):  # only if a caller parsed with floats; keep their shortest text
+        value = str(value)
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"price is not a decimal number: {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"price is not finite: {value!r}")
+    if variable_marker and d == -1:
+        return None
+    if d < 0:
+        raise ValueError(f"negative price {value!r}")
+    if d > MAX_USD_PER_TOKEN:
+        raise ValueError(f"implausible price {value!r} USD per token")
+    return d
+
+
+def _count(value) -> int | None:
+    """A positive token count, or None when absent or not sensible."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and 0 < value <= MAX_COUNT:
+        return value
+    return None
+
+
+def parse_openrouter(doc) -> Parsed:
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise SourceError('not an OpenRouter model list (expected {"data": [...]})')
+    quotes, invalid = {}, {}
+    for entry in doc["data"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            invalid[f"#{len(invalid)}"] = "entry without an id"
+            continue
+        ident = entry["id"]
+        pricing = entry.get("pricing")
+        try:
+            if not isinstance(pricing, dict):
+                raise ValueError("no pricing object")
+            prompt = _price(pricing.get("prompt"), variable_marker=True)
+            completion = pricing.get("completion")
+            completion = _price(completion, variable_marker=True) if completion is not None else Decimal(0)
+        except ValueError as exc:
+            invalid[ident] = str(exc)
+            continue
+        top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
+        quotes[ident] = Quote(
+            input=prompt, output=completion,
+            context_length=_count(entry.get("context_length")) or _count(top.get("context_length")),
+            max_output_tokens=_count(top.get("max_completion_tokens")),
+        )
+    return Parsed(quotes, invalid)
+
+
+def parse_litellm(doc) -> Parsed:
+    if not isinstance(doc, dict) or not doc:
+        raise SourceError("not a LiteLLM model price map (expected a JSON object keyed by model)")
+    quotes, invalid = {}, {}
+    for ident, entry in doc.items():
+        if ident == "sample_spec":
+            continue
+        if not isinstance(entry, dict):
+            invalid[ident] = "entry is not an object"
+            continue
+        if "input_cost_per_token" not in entry:
+            continue  # priced per image, second, character...: not a token price, not ours to use
+        try:
+            prompt = _price(entry.get("input_cost_per_token"), variable_marker=False)
+            completion = entry.get("output_cost_per_token")
+            completion = _price(completion, variable_marker=False) if completion is not None else Decimal(0)
+        except ValueError as exc:
+            invalid[ident] = str(exc)
+            continue
+        mode = entry.get("mode") if isinstance(entry.get("mode"), str) else None
+        quotes[ident] = Quote(
+            input=prompt, output=completion, context_length=_count(entry.get("max_input_tokens")),
+            max_output_tokens=_count(entry.get("max_output_tokens")), mode=mode,
+        )
+    return Parsed(quotes, invalid)
+
+
+PARSERS = {"openrouter": parse_openrouter, "litellm": parse_litellm}
+
+
+def parse(fmt: str, raw: bytes) -> Parsed:
+    parsed = PARSERS[fmt](load_json(raw))
+    if not any(q.input is not None for q in parsed.quotes.values()):
+        raise SourceError(f"no usable price in the response ({len(parsed.invalid)} malformed entries)")
+    return parsed
+
+
+async def fetch(session: aiohttp.ClientSession, source: SourceSettings) -> Parsed:
+    """Download and parse one source. Raises SourceError on any failure (timeouts included)."""
+    headers = dict(source.headers)
+    if source.api_key_env and (token := os.environ.get(source.api_key_env)):
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        async with asyncio.timeout(source.timeout):
+            async with session.get(source.url, headers=headers) as resp:
+                if resp.status != 200:
+                    raise SourceError(f"HTTP {resp.status} from {source.url}")
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > source.max_bytes:
+                        raise SourceError(f"response larger than {source.max_bytes} bytes")
+                    chunks.append(chunk)
+    except TimeoutError:
+        raise SourceError(f"timed out after {source.timeout:g}s fetching {source.url}") from None
+    except aiohttp.ClientError as exc:
+        raise SourceError(f"cannot fetch {source.url}: {exc.__class__.__name__}: {exc}") from None
+    # A price map is megabytes of JSON: parse it off the event loop, requests keep flowing.
+    return await asyncio.to_thread(parse, source.format, b"".join(chunks))
