@@ -172,6 +172,9 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["date_utc", "type", "amount_tmt", "description", "reference"])
+    await response.write(buffer.getvalue().encode())
+    buffer.seek(0)
+    buffer.truncate()
     async with request.app[ENGINE].connect() as conn:
         async for rows in ledger_batches(conn, session.customer_id):
             for r in rows:
