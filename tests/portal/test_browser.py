@@ -9,6 +9,7 @@ import re
 
 import openai
 import pytest
+from playwright.sync_api import expect
 
 from aigateway.portal.render import tmt
 from tests.portal.conftest import PASSWORD, shot, wait_usage
@@ -59,7 +60,7 @@ def test_customer_journey(gateway, browser):
     page.get_by_label("Confirm password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url("**/login?m=created")
-    assert page.get_by_text("Account created! Please login.").is_visible()
+    expect(page.get_by_text("Account created! Please login.")).to_be_visible()
     shot(page, "02-login-after-register")
 
     # the operator tops the new customer up (deposits are another concern)
@@ -72,9 +73,9 @@ def test_customer_journey(gateway, browser):
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url("**/dashboard")
     assert page.get_by_test_id("balance").inner_text() == "10.00"
-    assert page.get_by_text("No usage in the last 30 days.").is_visible()
-    assert page.get_by_text("Balance is deducted per API request based on token usage. "
-                            "Top up via USDT (TRC-20) on the Deposit tab.").is_visible()
+    expect(page.get_by_text("No usage in the last 30 days.")).to_be_visible()
+    expect(page.get_by_text("Balance is deducted per API request based on token usage. "
+                            "Top up via USDT (TRC-20) on the Deposit tab.")).to_be_visible()
     shot(page, "03-dashboard-empty")
 
     # --- create a key, copy it
@@ -82,11 +83,11 @@ def test_customer_journey(gateway, browser):
     shot(page, "04-keys-empty")
     page.get_by_label("Name").fill("my-app")
     click_and_wait(page, page.get_by_role("button", name="Create key"))
-    assert page.get_by_text("Key created! Copy it now — it won't be shown again.").is_visible()
+    expect(page.get_by_text("Key created! Copy it now — it won't be shown again.")).to_be_visible()
     secret = page.get_by_test_id("new-key").input_value()
     assert secret.startswith("gw_")
     page.get_by_role("button", name="Copy").click()
-    assert page.get_by_role("button", name="Copied!").is_visible()
+    expect(page.get_by_role("button", name="Copied!")).to_be_visible()  # the clipboard write is async
     assert page.evaluate("navigator.clipboard.readText()") == secret
     shot(page, "05-key-created")
 
@@ -119,7 +120,7 @@ def test_customer_journey(gateway, browser):
     go(page, "Dashboard")
     assert page.get_by_test_id("balance").inner_text() == tmt(10_000_000 - cost)
     chart = page.locator("svg.chart-wide")
-    assert chart.is_visible()
+    expect(chart).to_be_visible()
     assert chart.locator("rect[fill]").count() >= 2  # two models on today's bar
     legend = page.locator(".legend").inner_text()
     assert "llama-3.1-70b" in legend and "nomic-embed-text" in legend
@@ -139,20 +140,20 @@ def test_customer_journey(gateway, browser):
     shot(page, "08-transactions")
     click_and_wait(page, page.get_by_role("link", name="3 requests"))
     assert page.locator("table tbody tr").count() == 3
-    assert page.get_by_text("nomic-embed-text").is_visible()
+    expect(page.get_by_text("nomic-embed-text")).to_be_visible()
     shot(page, "09-transactions-day")
 
     # --- the other tabs
     go(page, "Deposit")
-    assert page.get_by_text("Deposits are not configured yet").is_visible()
+    expect(page.get_by_text("Deposits are not configured yet")).to_be_visible()
     shot(page, "10-deposit-not-configured")
     go(page, "Models")
-    assert page.get_by_text("Prices are per 1 million tokens and update automatically.").is_visible()
+    expect(page.get_by_text("Prices are per 1 million tokens and update automatically.")).to_be_visible()
     shot(page, "11-models")
     go(page, "Docs")
     assert page.get_by_test_id("base-url").input_value() == gateway.url + "/v1"
     page.get_by_role("tab", name="Python").first.click()
-    assert page.get_by_text(f'base_url="{gateway.url}/v1"').first.is_visible()
+    expect(page.get_by_text(f'base_url="{gateway.url}/v1"').first).to_be_visible()
     shot(page, "12-docs")
 
     # --- phone width
@@ -178,7 +179,7 @@ def test_customer_journey(gateway, browser):
     page.locator("tr", has_text="my-app").get_by_role("button", name=re.compile("Revoke")).click()
     page.wait_for_url("**/keys?m=revoked")
     assert confirmations and "my-app" in confirmations[0]
-    assert page.get_by_text("Key revoked.").is_visible()
+    expect(page.get_by_text("Key revoked.")).to_be_visible()
     assert page.locator("tr.revoked", has_text="my-app").count() == 1
     shot(page, "13-key-revoked")
     with pytest.raises(openai.AuthenticationError):
@@ -187,7 +188,7 @@ def test_customer_journey(gateway, browser):
     # --- log out: the session is gone
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login?m=bye")
-    assert page.get_by_text("You have been logged out.").is_visible()
+    expect(page.get_by_text("You have been logged out.")).to_be_visible()
     page.goto("/dashboard")
     assert "/login" in page.url
     assert problems == []
@@ -211,13 +212,13 @@ def test_deposit_tab_configured(deposits_gateway, browser):
     address = page.get_by_test_id("deposit-address").input_value()
     assert address == f"TFake{cid:04d}Address5xQ9mVb7NzR2kLpW3"
     assert page.locator(".qr-box svg path").count() >= 1
-    assert page.get_by_text("Send USDT on the TRC-20 network to this address. Your TMT balance will be credited "
-                            "automatically within 1-2 minutes after confirmation.").is_visible()
-    assert page.get_by_text("Only send USDT (TRC-20) to this address. Sending other tokens may result in "
-                            "permanent loss.").is_visible()
+    expect(page.get_by_text("Send USDT on the TRC-20 network to this address. Your TMT balance will be credited "
+                            "automatically within 1-2 minutes after confirmation.")).to_be_visible()
+    expect(page.get_by_text("Only send USDT (TRC-20) to this address. Sending other tokens may result in "
+                            "permanent loss.")).to_be_visible()
     assert "3.50" in page.locator(".rate").inner_text()
-    assert page.get_by_text("Pending", exact=True).is_visible()
-    assert page.get_by_text("Credited", exact=True).is_visible()
+    expect(page.get_by_text("Pending", exact=True)).to_be_visible()
+    expect(page.get_by_text("Credited", exact=True)).to_be_visible()
     assert cid in fake.watched
     shot(page, "14-deposit")
     page.set_viewport_size(PHONE)
