@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from aigateway.accounts.service import create_customer
 from aigateway.billing.ledger import post_entry
@@ -75,6 +77,11 @@ class Env:
         await self.engine.dispose()
 
 
+def pending(state: dict) -> dict[str, int]:
+    """The pending field of each replica in a customer's hash: {replica: amount}."""
+    return {k[2:]: int(v.split(":")[1]) for k, v in state.items() if k.startswith("p:")}
+
+
 @pytest.fixture
 async def env(pg_url, redis_url, prefix):
     e = await Env(pg_url, redis_url, prefix).start()
@@ -101,7 +108,8 @@ async def test_hold_settle_release_and_insufficient_balance(env):
     await w.release(second)  # idempotent
     assert await w.available(env.cid) == 900
     state = await env.state()
-    assert (state["bal"], state["ver"], state["held"], state[f"p:{w.replica}"]) == ("1000", "1", "0", "100")
+    assert (state["bal"], state["ver"], state["held"]) == ("1000", "1", "0")
+    assert pending(state) == {w.replica: 100}
 
 
 async def test_refused_hold_reports_zero_when_pending_exceeds_balance(env):
@@ -124,7 +132,7 @@ async def test_recorder_commit_moves_pending_into_the_balance(env):
     assert await w.available(env.cid) == 750
     state = await env.state()
     assert state["bal"] == "750" and state["ver"] == "2"
-    assert not [k for k in state if k.startswith("p:")]  # nothing pending any more
+    assert pending(state) == {w.replica: 0}  # nothing pending any more
 
 
 async def test_replicas_share_holds_and_pending_charges(env):
@@ -155,11 +163,11 @@ async def test_concurrent_holds_across_replicas_never_exceed_the_balance(env):
 
 
 async def test_expired_holds_are_dropped(env):
-    w = env.wallet(hold_ttl=0.2)
+    w = env.wallet(hold_ttl=1.0)
     await w.hold(env.cid, 1_000)  # a request that never settles (its replica died)
     with pytest.raises(InsufficientBalance):
         await w.hold(env.cid, 1)
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.2)
     assert await w.available(env.cid) == 1_000
     late = await w.hold(env.cid, 1_000)
     assert (await env.state())["held"] == "1000"
@@ -218,17 +226,17 @@ async def test_crashed_replica_pending_stops_counting_after_its_ttl(env):
     await asyncio.sleep(0.6)
     # Its uncommitted charge died with it (the recorder's documented loss): the money is there.
     assert await alive.available(env.cid) == 1_000
-    assert not [k for k in await env.state() if k.startswith("p:")]
+    assert pending(await env.state()) == {}
 
 
 async def test_crash_between_commit_and_flushed_is_conservative_then_exact(env):
-    crashed, alive = env.wallet(replica_ttl=0.4), env.wallet()
+    crashed, alive = env.wallet(), env.wallet()
     await crashed.settle(await crashed.hold(env.cid, 300), 300)
     await env.post(-300, "usage:req_x", kind="charge")  # its recorder committed the batch...
     crashed._beat_task.cancel()  # ...and the process died before `flushed`
     await alive.refresh()
-    assert await alive.available(env.cid) == 400  # counted twice for a moment: never an overdraft
-    await asyncio.sleep(0.6)
+    assert await alive.available(env.cid) == 400  # counted twice for a while: never an overdraft
+    await env.redis.delete(f"{env.prefix}:r:{crashed.replica}")  # its heartbeat key expires
     assert await alive.available(env.cid) == 700  # exact once the replica is presumed dead
 
 
@@ -253,7 +261,7 @@ async def test_flushed_never_makes_pending_negative(env):
     await w.settle(await w.hold(env.cid, 100), 100)
     await w.flushed(env.cid, 400, 1_000, 1)  # more than is pending: clamped, not negative
     assert await w.available(env.cid) == 1_000
-    assert f"p:{w.replica}" not in await env.state()
+    assert pending(await env.state()) == {w.replica: 0}
 
 
 async def test_close_removes_the_heartbeat(env):
@@ -263,3 +271,83 @@ async def test_close_removes_the_heartbeat(env):
     assert await env.redis.exists(alive) == 1
     await w.close()
     assert await env.redis.exists(alive) == 0
+
+
+class Flaky:
+    """Wraps a wallet script: the next call fails, before or after reaching Redis."""
+
+    def __init__(self, script, *, after: bool) -> None:
+        self.script, self.after, self.armed = script, after, True
+
+    async def __call__(self, *args, **kw):
+        if self.armed:
+            self.armed = False
+            if self.after:
+                await self.script(*args, **kw)
+                raise RedisTimeoutError("timed out (but ran)")
+            raise RedisConnectionError("connection reset")
+        return await self.script(*args, **kw)
+
+
+async def test_settle_during_a_redis_error_keeps_the_charge_and_is_repaired(env):
+    w, other = env.wallet(), env.wallet()
+    hold = await w.hold(env.cid, 600)
+    w._sync_script = Flaky(w._sync_script, after=False)
+    await w.settle(hold, 100)  # does not raise: the usage record must still be written
+    assert await other.available(env.cid) == 400  # the hold still counts: conservative
+    await w.refresh()  # the repair pass
+    assert await other.available(env.cid) == 900
+    assert pending(await env.state()) == {w.replica: 100}
+
+
+async def test_a_write_that_timed_out_after_running_is_not_counted_twice(env):
+    w = env.wallet()
+    hold = await w.hold(env.cid, 600)
+    w._sync_script = Flaky(w._sync_script, after=True)
+    await w.settle(hold, 100)
+    await w.refresh()  # writes the absolute amount again, not another +100
+    assert await w.available(env.cid) == 900
+    assert pending(await env.state()) == {w.replica: 100}
+
+
+async def test_failed_release_is_retried(env):
+    w = env.wallet()
+    hold = await w.hold(env.cid, 600)
+    w._release_script = Flaky(w._release_script, after=False)
+    await w.release(hold)
+    assert await w.available(env.cid) == 400
+    await w.refresh()
+    assert await w.available(env.cid) == 1_000
+
+
+async def test_a_late_reordered_write_cannot_undo_a_newer_one(env):
+    w = env.wallet()
+    await w.settle(await w.hold(env.cid, 600), 100)
+    # An older write (lower sequence number) arriving late is ignored.
+    await w._sync_script(keys=w._keys(env.cid), args=["", f"p:{w.replica}", 0, 999, 0, -1, 10_000])
+    assert pending(await env.state()) == {w.replica: 100}
+
+
+async def test_replica_presumed_dead_rewrites_its_pending_charges_when_it_wakes(env):
+    stalled, other = env.wallet(replica_ttl=0.3), env.wallet()
+    await stalled.settle(await stalled.hold(env.cid, 300), 300)  # settled, not yet committed
+    stalled._beat_task.cancel()  # its event loop stalls past the heartbeat ttl
+    await asyncio.sleep(0.45)
+    assert await other.available(env.cid) == 1_000  # presumed dead: its field was dropped
+    await stalled._beat()  # it wakes up and notices
+    await stalled.refresh()
+    assert await other.available(env.cid) == 700
+
+
+async def test_redis_losing_its_data_is_repaired_from_the_database_and_the_replicas(env):
+    w, other = env.wallet(), env.wallet()
+    await w.settle(await w.hold(env.cid, 300), 300)
+    await other.hold(env.cid, 200)
+    keys = [k async for k in env.redis.scan_iter(match=env.prefix + ":*")]
+    await env.redis.delete(*keys)  # a restart without persistence
+    await w._beat()
+    await other._beat()
+    await w.refresh()
+    # The snapshot is reloaded from the database and w's pending charge is back; the open
+    # hold of that moment is forgotten (the documented residual risk).
+    assert await other.available(env.cid) == 700

@@ -174,7 +174,7 @@ def test_database_credit_becomes_spendable_on_every_replica(pg_url, redis_url, p
                 seen[i] = time.monotonic() - credited
         time.sleep(0.02)
     assert len(seen) == len(gateways), seen
-    assert max(seen.values()) < 2.5, seen  # the refresh runs every second on each replica
+    assert max(seen.values()) < 3.0, seen  # the refresh runs every second on each replica (~1-2 s)
     for gw in gateways:  # and it is really spendable there
         [(status, reply)] = fire([(gw.base_url, key)], 1, "llama-3.1-70b")
         assert status == 200, reply
