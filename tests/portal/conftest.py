@@ -142,7 +142,9 @@ class FakeDeposits:
 
     async def overview(self, customer_id: int) -> dict:
         return {"address": await self.address_for(customer_id), "network": "TRC-20", "rate": "3.50",
-                "min_deposit": "5", "pending": list(self.pending), "credited": list(self.credited)}
+                "min_deposit": "5", "pending": list(self.pending), "credited": list(self.credited),
+                "ignored": [{"tx_id": "0badc0ffee", "amount_usdt": "0.50", "reason": "below the minimum deposit",
+                             "seen_at": "2026-01-04T08:00:00+00:00"}]}
 
     def watch_closely(self, customer_id: int) -> None:
         self.watched.append(customer_id)
@@ -167,7 +169,7 @@ def deposits_gateway(mock_upstream, sqlite_url):
     fake = FakeDeposits()
     fake.credited.append({"tx_id": "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9",
                           "amount_usdt": "20.00", "amount_tmt": "70.00",
-                          "credited_at": datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)})
+                          "credited_at": "2026-01-05T09:30:00+00:00"})  # ISO text, as the real port gives
     fake.pending.append({"tx_id": "ffee0011223344556677889900aabbccddeeff00112233445566778899aabbcc",
                          "amount_usdt": "15.50", "seen_at": datetime(2026, 1, 6, 10, 0, tzinfo=timezone.utc)})
     server = DepositsGateway(gateway_config(mock_upstream.url, sqlite_url), fake).start()

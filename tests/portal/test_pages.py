@@ -6,6 +6,7 @@ import html
 import re
 from pathlib import Path
 
+from aigateway.appkeys import DEPOSITS
 from tests.conftest import gateway_config, service_missing
 from tests.portal.conftest import PortalClient
 
@@ -90,7 +91,8 @@ def test_deposit_tab_with_deposits(deposits_gateway):
     assert "Important:</strong> Only send USDT (TRC-20) to this address. Sending other tokens may result in " \
            "permanent loss." in page
     assert "<strong>3.50</strong> TMT" in page and "5 USDT" in page
-    assert "15.50" in page and "20.00" in page and "70.00" in page
+    assert "15.50" in page and "20.00" in page and "70.00" in page and "2026-01-05 09:30 UTC" in page
+    assert "Not credited" in page and "below the minimum deposit" in page and "TRC-20" in page
     assert fake.watched == [cid]
     # the live list the tab polls
     fragment = v.get("/deposit/status")
@@ -112,3 +114,18 @@ def test_pages_need_login_and_unknown_paths(visitor):
     assert v.get("/").headers["Location"] == "/dashboard"
     assert v.get("/login").headers["Location"] == "/dashboard"
     assert v.get("/docs").status_code == 200 and v.get("/models").status_code == 200
+
+
+def test_deposit_tab_with_the_real_deposits_concern(start_gateway, mock_upstream, sqlite_url):
+    """The portal against the deposits concern itself (its watcher off: no network needed)."""
+    from tests.deposits.conftest import deposits_section
+
+    section = deposits_section("http://127.0.0.1:9", run_watcher=False)
+    server = start_gateway(gateway_config(mock_upstream.url, sqlite_url, deposits=section))
+    v = PortalClient(server)
+    cid = v.signup("realdep@example.com")
+    page = html.unescape(v.get("/deposit").text)
+    address = re.search(r'id="deposit-address"[^>]*value="(T[1-9A-HJ-NP-Za-km-z]{33})"', page).group(1)
+    assert address == server.run(server.app[DEPOSITS].address_for(cid))
+    assert "<strong>3.50</strong> TMT" in page and "TRC-20 (TRON mainnet)" in page and "No deposits yet." in page
+    assert v.get("/deposit/status").status_code == 200

@@ -196,6 +196,39 @@ def qr_svg(address: str) -> Markup:
                                                             svgclass="qr", omitsize=True))
 
 
+def _moment(value) -> datetime | None:
+    """A time from the deposits port: a datetime or ISO text."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _deposit_view(overview: dict) -> dict:
+    """The port's overview, with defaults for anything missing, as the template shows it."""
+    network = str(overview.get("network") or "")
+    if "TRC" not in network.upper():
+        network = f"TRC-20 (TRON {network})" if network else "TRC-20"
+    rows = []
+    for d in overview.get("pending") or []:
+        rows.append({"status": "pending", "label": "Pending", "tx_id": d.get("tx_id", ""),
+                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None, "note": None})
+    for d in overview.get("credited") or []:
+        rows.append({"status": "deposit", "label": "Credited", "tx_id": d.get("tx_id", ""),
+                     "at": _moment(d.get("credited_at")), "usdt": d.get("amount_usdt"),
+                     "tmt": d.get("amount_tmt"), "note": None})
+    for d in overview.get("ignored") or []:
+        rows.append({"status": "muted", "label": "Not credited", "tx_id": d.get("tx_id", ""),
+                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
+                     "note": d.get("reason")})
+    return {"rate": overview.get("rate"), "network": network, "min_deposit": overview.get("min_deposit"),
+            "rows": rows}
+
+
 async def _deposit_state(request: web.Request, customer_id: int) -> dict:
     port = request.app.get(DEPOSITS)
     if port is None:
@@ -207,7 +240,7 @@ async def _deposit_state(request: web.Request, customer_id: int) -> dict:
     except Exception:
         log.exception("deposits: overview failed for customer %s", customer_id)
         return {"configured": True, "failed": True}
-    return {"configured": True, "failed": False, "address": address, "overview": overview}
+    return {"configured": True, "failed": False, "address": address, "overview": _deposit_view(overview)}
 
 
 async def deposit(request: web.Request) -> web.Response:

@@ -71,7 +71,7 @@ async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Sessi
     expires_at = aware(row.expires_at)
     if expires_at <= now:
         return None
-    if expires_at - now < ttl - timedelta(days=1):
+    if expires_at - now < ttl - min(timedelta(days=1), ttl / 10):
         expires_at = now + ttl
         async with engine.begin() as conn:
             await conn.execute(update(portal_sessions).where(portal_sessions.c.id_hash == id_hash)
