@@ -35,3 +35,4 @@ api_keys = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow),
 )
 Index("ix_api_keys_updated_at", api_keys.c.updated_at)
+Index("ix_customers_updated_at", customers.c.updated_at)
