@@ -107,3 +107,27 @@ def test_expired_holds_are_released(sqlite_url):
         await engine.dispose()
 
     run(scenario())
+
+
+def test_concurrent_flushes_write_each_event_once(db_url):
+    async def scenario():
+        engine, cid = await fresh(db_url)
+        async with engine.begin() as conn:
+            await post_entry(conn, customer_id=cid, amount=1_000_000, kind="credit", reference="c1")
+        wallet = LocalWallet(engine)
+        recorder = UsageRecorder(engine, wallet, flush_max=7)
+        for i in range(40):
+            hold = await wallet.hold(cid, 100)
+            await wallet.settle(hold, 100)
+            recorder.record(UsageEvent(id=f"req_{i}", customer_id=cid, api_key_id=None, model="m",
+                                       endpoint="chat", status=200, cost=100))
+        await asyncio.gather(recorder.flush(), recorder.flush(), recorder.flush())
+        async with engine.connect() as conn:
+            total = await ledger_sum(conn, cid)
+        available = await wallet.available(cid)
+        await engine.dispose()
+        return total, available
+
+    total, available = run(scenario())
+    assert total == 1_000_000 - 40 * 100
+    assert available == total  # the wallet agrees with the database: nothing applied twice

@@ -61,6 +61,9 @@ class UsageRecorder:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
+        # One flush at a time: two concurrent flushes would write the same batch and
+        # then each remove it from the queue, dropping newer events.
+        self._flush_lock = asyncio.Lock()
         self.flushes = 0
 
     def record(self, event: UsageEvent) -> None:
@@ -85,11 +88,12 @@ class UsageRecorder:
                 await asyncio.sleep(min(1.0, self._interval * 10))
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max]
-            await self._write(batch)
-            del self._pending[: len(batch)]
-            self.flushes += 1
+        async with self._flush_lock:
+            while self._pending:
+                batch = self._pending[: self._max]
+                await self._write(batch)
+                del self._pending[: len(batch)]
+                self.flushes += 1
 
     async def _write(self, batch: list[UsageEvent]) -> None:
         charges = [e for e in batch if e.cost]
