@@ -120,12 +120,12 @@ def admin() -> None:
 
 
 @asynccontextmanager
-async def _db(ctx):
-    """A migrated engine for one CLI command."""
+async def open_database(config: Config):
+    """A migrated engine for one CLI command (every concern's commands use this)."""
     from aigateway.store.db import create_engine
     from aigateway.store.migrate import upgrade
 
-    engine = create_engine(_config(ctx).database.url)
+    engine = create_engine(config.database.url)
     try:
         await upgrade(engine)
         yield engine
@@ -133,15 +133,24 @@ async def _db(ctx):
         await engine.dispose()
 
 
-def _run(coro) -> None:
+def _db(ctx):
+    return open_database(_config(ctx))
+
+
+def run_command(coro, *errors: type[Exception]):
+    """Run a command's coroutine; the listed errors (and the money/account/ledger ones) become
+    a one-line message and exit status 1 instead of a traceback."""
     from aigateway.accounts.service import AccountError
     from aigateway.billing.ledger import LedgerError
     from aigateway.money import MoneyError
 
     try:
-        asyncio.run(coro)
-    except (AccountError, LedgerError, MoneyError) as exc:
+        return asyncio.run(coro)
+    except (AccountError, LedgerError, MoneyError, *errors) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+_run = run_command
 
 
 @admin.group()

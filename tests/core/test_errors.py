@@ -1,6 +1,5 @@
 """Every error code in the case it names, in OpenAI's JSON shape, raising the SDK's matching class."""
 
-import asyncio
 import json
 import time
 import urllib.error

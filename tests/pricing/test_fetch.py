@@ -1,7 +1,6 @@
 """Prices follow the fake sources on schedule; the guardrails hold; a request keeps its starting price."""
 
 import json
-import time
 import urllib.error
 import urllib.request
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 
 import click
@@ -26,30 +25,18 @@ def _deposits_config(ctx: click.Context):
     return config, deposits
 
 
-@asynccontextmanager
-async def _engine(config):
-    from aigateway.store.db import create_engine
-    from aigateway.store.migrate import upgrade
+def _engine(config):
+    from aigateway.cli import open_database
 
-    engine = create_engine(config.database.url)
-    try:
-        await upgrade(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+    return open_database(config)
 
 
 def _run(coro) -> None:
-    from aigateway.accounts.service import AccountError
-    from aigateway.billing.ledger import LedgerError
+    from aigateway.cli import run_command
     from aigateway.deposits.client import ApiUnavailable
     from aigateway.deposits.rates import RateError
-    from aigateway.money import MoneyError
 
-    try:
-        asyncio.run(coro)
-    except (AccountError, LedgerError, MoneyError, RateError, LookupError, ApiUnavailable) as exc:
-        raise click.ClickException(str(exc)) from exc
+    run_command(coro, RateError, LookupError, ApiUnavailable)
 
 
 def _parse_since(value: str) -> int:

@@ -17,7 +17,6 @@ from sqlalchemy import select
 from aigateway.accounts.tables import customers
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, ENGINE
-from aigateway.portal.render import make_env
 from aigateway.portal.sessions import Session
 
 STATIC = Path(__file__).parent / "static"

@@ -10,7 +10,6 @@ indexes and a customer can only ever see their own rows.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 

@@ -6,22 +6,19 @@ their 5 s catalog refresh, no restart needed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import click
 
-from aigateway.money import MoneyError, format_tmt, to_units
+from aigateway.money import format_tmt, to_units
 
 
 def _run(coro):
+    from aigateway.cli import run_command
     from aigateway.pricing.service import PricingError
     from aigateway.pricing.settings import PricingConfigError
 
-    try:
-        return asyncio.run(coro)
-    except (PricingError, PricingConfigError, MoneyError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    return run_command(coro, PricingError, PricingConfigError, ValueError)
 
 
 def _when(value) -> str:
