@@ -7,6 +7,7 @@ import orjson
 
 from aigateway.api.tokens import count_chat_prompt, count_text_tokens
 from aigateway.money import request_cost
+from tests.conftest import gateway_config
 
 IN, OUT = 350_000, 1_400_000  # llama-3.1-70b in tests/conftest.py: 0.35 / 1.40 TMT per 1M tokens
 
@@ -137,3 +138,14 @@ def test_upstream_drop_mid_stream_tells_client_and_bills_what_was_generated(gate
     assert usage.estimated and usage.output_tokens == count_text_tokens("".join(received)) > 0
     assert "upstream stream broke" in usage.error
     assert usage.cost == request_cost(usage.input_tokens, usage.output_tokens, IN, OUT)
+
+
+def test_upstream_cookies_are_not_shared_between_customers(start_gateway, mock_upstream, sqlite_url):
+    """One pooled client serves every customer, so it must not keep an upstream's cookies."""
+    by_name = mock_upstream.url.replace("127.0.0.1", "localhost")  # cookie jars ignore IP hosts
+    gateway = start_gateway(gateway_config(by_name, sqlite_url))
+    _, key = gateway.customer("cookies@example.com")
+    api = client(gateway, key)
+    api.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "set-cookie"}])
+    api.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "again"}])
+    assert mock_requests(mock_upstream)[-1]["_cookie"] is None

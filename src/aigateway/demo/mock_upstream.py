@@ -67,7 +67,7 @@ async def _misbehave(request: web.Request, model: str) -> web.Response | None:
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
-    request.app[RECEIVED].append(body)
+    request.app[RECEIVED].append({**body, "_cookie": request.headers.get("Cookie")})
     model = body.get("model", "")
     if (bad := await _misbehave(request, model)) is not None:
         return bad
@@ -79,6 +79,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     n = body.get("n") or 1
     if not body.get("stream"):
         message: dict = {"role": "assistant", "content": "".join(pieces)}
+        headers = {"Set-Cookie": "upstream_session=abc; Path=/"}  # a real provider may do this
         if body.get("tools") and body.get("tool_choice") not in (None, "none", "auto"):
             message = {"role": "assistant", "content": None, "tool_calls": [{
                 "id": "call_mock", "type": "function",
@@ -88,7 +89,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
                   "system_fingerprint": "mock"}
         if with_usage:
             result["usage"] = _usage(prompt, completion * n)
-        return web.Response(body=orjson.dumps(result), content_type="application/json")
+        return web.Response(body=orjson.dumps(result), content_type="application/json", headers=headers)
 
     include_usage = with_usage and (body.get("stream_options") or {}).get("include_usage") is True
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -35,6 +35,9 @@ class UpstreamClient:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # One session serves every customer: an upstream's Set-Cookie must never ride
+            # along on another customer's request. (Skipping cookie handling is also faster.)
+            cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=True,
             read_bufsize=2**18,
             max_line_size=2**22,
