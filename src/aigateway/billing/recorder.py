@@ -13,20 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys, customers
 from aigateway.billing.ledger import insert_ignoring_duplicates
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
+from aigateway.store.bulk import bulk_insert
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
+
+# What a driver raises when a row of the batch is already there.
+_DUPLICATE_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, IntegrityError)
+try:
+    from asyncpg.exceptions import UniqueViolationError
+
+    _DUPLICATE_ERRORS += (UniqueViolationError,)
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    pass
 
 
 @dataclass(slots=True)
@@ -97,51 +109,65 @@ class UsageRecorder:
 
     async def _write(self, batch: list[UsageEvent]) -> None:
         charges = [e for e in batch if e.cost]
-        per_customer: dict[int, int] = defaultdict(int)
-        for e in charges:
-            per_customer[e.customer_id] += e.cost
+        async with self._wallet.lock:
+            try:
+                balances = await self._commit(batch, charges, careful=False)
+            except _DUPLICATE_ERRORS:
+                # Part of this batch is already in the database: an earlier attempt did
+                # commit although it reported a failure. Write only what is missing.
+                balances = await self._commit(batch, charges, careful=True)
+            per_customer: dict[int, int] = defaultdict(int)
+            for e in charges:
+                per_customer[e.customer_id] += e.cost
+            for customer_id, amount in per_customer.items():
+                balance, version = balances.get(customer_id, (0, -1))
+                await self._wallet.flushed(customer_id, amount, balance, version)
+
+    async def _commit(self, batch: list[UsageEvent], charges: list[UsageEvent], *,
+                      careful: bool) -> dict[int, tuple[int, int]]:
+        """One transaction: balances, key last-use, usage rows, ledger charges."""
         last_used: dict[int, datetime] = {}
         for e in batch:
             if e.api_key_id is not None:
                 last_used[e.api_key_id] = max(e.created_at, last_used.get(e.api_key_id, e.created_at))
-        async with self._wallet.lock:
-            async with self._engine.begin() as conn:
+        async with self._engine.begin() as conn:
+            new = charges
+            if careful:
+                refs = [f"usage:{e.id}" for e in charges]
+                seen = set((await conn.execute(
+                    select(ledger_entries.c.reference).where(ledger_entries.c.reference.in_(refs))
+                )).scalars()) if refs else set()
+                new = [e for ref, e in zip(refs, charges) if ref not in seen]
+            moved: dict[int, int] = defaultdict(int)
+            for e in new:
+                moved[e.customer_id] -= e.cost
+            balances: dict[int, tuple[int, int]] = {}
+            # SQLAlchemy statements first: they open the transaction the bulk inserts join.
+            for customer_id, amount in moved.items():
+                row = (await conn.execute(
+                    update(customers)
+                    .where(customers.c.id == customer_id)
+                    .values(balance=customers.c.balance + amount, balance_version=customers.c.balance_version + 1)
+                    .returning(customers.c.balance, customers.c.balance_version)
+                )).one()
+                balances[customer_id] = (row.balance, row.balance_version)
+            for key_id, when in last_used.items():
+                await conn.execute(
+                    update(api_keys).where(api_keys.c.id == key_id)
+                    .values(last_used_at=when, updated_at=api_keys.c.updated_at)
+                )
+            if careful:
                 await conn.execute(insert_ignoring_duplicates(conn, usage_records), [_row(e) for e in batch])
-                balances: dict[int, tuple[int, int]] = {}
-                if charges:
-                    # A retried batch finds its references present and skips them,
-                    # so a balance moves only by the entries that are really new.
-                    refs = [f"usage:{e.id}" for e in charges]
-                    seen = set((await conn.execute(
-                        select(ledger_entries.c.reference).where(ledger_entries.c.reference.in_(refs))
-                    )).scalars())
-                    new = [(ref, e) for ref, e in zip(refs, charges) if ref not in seen]
-                    if new:
-                        await conn.execute(ledger_entries.insert(), [
-                            {"customer_id": e.customer_id, "amount": -e.cost, "kind": "charge",
-                             "reference": ref, "memo": e.model, "created_at": e.created_at}
-                            for ref, e in new
-                        ])
-                    moved: dict[int, int] = defaultdict(int)
-                    for _ref, e in new:
-                        moved[e.customer_id] -= e.cost
-                    for customer_id, amount in moved.items():
-                        row = (await conn.execute(
-                            update(customers)
-                            .where(customers.c.id == customer_id)
-                            .values(balance=customers.c.balance + amount,
-                                    balance_version=customers.c.balance_version + 1)
-                            .returning(customers.c.balance, customers.c.balance_version)
-                        )).one()
-                        balances[customer_id] = (row.balance, row.balance_version)
-                for key_id, when in last_used.items():
-                    await conn.execute(
-                        update(api_keys).where(api_keys.c.id == key_id)
-                        .values(last_used_at=when, updated_at=api_keys.c.updated_at)
-                    )
-            for customer_id, amount in per_customer.items():
-                balance, version = balances.get(customer_id, (0, -1))
-                await self._wallet.flushed(customer_id, amount, balance, version)
+                if new:
+                    await conn.execute(ledger_entries.insert(), [_charge(e) for e in new])
+            else:
+                if not moved and not last_used:
+                    await conn.execute(select(1))  # open the transaction for the bulk inserts
+                await bulk_insert(conn, usage_records, _FIELDS, [tuple(getattr(e, f) for f in _FIELDS)
+                                                                 for e in batch])
+                await bulk_insert(conn, ledger_entries, _CHARGE_FIELDS,
+                                  [tuple(_charge(e).values()) for e in new])
+        return balances
 
     async def close(self) -> None:
         self._closing = True
@@ -157,3 +183,11 @@ _FIELDS = tuple(f.name for f in fields(UsageEvent))
 def _row(event: UsageEvent) -> dict:
     # dataclasses.asdict deep-copies every value; this is a flat shallow read.
     return {name: getattr(event, name) for name in _FIELDS}
+
+
+_CHARGE_FIELDS = ("customer_id", "amount", "kind", "reference", "memo", "created_at")
+
+
+def _charge(event: UsageEvent) -> dict:
+    return {"customer_id": event.customer_id, "amount": -event.cost, "kind": "charge",
+            "reference": f"usage:{event.id}", "memo": event.model, "created_at": event.created_at}

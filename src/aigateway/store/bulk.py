@@ -1,0 +1,39 @@
+"""Many-row inserts at the driver's speed, for the group commit of usage and charges.
+
+Through SQLAlchemy, an executemany costs parameter processing per row on the
+event loop; at thousands of requests per second that was a sixth of the
+gateway's CPU. Here PostgreSQL gets binary COPY (asyncpg) and SQLite a plain
+executemany of tuples on the raw driver, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+def _sqlite_value(value):
+    # The text form SQLAlchemy's SQLite DATETIME type writes and reads back (UTC, no offset).
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+async def bulk_insert(conn: AsyncConnection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert rows (tuples in `columns` order). Raises the driver's integrity error on a duplicate key."""
+    if not rows:
+        return
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if conn.dialect.name == "postgresql":
+        if not driver.is_in_transaction():
+            # SQLAlchemy opens the transaction lazily, on its first statement; a COPY
+            # before that would commit on its own.
+            raise RuntimeError("bulk_insert needs a transaction that has already run a statement")
+        await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
+    else:
+        placeholders = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+        await driver.executemany(sql, [tuple(_sqlite_value(v) for v in row) for row in rows])
