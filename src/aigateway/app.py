@@ -6,6 +6,7 @@ Start-up order matters and reads top to bottom: database -> prices -> catalog
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -91,6 +92,11 @@ async def _lifecycle(app: web.Application):
         periodic.every(1.0, wallet.refresh, "refresh-balances")
     for hook in app.get(STARTUP_HOOKS, []):
         await hook(app, periodic)
+    # Everything allocated by now (modules, config, caches) lives as long as the process.
+    # Freezing it keeps it out of the collector's full passes, which otherwise stop the
+    # event loop for 60-80 ms every few seconds under load (measured with bench/).
+    gc.collect()
+    gc.freeze()
     log.info("aigateway ready: %d model(s) served, billing %s, database %s",
              sum(m.servable for m in catalog.models.values()), "on" if wallet else "OFF",
              engine.url.render_as_string(hide_password=True))
