@@ -11,7 +11,8 @@ import time
 
 TARGET_CPU = 0   # gateways and their database
 LOAD_CPU = 1     # mock upstream, load generators and this harness
-SATURATED = 0.90  # a load-core busy fraction above this flags the run
+SATURATED = 0.90  # harness processes above this share of the load core flag the run
+NOISY = 0.25      # CPU (in cores) used by processes that are not ours flags the run
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,21 +137,27 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _self_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 class Sampler:
     """Context manager measuring, over its lifetime: CPU of the target tree and of
     the harness (long-lived harness_pids plus load generators reaped inside the
     window), busy fraction of each core, and peak PSS of the target tree."""
 
-    def __init__(self, target_pids: list[int], harness_pids: list[int], every: float = 0.5):
-        self.t, self.h, self.every = target_pids, harness_pids, every
+    def __init__(self, target_pids: list[int], harness_pids: list[int],
+                 db_pids: list[int] | None = None, every: float = 0.5):
+        self.t, self.h, self.db, self.every = target_pids, harness_pids, db_pids or [], every
         self.peak_pss = 0
         self._stop = threading.Event()
 
     def __enter__(self):
         self.t0 = time.monotonic()
         self.c0 = core_busy()
-        self.tc0, self.hc0 = cpu_ticks(self.t), cpu_ticks(self.h)
-        self.ru0 = _children_cpu()
+        self.tc0, self.hc0, self.dc0 = cpu_ticks(self.t), cpu_ticks(self.h), cpu_ticks(self.db)
+        self.ru0, self.self0 = _children_cpu(), _self_cpu()
         self._th = threading.Thread(target=self._loop, daemon=True)
         self._th.start()
         return self
@@ -167,17 +174,48 @@ class Sampler:
         # long-lived harness processes (the mock) from /proc; load generators that
         # exited inside the window from the rusage of reaped children
         harness = (cpu_ticks(self.h) - self.hc0) / _TICK + (_children_cpu() - self.ru0)
+        target = (cpu_ticks(self.t) - self.tc0) / _TICK if self.t else 0.0
+        db = (cpu_ticks(self.db) - self.dc0) / _TICK if self.db else 0.0
+        busy = {c: (c1[c][0] - self.c0[c][0]) / max(1, c1[c][1] - self.c0[c][1])
+                for c in c1 if c in self.c0}
+        ours = (harness + target + db + _self_cpu() - self.self0) / wall
         self._res = {
-            "target_cpu": (cpu_ticks(self.t) - self.tc0) / _TICK / wall if self.t else 0.0,
+            "target_cpu": target / wall,
+            "db_cpu": db / wall,
             "harness_cpu": harness / wall,
-            "core_busy": {c: (c1[c][0] - self.c0[c][0]) / max(1, c1[c][1] - self.c0[c][1])
-                          for c in c1 if c in self.c0},
+            "core_busy": busy,
+            # everything else: other users' processes, plus kernel network work
+            "foreign_cpu": max(0.0, sum(busy.values()) - ours),
             "peak_pss_kib": self.peak_pss,
         }
         return False
 
     def result(self) -> dict:
         r = dict(self._res)
-        r["harness_saturated"] = (r["harness_cpu"] > SATURATED
-                                  or r["core_busy"].get(LOAD_CPU, 0.0) > SATURATED)
+        r["harness_saturated"] = r["harness_cpu"] > SATURATED
+        r["noisy"] = r["foreign_cpu"] > NOISY
         return r
+
+
+def foreign_load(seconds: float = 3.0) -> float:
+    """CPU (in cores) used by everything but this process tree, e.g. other users' jobs."""
+    c0, me0 = core_busy(), _self_cpu() + _children_cpu()
+    mine = tree([os.getpid()])
+    t0 = cpu_ticks(mine)
+    time.sleep(seconds)
+    c1 = core_busy()
+    busy = sum((c1[c][0] - c0[c][0]) / max(1, c1[c][1] - c0[c][1]) for c in c1 if c in c0)
+    ours = (cpu_ticks(mine) - t0) / _TICK + (_self_cpu() + _children_cpu() - me0)
+    return max(0.0, busy - ours / seconds)
+
+
+def wait_idle(pids: list[int], limit: float = 15.0, below: float = 0.05) -> float:
+    """Wait until the target tree uses < `below` of a core (it may still be finishing
+    requests left over from the previous test). Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        a = cpu_ticks(pids)
+        time.sleep(0.3)
+        if (cpu_ticks(pids) - a) / _TICK / 0.3 < below:
+            break
+    return time.monotonic() - t0

@@ -12,7 +12,7 @@ SCRIPT = os.path.join(HERE, "wrk_post.lua")
 
 
 def run(url: str, body_file: str, token: str, conns: int, seconds: float,
-        target_pids: list[int], harness_pids: list[int]) -> dict:
+        target_pids: list[int], harness_pids: list[int], db_pids: list[int] | None = None) -> dict:
     """One wrk run. Returns wrk's numbers plus rps, error rate and CPU/memory samples.
 
     `ok` counts 2xx/3xx responses; `unfinished_max` bounds requests that were in
@@ -24,7 +24,7 @@ def run(url: str, body_file: str, token: str, conns: int, seconds: float,
     env = dict(os.environ, WRK_BODY_FILE=body_file, WRK_TOKEN=token or "")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    with Sampler(target_pids, harness_pids) as smp:
+    with Sampler(target_pids, harness_pids, db_pids) as smp:
         out, err = proc.communicate(timeout=seconds + 60)
     line = next((ln for ln in out.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
