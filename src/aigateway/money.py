@@ -25,16 +25,22 @@ class MoneyError(ValueError):
     """A money amount that cannot be represented exactly."""
 
 
+def parse_decimal(text: str | int | Decimal, what: str = "money") -> Decimal:
+    """A finite Decimal from a decimal string, int or Decimal; floats are refused (they are inexact)."""
+    if isinstance(text, float):
+        raise MoneyError(f"{what} must not be given as a float; use a decimal string")
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation as exc:
+        raise MoneyError(f"{what}: not a decimal number: {text!r}") from exc
+    if not value.is_finite():
+        raise MoneyError(f"{what}: not a finite number: {text!r}")
+    return value
+
+
 def to_units(tmt: str | int | Decimal) -> int:
     """Parse a TMT amount ("12.5", 3, Decimal) into units. Refuses sub-unit precision and floats."""
-    if isinstance(tmt, float):
-        raise MoneyError("money must not be given as a float; use a decimal string")
-    try:
-        value = Decimal(str(tmt).strip())
-    except InvalidOperation as exc:
-        raise MoneyError(f"not a decimal amount: {tmt!r}") from exc
-    if not value.is_finite():
-        raise MoneyError(f"not a finite amount: {tmt!r}")
+    value = parse_decimal(tmt)
     units = value * UNITS_PER_TMT
     if units != units.to_integral_value():
         raise MoneyError(f"{tmt} TMT has more than 6 decimal places")

@@ -71,17 +71,25 @@ async def post_entry(
             select(customers.c.balance, customers.c.balance_version).where(customers.c.id == customer_id)
         )).one()
         return Posted(False, row.balance, row.balance_version)
-    row = (await conn.execute(
-        update(customers)
-        .where(customers.c.id == customer_id)
-        .values(balance=customers.c.balance + amount, balance_version=customers.c.balance_version + 1)
-        .returning(customers.c.balance, customers.c.balance_version)
-    )).first()
+    row = await move_balance(conn, customer_id, amount)
     if row is None:
         raise LedgerError(f"no customer with id {customer_id}")
     if row.balance < 0 and amount < 0 and not allow_negative:
         raise LedgerError(f"this would leave customer {customer_id} with a negative balance")
     return Posted(True, row.balance, row.balance_version)
+
+
+async def move_balance(conn: AsyncConnection, customer_id: int, amount: int):
+    """Add `amount` to the balance and bump its version; returns (balance, balance_version) or None.
+
+    Only ever called beside the ledger rows that account for the amount, in the same transaction.
+    """
+    return (await conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_id)
+        .values(balance=customers.c.balance + amount, balance_version=customers.c.balance_version + 1)
+        .returning(customers.c.balance, customers.c.balance_version)
+    )).first()
 
 
 async def ledger_sum(conn: AsyncConnection, customer_id: int) -> int:

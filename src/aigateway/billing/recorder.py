@@ -22,8 +22,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aigateway.accounts.tables import api_keys, customers
-from aigateway.billing.ledger import insert_ignoring_duplicates
+from aigateway.accounts.tables import api_keys
+from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
 from aigateway.store.bulk import bulk_insert
@@ -144,12 +144,7 @@ class UsageRecorder:
             balances: dict[int, tuple[int, int]] = {}
             # SQLAlchemy statements first: they open the transaction the bulk inserts join.
             for customer_id, amount in moved.items():
-                row = (await conn.execute(
-                    update(customers)
-                    .where(customers.c.id == customer_id)
-                    .values(balance=customers.c.balance + amount, balance_version=customers.c.balance_version + 1)
-                    .returning(customers.c.balance, customers.c.balance_version)
-                )).one()
+                row = await move_balance(conn, customer_id, amount)
                 balances[customer_id] = (row.balance, row.balance_version)
             for key_id, when in last_used.items():
                 await conn.execute(

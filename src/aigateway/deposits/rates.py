@@ -8,8 +8,9 @@ the exact amount, and loses at most one unit to rounding.
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_FLOOR, Decimal, localcontext
 
+from aigateway import money
 from aigateway.money import UNITS_PER_TMT
 
 
@@ -18,15 +19,10 @@ class RateError(ValueError):
 
 
 def parse_decimal(text: str | int | Decimal, what: str) -> Decimal:
-    if isinstance(text, float):
-        raise RateError(f"{what} must be a decimal string, not a float")
     try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation as exc:
-        raise RateError(f"{what}: not a decimal number: {text!r}") from exc
-    if not value.is_finite():
-        raise RateError(f"{what}: not a finite number: {text!r}")
-    return value
+        return money.parse_decimal(text, what)
+    except money.MoneyError as exc:
+        raise RateError(str(exc)) from None
 
 
 def effective_rate(rate: Decimal, spread: Decimal) -> Decimal:
