@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Awaitable, Callable, TypeVar
 
 import aiohttp
 import orjson
+from aiohttp import web
 
+from aigateway.api import call as calls
 from aigateway.api import errors
 from aigateway.api.call import Call
 from aigateway.api.gateway import Gateway
@@ -23,8 +26,17 @@ def upstream_body(call: Call, route: Route) -> bytes:
     return orjson.dumps(call.body)
 
 
-async def first_answer(gateway: Gateway, call: Call) -> tuple[Route, aiohttp.ClientResponse]:
-    """The first route's response that is not a failure; 503 once every route failed."""
+T = TypeVar("T")
+
+
+async def first_answer(
+    gateway: Gateway, call: Call, prime: Callable[[aiohttp.ClientResponse], Awaitable[T]] | None = None,
+) -> tuple[Route, aiohttp.ClientResponse, T | None]:
+    """The first route's response that is not a failure; 503 once every route failed.
+
+    `prime`, when given, runs on a 200 response before it counts as an answer: a stream
+    reads its first chunk there, so a route that dies before its first byte is failed over.
+    """
     path = PATHS[call.endpoint]
     for route in gateway.router.order(call.model.routes):
         try:
@@ -33,8 +45,28 @@ async def first_answer(gateway: Gateway, call: Call) -> tuple[Route, aiohttp.Cli
             log.warning("route %s failed for %s: %s", route.key, call.id, failure.reason)
             gateway.router.failed(route)
             continue
-        return route, response
+        primed = None
+        if prime is not None and response.status == 200:
+            try:
+                primed = await prime(response)
+            except Exception as exc:  # timed out, reset or closed before its first byte
+                response.release()
+                log.warning("route %s failed before its first chunk for %s: %r", route.key, call.id, exc)
+                gateway.router.failed(route)
+                continue
+        gateway.router.succeeded(route)
+        return route, response, primed
     raise errors.providers_unavailable(call.model.name)
+
+
+async def pass_through_refusal(gateway: Gateway, call: Call, route: Route,
+                               response: aiohttp.ClientResponse) -> web.Response:
+    """The upstream's own 4xx (e.g. context too long): the client gets it, nothing is billed."""
+    async with response:
+        raw = await response.read()
+    await calls.finish(gateway, call, status=response.status, route=route, error="upstream_error")
+    return web.Response(status=response.status, body=upstream_error_body(response.status, raw),
+                        content_type="application/json")
 
 
 def usage_counts(usage) -> tuple[int, int] | None:

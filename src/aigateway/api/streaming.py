@@ -1,7 +1,8 @@
 """Relaying `stream: true` chat completions.
 
 Failover happens only before the first byte reaches the client: a route that
-fails to connect, answers 5xx/429, or dies before its first chunk is skipped.
+fails to connect, answers 5xx/429, or dies before its first chunk is skipped
+(`first_answer` with a prime step that reads the first chunk).
 After that, the client's stream is this route's stream.
 
 Billing follows what the upstream generated: a client that disconnects
@@ -20,13 +21,11 @@ import orjson
 from aiohttp import web
 
 from aigateway.api import call as calls
-from aigateway.api import errors
 from aigateway.api.call import Call
-from aigateway.api.forward import PATHS, upstream_body, upstream_error_body, usage_counts
+from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
 from aigateway.api.sse import SSEFilter
 from aigateway.api.tokens import count_chat_prompt
-from aigateway.providers.upstream import RouteFailed
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +42,15 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> we
     options = call.body.get("stream_options")
     call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
-    for route in gateway.router.order(call.model.routes):
-        try:
-            upstream = await gateway.upstream.post(route, PATHS["chat"], upstream_body(call, route))
-        except RouteFailed as failure:
-            log.warning("route %s failed for %s: %s", route.key, call.id, failure.reason)
-            gateway.router.failed(route)
-            continue
-        if upstream.status != 200:  # the upstream's own 4xx: pass through, not billed
-            async with upstream:
-                raw = await upstream.read()
-            gateway.router.succeeded(route)
-            await calls.finish(gateway, call, status=upstream.status, route=route, error="upstream_error")
-            return web.Response(status=upstream.status, body=upstream_error_body(upstream.status, raw),
-                                content_type="application/json")
+    async def prime(upstream) -> tuple[SSEFilter, bytes]:
         sse = SSEFilter(strip_usage=not wants_usage)
-        try:
-            first = await _first_block(upstream, sse)
-        except Exception as exc:  # timed out, reset or closed before its first byte
-            upstream.release()
-            log.warning("route %s failed before its first chunk for %s: %r", route.key, call.id, exc)
-            gateway.router.failed(route)
-            continue
-        gateway.router.succeeded(route)
-        return await _relay(gateway, call, request, route, upstream, sse, first)
-    raise errors.providers_unavailable(call.model.name)
+        return sse, await _first_block(upstream, sse)
+
+    route, upstream, primed = await first_answer(gateway, call, prime)
+    if upstream.status != 200:
+        return await pass_through_refusal(gateway, call, route, upstream)
+    sse, first = primed
+    return await _relay(gateway, call, request, route, upstream, sse, first)
 
 
 async def _first_block(upstream, sse: SSEFilter) -> bytes:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from aigateway.api import call as calls
 from aigateway.api.call import Call
-from aigateway.api.forward import first_answer, upstream_error_body, usage_counts
+from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
 
 # Our own (input, output) count for a response whose upstream sent no usage.
@@ -17,14 +17,11 @@ Estimator = Callable[[Call, dict | None], tuple[int, int]]
 
 
 async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
-    route, response = await first_answer(gateway, call)
+    route, response, _ = await first_answer(gateway, call)
+    if response.status != 200:
+        return await pass_through_refusal(gateway, call, route, response)
     async with response:
         raw = await response.read()
-    gateway.router.succeeded(route)
-    if response.status != 200:
-        await calls.finish(gateway, call, status=response.status, route=route, error="upstream_error")
-        return web.Response(status=response.status, body=upstream_error_body(response.status, raw),
-                            content_type="application/json")
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:

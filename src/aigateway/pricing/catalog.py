@@ -12,7 +12,7 @@ a price source) and uses them for models whose config sets none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -40,7 +40,6 @@ class Model:
     price: Price | None = None
     price_updated_at: datetime | None = None
     created: int = 0
-    extra: dict = field(default_factory=dict)
 
     @property
     def servable(self) -> bool:

@@ -52,6 +52,3 @@ class Router:
         self._failures[route.key] = count
         if count >= self.failures_to_cool:
             self._cool_until[route.key] = time.monotonic() + self.cooldown
-
-    def resting(self, route: Route) -> bool:
-        return self._cool_until.get(route.key, 0) > time.monotonic()

@@ -71,9 +71,3 @@ class UpstreamClient:
             response.release()
             raise RouteFailed(route, f"answered HTTP {response.status}", response.status)
         return response
-
-    async def get_json(self, url: str, timeout: float = 2.0, headers: dict | None = None):
-        assert self._session is not None
-        async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as resp:
-            resp.raise_for_status()
-            return await resp.json(content_type=None)
