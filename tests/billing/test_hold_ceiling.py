@@ -41,10 +41,22 @@ class OverReportingUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         return app
 
-    async def _chat(self, request: web.Request) -> web.Response:
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.bodies.append(body)
         output = REPORTED_OUTPUT[body["model"]]
+        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": output, "total_tokens": PROMPT_TOKENS + output}
+        if body.get("stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            chunk = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+            for event in ({**chunk, "choices": [{"index": 0, "delta": {"content": "word " * 20}}]},
+                          {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                          {**chunk, "choices": [], "usage": usage}):
+                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
         return web.json_response({
             "id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "word " * 20},
@@ -200,3 +212,24 @@ def test_the_cap_sent_upstream(start_gateway, upstream, sqlite_url):
     records = [r for r in gw.usage(cid) if r.model == "honest"]
     assert records and not any(r.capped for r in records)
     assert all(r.cost == request_cost(PROMPT_TOKENS, 3, to_units(IN_PRICE), to_units(OUT_PRICE)) for r in records)
+
+
+def test_an_over_reporting_stream_is_charged_its_hold(start_gateway, upstream, db_url):
+    gw = start_gateway(ceiling_config(upstream.url, db_url))
+    cid, key = gw.customer("stream@example.com", credit="0.0001")
+    raw = chat_body(max_tokens=10, stream=True, stream_options={"include_usage": True})
+    upstream.bodies.clear()
+
+    async def stream() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(gw.base_url + "/chat/completions", data=raw,
+                                    headers={"Authorization": f"Bearer {key}"}) as resp:
+                return resp.status, await resp.read()
+
+    status, text = asyncio.run(stream())
+    assert status == 200 and b'"completion_tokens":5000' in text and text.rstrip().endswith(b"data: [DONE]")
+    assert [b["max_tokens"] for b in upstream.bodies] == [10]
+    [record] = gw.usage(cid)
+    assert record.stream and record.capped and not record.estimated
+    assert record.cost == hold_for(raw, 10) and record.output_tokens == 5_000
+    assert gw.balance(cid) == 100 - record.cost == gw.ledger_sum(cid)
