@@ -72,6 +72,9 @@ class ProviderConfig(_Strict):
     # that stays silent this long before answering counts as failed and the next is tried.
     read_timeout: float = 300.0
     headers: dict[str, str] = Field(default_factory=dict)
+    # The field that carries the output cap (the one the hold is sized for) when the
+    # client sent neither; the fields a client did send are always rewritten to the cap.
+    output_cap_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
 
     @field_validator("base_url")
     @classmethod

@@ -88,12 +88,30 @@ def _positive_int(body: dict, name: str) -> int | None:
     return value
 
 
+CAP_FIELDS = ("max_completion_tokens", "max_tokens")  # OpenAI's current name first, then the legacy one
+
+
 def output_token_cap(gateway: Gateway, model: Model, body: dict) -> int:
-    """The most output tokens the call can produce (for the hold)."""
-    asked = _positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
+    """The most output tokens ONE choice may produce: the smallest of what the client asked
+    (either field; both given, the smaller) and the model's cap (else the billing default)."""
+    asked = [v for v in (_positive_int(body, name) for name in CAP_FIELDS) if v is not None]
     cap = model.max_output_tokens or gateway.config.billing.default_max_output_tokens
-    per_choice = min(asked, cap) if asked and model.max_output_tokens else (asked or cap)
-    return per_choice * (_positive_int(body, "n") or 1)
+    return min(asked + [cap])
+
+
+def cap_output(model: Model, body: dict, per_choice: int) -> None:
+    """Write the cap the hold is sized for into the body sent upstream.
+
+    Hazard: an upstream honours whichever field it knows, so every field the
+    client used is rewritten; with none, the field the model's first route's
+    provider reads (`output_cap_field`) is added. The hold is then a ceiling
+    the upstream was told about, not a guess.
+    """
+    used = [name for name in CAP_FIELDS if body.get(name) is not None]
+    if not used and model.routes:
+        used = [min(model.routes, key=lambda r: r.priority).provider.output_cap_field]
+    for name in used:
+        body[name] = per_choice
 
 
 async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
@@ -119,7 +137,9 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
             raise errors.bad_request("'messages' is required and must be a non-empty array.", param="messages")
         if not isinstance(stream, bool):
             raise errors.bad_request("'stream' must be true or false.", param="stream")
-        output_cap = output_token_cap(gateway, model, body)
+        per_choice = output_token_cap(gateway, model, body)
+        cap_output(model, body, per_choice)
+        output_cap = per_choice * (_positive_int(body, "n") or 1)
     else:
         value = body.get("input")
         if not isinstance(value, (str, list)) or not value:
@@ -140,11 +160,19 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
 async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
                  input_tokens: int = 0, output_tokens: int = 0, estimated: bool = False,
                  error: str | None = None) -> int:
-    """Settle the call: charge a successful one, release the hold of a failed one. Returns the cost."""
+    """Settle the call: charge a successful one, release the hold of a failed one. Returns the cost.
+
+    The hold is a hard ceiling: an upstream that reports more than the hold covered
+    (it ignored the cap it was sent) is charged the hold, and the record is marked
+    `capped`, keeping the upstream's own counts for the operator.
+    """
     cost = call.cost(input_tokens, output_tokens) if status == 200 else 0
     wallet, recorder = gateway.wallet, gateway.recorder
     if wallet is None or recorder is None:
         return cost
+    capped = call.hold is not None and cost > call.hold.amount
+    if capped:
+        cost = call.hold.amount
     if call.hold is not None:
         if cost:
             await wallet.settle(call.hold, cost)
@@ -155,7 +183,7 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
         endpoint=call.endpoint, status=status,
         provider=route.provider.name if route else None, upstream_model=route.upstream_model if route else None,
         input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated, cost=cost,
-        price_version_id=call.price.version_id, stream=call.stream, error=error,
+        price_version_id=call.price.version_id, stream=call.stream, error=error, capped=capped,
         latency_ms=int((time.monotonic() - call.started) * 1000),
     ))
     return cost

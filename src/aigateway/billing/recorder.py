@@ -60,6 +60,8 @@ class UsageEvent:
     error: str | None = None
     latency_ms: int = 0
     created_at: datetime = field(default_factory=utcnow)
+    # The upstream reported more than the hold covered: charged the hold, counts kept as reported.
+    capped: bool = False
 
 
 class UsageRecorder:

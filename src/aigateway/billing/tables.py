@@ -11,6 +11,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
+    text,
 )
 
 from aigateway.store.metadata import BigId, metadata, utcnow
@@ -51,5 +53,10 @@ usage_records = Table(
     Column("error", Text, nullable=True),
     Column("latency_ms", Integer, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    # Charged the hold, not the reported tokens: the upstream reported more than it was held for.
+    Column("capped", Boolean, nullable=False, default=False, server_default=false()),
 )
 Index("ix_usage_customer_created", usage_records.c.customer_id, usage_records.c.created_at)
+# Partial: only the (rare) capped rows are indexed, so the operator's report stays quick on a big table.
+Index("ix_usage_capped_created", usage_records.c.created_at,
+      postgresql_where=text("capped"), sqlite_where=text("capped"))

@@ -7,7 +7,8 @@ bound, without a restart. A request captures the `Price` object when it starts
 and is charged at it, whatever changes while it runs.
 
 The same refresh reads `model_limits` (context length / output cap reported by
-a price source) and uses them for models whose config sets none.
+a price source, checked by pricing.limits) and uses them for models whose config
+sets none; a row outside the sane bounds is ignored here too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aigateway.pricing.rules import limits_problem
 from aigateway.pricing.tables import model_limits, model_prices, price_versions
 from aigateway.providers.routes import Route
 
@@ -88,8 +90,13 @@ class Catalog:
             if model is None:
                 continue
             own = self._own_limits.setdefault(model.name, (model.context_length, model.max_output_tokens))
-            context = own[0] if own[0] is not None else row.context_length
-            output = own[1] if own[1] is not None else row.max_output_tokens
+            source = (row.context_length, row.max_output_tokens)
+            if limits_problem(*source) is not None:
+                # Hazard: holds are sized from these; a row written before the guardrails
+                # existed (or by hand) is not trusted. The billing default applies instead.
+                source = (None, None)
+            context = own[0] if own[0] is not None else source[0]
+            output = own[1] if own[1] is not None else source[1]
             if (model.context_length, model.max_output_tokens) != (context, output):
                 model.context_length, model.max_output_tokens = context, output
                 changed = True

@@ -239,6 +239,53 @@ def register(main: click.Group, admin: click.Group) -> None:
         row = _run(run())
         click.echo(f"{row.model}: version {version_id} rejected; the price in force stays")
 
+    @price.command("held-limits")
+    @click.pass_context
+    def price_held_limits(ctx) -> None:
+        """Fetched context length / output cap changes beyond the guardrail, waiting for the operator."""
+        from aigateway.pricing.limits import held_limits
+
+        async def run():
+            async with _db(ctx) as engine, engine.connect() as conn:
+                return await held_limits(conn)
+
+        rows = _run(run())
+        if not rows:
+            click.echo("no held limit changes")
+        for r in rows:
+            click.echo(f"{r.model:<32} context {r.context_length} -> {r.held_context_length}, output cap "
+                       f"{r.max_output_tokens} -> {r.held_max_output_tokens}  from {r.held_source} at "
+                       f"{_when(r.held_at)}")
+
+    @price.command("confirm-limits")
+    @click.argument("model")
+    @click.pass_context
+    def price_confirm_limits(ctx, model) -> None:
+        """Apply a model's held limits (holds are sized from them)."""
+        from aigateway.pricing.limits import confirm_limits
+
+        async def run():
+            async with _db(ctx) as engine, engine.begin() as conn:
+                return await confirm_limits(conn, model)
+
+        row = _run(run())
+        click.echo(f"{model}: context {row.held_context_length}, output cap {row.held_max_output_tokens} "
+                   "are now in force")
+
+    @price.command("reject-limits")
+    @click.argument("model")
+    @click.pass_context
+    def price_reject_limits(ctx, model) -> None:
+        """Refuse a model's held limits; the same values are not proposed again."""
+        from aigateway.pricing.limits import reject_limits
+
+        async def run():
+            async with _db(ctx) as engine, engine.begin() as conn:
+                return await reject_limits(conn, model)
+
+        _run(run())
+        click.echo(f"{model}: held limits rejected; the limits in force stay")
+
     @price.command("fetch")
     @click.pass_context
     def price_fetch(ctx) -> None:

@@ -14,8 +14,9 @@ Per source and model, a fetched price is:
   * beyond it -> recorded as a `held` version for the operator (the price in force stays);
   * missing, variable or malformed in the source -> the last price stays, reported.
 A source that fails (network, timeout, HTTP error, garbage) changes nothing and
-is reported in `price_fetches`. Context length and output cap are stored in
-`model_limits` and used by the catalog when the config sets none.
+is reported in `price_fetches`. Context length and output cap pass their own
+guardrails (pricing.limits: bounds, big changes held) before they are stored in
+`model_limits`, which the catalog uses when the config sets none.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from aigateway.config import Config
 from aigateway.money import format_tmt
 from aigateway.pricing import sources
 from aigateway.pricing.fx import current_rate
+from aigateway.pricing.limits import apply_source_limits
 from aigateway.pricing.rules import is_big_change, tmt_price_units
 from aigateway.pricing.service import (
     decide_version,
@@ -47,7 +49,7 @@ from aigateway.pricing.service import (
     set_price,
 )
 from aigateway.pricing.settings import PricingSettings, tied_models
-from aigateway.pricing.tables import model_limits, price_fetches, pricing_schedule
+from aigateway.pricing.tables import price_fetches, pricing_schedule
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,9 @@ class Fetcher:
                 for outcome in report["models"].values():
                     kind = outcome["outcome"]
                     report[kind if kind in ("applied", "held", "unchanged") else "problems"] += 1
+                    limits = (outcome.get("limits") or {}).get("outcome")
+                    if limits in ("held", "refused"):  # the operator has something to look at
+                        report["held" if limits == "held" else "problems"] += 1
         async with self.engine.begin() as conn:
             await conn.execute(update(price_fetches).where(price_fetches.c.id == fetch_id).values(
                 finished_at=utcnow(), ok=report["ok"], error=report["error"], entries=report["entries"],
@@ -208,7 +213,13 @@ class Fetcher:
             log.warning("price source %s: model %s (%s) is %s%s; its last price stays in force",
                         source_name, model.name, ident, outcome, f" ({why})" if why else "")
             return {"outcome": outcome, "source_model": ident, **({"reason": why} if why else {})}
-        await self._store_limits(conn, model.name, source_name, quote)
+        limits = await apply_source_limits(conn, model.name, source_name, quote.context_length,
+                                           quote.max_output_tokens, self.settings.max_limit_change_factor)
+        outcome = await self._apply_price(conn, source_name, model, ident, quote, rate, fetch_id)
+        return {**outcome, "limits": limits} if limits is not None else outcome
+
+    async def _apply_price(self, conn: AsyncConnection, source_name: str, model, ident: str, quote,
+                           rate: Decimal, fetch_id: int) -> dict:
         embedding = model.type == "embedding"
         if quote.input is None or (not embedding and quote.output is None):
             log.warning("price source %s: model %s (%s) has a variable price; its last price stays in force",
@@ -253,19 +264,6 @@ class Fetcher:
                     self.settings.max_change_factor, format_tmt(current.input_price), shown["input"],
                     format_tmt(current.output_price), shown["output"], version_id, version_id)
         return {"outcome": "held", "version_id": version_id, **shown}
-
-    async def _store_limits(self, conn: AsyncConnection, model: str, source_name: str, quote) -> None:
-        if quote.context_length is None and quote.max_output_tokens is None:
-            return
-        values = {"context_length": quote.context_length, "max_output_tokens": quote.max_output_tokens}
-        row = (await conn.execute(select(model_limits).where(model_limits.c.model == model))).first()
-        if row is None:
-            await conn.execute(model_limits.insert().values(model=model, source=source_name, updated_at=utcnow(),
-                                                            **values))
-        elif (row.context_length, row.max_output_tokens, row.source) != (*values.values(), source_name):
-            await conn.execute(update(model_limits).where(model_limits.c.model == model)
-                               .values(source=source_name, updated_at=utcnow(), **values))
-
 
 async def fetch_status(conn: AsyncConnection) -> dict:
     """{"schedule": {...}, "sources": {name: {"last": row, "last_ok_at": datetime|None}}} for the operator."""

@@ -1,4 +1,10 @@
-"""Turning an upstream USD price into a TMT price, and the guardrail on big changes.
+"""Turning an upstream USD price into a TMT price, and the guardrails on big changes.
+
+Token limits (context length, output cap) reported by a source size every hold,
+so they pass guardrails like prices: values outside sane bounds are refused
+(`limits_problem`), and a change beyond `max_limit_change_factor` is held for
+the operator (`is_big_limit_change`). A context of 1 shrinks holds below cost;
+one of 2**31 makes every hold exceed every balance.
 
 Rounding rule (documented in the README): with exact decimal arithmetic,
 
@@ -39,3 +45,25 @@ def _beyond(old: int, new: int, factor: Decimal) -> bool:
 def is_big_change(old: tuple[int, int], new: tuple[int, int], factor: Decimal) -> bool:
     """True when input or output price moves by more than `factor` up or down (held for the operator)."""
     return _beyond(old[0], new[0], factor) or _beyond(old[1], new[1], factor)
+
+
+# Sane bounds for a source's limits. No served model has a context outside these;
+# a value outside is a broken source, never a real model.
+MIN_CONTEXT_LENGTH = 256
+MAX_CONTEXT_LENGTH = 10_000_000
+
+
+def limits_problem(context_length: int | None, max_output_tokens: int | None) -> str | None:
+    """Why these limits cannot be used (a sentence), or None when they are sane."""
+    if context_length is not None and not MIN_CONTEXT_LENGTH <= context_length <= MAX_CONTEXT_LENGTH:
+        return (f"context_length {context_length} is outside {MIN_CONTEXT_LENGTH}..{MAX_CONTEXT_LENGTH}")
+    ceiling = context_length if context_length is not None else MAX_CONTEXT_LENGTH
+    if max_output_tokens is not None and not 1 <= max_output_tokens <= ceiling:
+        return f"max_output_tokens {max_output_tokens} is outside 1..{ceiling}"
+    return None
+
+
+def is_big_limit_change(old: tuple[int | None, int | None], new: tuple[int | None, int | None],
+                        factor: Decimal) -> bool:
+    """True when a limit known before moves by more than `factor` up or down (held for the operator)."""
+    return any(a is not None and b is not None and _beyond(a, b, factor) for a, b in zip(old, new))

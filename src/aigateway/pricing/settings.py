@@ -6,6 +6,7 @@ Example (TOML):
     fetch_interval = 3600          # seconds between scheduled fetches of every source
     retry_interval = 300           # after a failed fetch, try again this soon
     max_change_factor = "3"        # a change of more than x3 up or down is held for the operator
+    max_limit_change_factor = "2"  # the same for a source's context length / output cap
     markup = "0.20"                # +20 % on top of upstream USD price x USD->TMT rate
     admin_token_env = "AIGATEWAY_ADMIN_TOKEN"   # enables GET /admin/pricing
 
@@ -96,6 +97,8 @@ class PricingSettings(_Strict):
     fetch: bool = True
     # A fetched price more than this factor above or below the one in force is held.
     max_change_factor: Decimal = Decimal(3)
+    # A fetched context length or output cap more than this factor above or below the one in force is held.
+    max_limit_change_factor: Decimal = Decimal(2)
     markup: Decimal = Decimal(0)
     model_markup: dict[str, Decimal] = Field(default_factory=dict)
     # Operator rates "TMT per 1 unit of CURRENCY" as decimal strings, e.g. {USD = "3.50"}.
@@ -104,12 +107,12 @@ class PricingSettings(_Strict):
     # Name of the environment variable holding the token for GET /admin/pricing (unset: no admin view).
     admin_token_env: str | None = None
 
-    @field_validator("max_change_factor", mode="before")
+    @field_validator("max_change_factor", "max_limit_change_factor", mode="before")
     @classmethod
-    def _factor(cls, v) -> Decimal:
-        d = to_decimal(v, "max_change_factor")
+    def _factor(cls, v, info) -> Decimal:
+        d = to_decimal(v, info.field_name)
         if d <= 1:
-            raise ValueError("max_change_factor must be greater than 1 (e.g. \"3\" holds changes beyond x3 or /3)")
+            raise ValueError(f"{info.field_name} must be greater than 1 (e.g. \"3\" holds changes beyond x3 or /3)")
         return d
 
     @field_validator("markup", mode="before")

@@ -92,6 +92,13 @@ model_limits = Table(
     Column("max_output_tokens", Integer, nullable=True),
     Column("source", String(100), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    # A fetched change beyond the guardrail, waiting for the operator (migration 0006_pricing_held_limits):
+    # held_status is "held" or "rejected" (the same values are not proposed again), NULL when none.
+    Column("held_context_length", Integer, nullable=True),
+    Column("held_max_output_tokens", Integer, nullable=True),
+    Column("held_source", String(100), nullable=True),
+    Column("held_status", String(20), nullable=True),
+    Column("held_at", DateTime(timezone=True), nullable=True),
 )
 
 # The fetch schedule shared by all replicas: a lease so one process fetches at a

@@ -14,6 +14,8 @@ class Provider:
     connect_timeout: float = 5.0
     read_timeout: float = 300.0
     timeout: float = 600.0
+    # Which field carries the output cap when the client sent none: "max_tokens" | "max_completion_tokens".
+    output_cap_field: str = "max_tokens"
     request_headers: dict[str, str] = field(init=False, default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
