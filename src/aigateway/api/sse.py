@@ -28,7 +28,10 @@ _NULL_USAGE = (b'"usage":null', b'"usage": null')
 _DONE = b"[DONE]"
 _FIELDS = frozenset((b"data", b"event", b"id", b"retry"))
 # An event ends at a blank line: two line ends in a row, whichever of LF, CRLF, CR each one is.
-_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+# The second may be a CR whose LF has not arrived yet: either way the blank line is complete
+# (a late LF is then an empty line, which dispatches nothing). The first may not: its CR
+# must be followed by something other than LF before it counts as a line end.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 MAX_EVENT_BYTES = 2**22  # one chat chunk is small; an endless "event" is not SSE
 
@@ -56,39 +59,75 @@ def parse_event(raw: bytes) -> tuple[bytes | None, bool]:
     return (b"\n".join(data) if data else None), ok
 
 
+def _plain_chunks(block: bytes) -> bool:
+    """LF-only complete events, each a single `data: {` line, no `[DONE]`, no non-null usage.
+
+    The hot path: such a block is forwarded as it is, checked with a few C-level scans.
+    In a one-line event a `\n\n` can only be an event's end (JSON escapes newlines in text).
+    """
+    if not block.startswith(b"data: {") or _DONE in block:
+        return False
+    events = block.count(b"\n\n")
+    if events == 1:
+        if block.find(b"\n") != len(block) - 2:
+            return False
+    elif block.count(b"\n") != 2 * events or block.count(b"\n\ndata: {") != events - 1:
+        return False
+    usage = block.count(_USAGE)
+    return not usage or usage == block.count(_NULL_USAGE[0]) + block.count(_NULL_USAGE[1])
+
+
 class SSEFilter:
     def __init__(self, *, strip_usage: bool) -> None:
         self.strip_usage = strip_usage
         self.usage: dict | None = None
         self.done = False  # saw the event `data: [DONE]`
+        self._done_cr = False  # [DONE] ended in a CR at the end of a read
         self._tail = b""
         self._seen: list[bytes] = []  # forwarded events, kept to count tokens if no usage comes
 
     def feed(self, data: bytes) -> bytes:
         """Take raw bytes from upstream; return the complete events to forward (nothing after `[DONE]`)."""
         if self.done:
-            return b""
-        buffer = self._tail + data
-        # A CR at the very end may be the first half of a CRLF: wait for the next byte.
-        limit = len(buffer) - 1 if buffer.endswith(b"\r") else len(buffer)
+            # The LF of a CRLF that ended `[DONE]`, split off into this read, still belongs to it.
+            late_lf, self._done_cr = self._done_cr and data[:1] == b"\n", False
+            return b"\n" if late_lf else b""
+        buffer = self._tail + data if self._tail else data
+        if b"\r" not in buffer:
+            cut = buffer.rfind(b"\n\n") + 2
+            if cut == 1:
+                return self._keep(buffer)
+            complete = buffer[:cut]
+            if _plain_chunks(complete):
+                self._tail = buffer[cut:]
+                self._seen.append(complete)
+                return complete
         out: list[bytes] = []
         start = 0
-        for end in _EVENT_END.finditer(buffer, 0, limit):
+        for end in _EVENT_END.finditer(buffer):
             event = buffer[start:end.end()]
             start = end.end()
             kept = self._event(event)
             if kept:
                 out.append(kept)
             if self.done:
+                if buffer[start:start + 1] == b"\n" and event.endswith(b"\r"):
+                    out.append(b"\n")
+                else:
+                    self._done_cr = event.endswith(b"\r") and start == len(buffer)
                 start = len(buffer)  # whatever follows [DONE] is not forwarded
                 break
-        self._tail = buffer[start:]
-        if len(self._tail) > MAX_EVENT_BYTES:
-            raise NotSSE(f"no event end within {MAX_EVENT_BYTES} bytes")
+        self._keep(buffer[start:])
         block = b"".join(out)
         if block:
             self._seen.append(block)
         return block
+
+    def _keep(self, tail: bytes) -> bytes:
+        if len(tail) > MAX_EVENT_BYTES:
+            raise NotSSE(f"no event end within {MAX_EVENT_BYTES} bytes")
+        self._tail = tail
+        return b""
 
     def _event(self, event: bytes) -> bytes:
         has_done = _DONE in event
