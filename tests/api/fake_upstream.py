@@ -10,6 +10,7 @@
     html             200 with an HTML page
     not-completion   200 with JSON that is not a completion
     json             answers JSON even to `stream: true`
+    odd-choices      200 with {"choices": [{"message": "oops"}]} and no usage
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
         await _pause()
         request.transport.close()
         return response
+    if model == "odd-choices":
+        return web.json_response({"object": "chat.completion", "choices": [{"message": "oops"}]})
     if model == "json" or not body.get("stream"):
         return web.json_response(_completion(model))
 
