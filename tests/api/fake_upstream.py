@@ -2,6 +2,7 @@
 
     good             a correct completion / stream / embedding list, usage GOOD_USAGE
     done-in-text     a stream whose text contains "data: [DONE]", that event split across two writes
+    silent           a stream that sends its headers, then nothing
     stall            a stream that sends three chunks, then nothing (until the gateway hangs up)
     malformed        a stream with the chunk {"choices":[{"delta":"oops"}]} and no usage
     garbage          a stream whose second event is an HTML page
@@ -51,6 +52,12 @@ async def _pause() -> None:
     await asyncio.sleep(0.05)  # the next write arrives as its own read at the gateway
 
 
+async def _wait_for_hang_up(request: web.Request) -> None:
+    deadline = time.monotonic() + 20
+    while request.transport is not None and not request.transport.is_closing() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # silent until the gateway gives up on us
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
     model = body["model"]
@@ -74,6 +81,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
     response = await _sse(request)
     write = response.write
+    if model == "silent":
+        await _wait_for_hang_up(request)
+        return response
     await write(_chunk(model, {"role": "assistant", "content": ""}))
     if model == "done-in-text":
         for piece in DONE_TEXT:
@@ -88,9 +98,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     elif model == "stall":
         for piece in STALL_TEXT:
             await write(_chunk(model, {"content": piece}))
-        deadline = time.monotonic() + 20
-        while request.transport is not None and not request.transport.is_closing() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # silent until the gateway gives up on us
+        await _wait_for_hang_up(request)
         return response
     elif model == "malformed":
         await write(_chunk(model, {"content": "hello there"}, with_usage=False))

@@ -119,18 +119,19 @@ def test_a_stream_that_goes_wrong_after_its_first_event_ends_with_an_error_event
     assert_books_balance(gateway, cid, usage.cost)
 
 
-def test_json_answered_to_a_stream_request_fails_over_to_the_next_route(faulty_gateway):
+@pytest.mark.parametrize("fault", ["json", "silent"])
+def test_json_to_a_stream_request_or_silence_before_the_first_event_fails_over(faulty_gateway, fault):
     gateway = faulty_gateway
-    cid, key = gateway.customer("json-stream@example.com")
+    cid, key = gateway.customer(f"{fault}-stream@example.com")
     client = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
-    chunks = list(client.chat.completions.create(model="json-then-good", stream=True, messages=MESSAGES))
+    chunks = list(client.chat.completions.create(model=f"{fault}-then-good", stream=True, messages=MESSAGES))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "A good answer."
     [usage] = gateway.usage(cid)
     assert usage.upstream_model == "good" and not usage.estimated and usage.cost == 315
     assert_books_balance(gateway, cid, 315)
 
 
-@pytest.mark.parametrize("fault", ["json", "html"])
+@pytest.mark.parametrize("fault", ["json", "html", "silent"])
 def test_a_stream_with_no_good_route_gets_503_with_retry_after_and_is_not_charged(faulty_gateway, fault):
     gateway = faulty_gateway
     cid, key = gateway.customer(f"stream-503-{fault}@example.com")
