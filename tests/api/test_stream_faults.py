@@ -6,7 +6,10 @@ cost = ceil((input × input_price + output × output_price) / 1,000,000), prices
 """
 
 import asyncio
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import aiohttp
 import openai
@@ -17,6 +20,7 @@ from aigateway.api.tokens import count_chat_prompt, count_text_tokens, prompt_to
 from aigateway.money import request_cost
 from tests.api.conftest import READ_TIMEOUT
 from tests.api.fake_upstream import DONE_TEXT, GOOD_USAGE, STALL_TEXT
+from tests.conftest import service_missing
 
 IN, OUT = 350_000, 1_400_000  # 0.35 / 1.40 TMT per 1M tokens, in units
 CREDIT = 10_000_000
@@ -144,3 +148,34 @@ def test_a_stream_with_no_good_route_gets_503_with_retry_after_and_is_not_charge
     [usage] = gateway.usage(cid)
     assert (usage.status, usage.cost) == (503, 0)
     assert_books_balance(gateway, cid, 0)
+
+
+def test_the_node_sdk_also_raises_on_the_stall_error_event(faulty_gateway, tmp_path):
+    node_dir = Path(__file__).resolve().parents[1] / "node"
+    if shutil.which("node") is None or not (node_dir / "node_modules" / "openai").exists():
+        service_missing("node with the openai package in tests/node (scripts/test installs it)")
+    gateway = faulty_gateway
+    cid, key = gateway.customer("stall-node@example.com")
+    script = node_dir / f".stall-{tmp_path.name}.mjs"  # inside tests/node to resolve 'openai'
+    script.write_text(f"""
+import OpenAI from "openai";
+const client = new OpenAI({{apiKey: {key!r}, baseURL: {gateway.base_url!r}, maxRetries: 0}});
+let text = "";
+try {{
+  const stream = await client.chat.completions.create({{model: "stall", stream: true,
+    messages: [{{role: "user", content: "Tell me about SSE"}}]}});
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  console.log("NO ERROR " + text);
+}} catch (err) {{
+  console.log(err.constructor.name + "|" + text + "|" + err.message);
+}}
+""")
+    try:
+        result = subprocess.run(["node", str(script)], capture_output=True, text=True, timeout=60)
+    finally:
+        script.unlink()
+    kind, text, message = result.stdout.strip().split("|", 2)
+    assert kind == "APIError" and text == "".join(STALL_TEXT) and "sent nothing" in message
+    [usage] = gateway.usage(cid)
+    assert usage.error == "upstream stalled" and usage.cost == cost(usage.input_tokens, usage.output_tokens) > 0
+    assert_books_balance(gateway, cid, usage.cost)
