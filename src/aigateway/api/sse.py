@@ -41,10 +41,8 @@ class NotSSE(Exception):
 
 
 def parse_event(raw: bytes) -> tuple[bytes | None, bool]:
-    """An event's joined `data` (None if it has no data field) and whether it had an `error`/unknown field.
-
-    Returns (data, ok): ok is False when a line is neither a comment nor one of the SSE fields.
-    """
+    """(data, ok): the event's `data` fields joined with LF (None if it has none), and ok=False
+    when a line is neither a comment nor one of the SSE fields (data, event, id, retry)."""
     data: list[bytes] = []
     ok = True
     for line in _LINE_END.split(raw):
@@ -145,7 +143,7 @@ class SSEFilter:
         if data == _DONE:
             self.done = True
             return event
-        if not data.lstrip()[:1] == b"{":
+        if data.strip() and data.lstrip()[:1] != b"{":  # an empty `data:` is odd but harmless
             raise NotSSE("event data that is neither JSON nor [DONE]")
         if not has_usage:
             return event
