@@ -81,3 +81,12 @@ def test_generated_tokens_never_raises_on_malformed_chunks(bad):
     sse = SSEFilter(strip_usage=False)
     sse.feed(chunk("hello there") + b"data: " + bad + b"\n\n")
     assert sse.generated_tokens() == 2  # "hello there": the malformed chunk adds nothing
+
+
+def test_the_fast_path_hands_multi_line_events_and_spaced_usage_to_the_parser():
+    two_lines = b'data: {"choices": [],\ndata: "usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n'
+    spaced_null = b'data: {"choices": [{"delta": {"content": "x"}}], "usage": null}\n\n'
+    raw = chunk("a") + spaced_null + two_lines + chunk("b")
+    sse = SSEFilter(strip_usage=False)
+    assert sse.feed(raw) == raw and sse.usage == {"prompt_tokens": 1, "completion_tokens": 2}
+    assert sse.generated_tokens() == 3  # "a", "x", "b"
