@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from aigateway.api.sse import NotSSE, SSEFilter
+from aigateway.api.tokens import count_text_tokens
 
 
 def chunk(content: str | None = None, usage=None, *, choices=True, eol: bytes = b"\n") -> bytes:
@@ -89,4 +90,4 @@ def test_the_fast_path_hands_multi_line_events_and_spaced_usage_to_the_parser():
     raw = chunk("a") + spaced_null + two_lines + chunk("b")
     sse = SSEFilter(strip_usage=False)
     assert sse.feed(raw) == raw and sse.usage == {"prompt_tokens": 1, "completion_tokens": 2}
-    assert sse.generated_tokens() == 3  # "a", "x", "b"
+    assert sse.generated_tokens() == count_text_tokens("axb") > 0
