@@ -179,3 +179,23 @@ try {{
     [usage] = gateway.usage(cid)
     assert usage.error == "upstream stalled" and usage.cost == cost(usage.input_tokens, usage.output_tokens) > 0
     assert_books_balance(gateway, cid, usage.cost)
+
+
+def test_a_client_that_left_before_a_stall_is_recorded_as_both(faulty_gateway):
+    gateway = faulty_gateway
+    cid, key = gateway.customer("left-stall@example.com")
+
+    async def read_one_chunk_then_leave():
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(gateway.base_url + "/chat/completions", headers={
+                "Authorization": f"Bearer {key}"}, data=orjson.dumps({"model": "stall", "stream": True,
+                                                                      "messages": MESSAGES}))
+            assert response.status == 200
+            await response.content.readline()
+            response.close()
+
+    asyncio.run(read_one_chunk_then_leave())
+    [usage] = gateway.wait_for(lambda: gateway.usage(cid))
+    assert usage.error == "client disconnected; upstream stalled" and usage.estimated
+    assert usage.cost == cost(count_chat_prompt(MESSAGES), count_text_tokens("".join(STALL_TEXT)))
+    assert_books_balance(gateway, cid, usage.cost)
