@@ -51,5 +51,6 @@ def insufficient_balance(needed: str, available: str) -> APIError:
 
 
 def providers_unavailable(model: str, retry_after: int = 30) -> APIError:
-    return APIError(503, f"All providers for '{model}' are unavailable right now. Retry in a few minutes.",
+    return APIError(503, f"All providers for '{model}' are unavailable right now. "
+                         f"Retry in {retry_after} seconds.",
                     type="server_error", code="providers_unavailable", headers={"Retry-After": str(retry_after)})

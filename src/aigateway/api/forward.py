@@ -35,7 +35,8 @@ async def first_answer(
     """The first route's response that is not a failure; 503 once every route failed.
 
     `prime`, when given, runs on a 200 response before it counts as an answer: a stream
-    reads its first chunk there, so a route that dies before its first byte is failed over.
+    reads its first event there, a unary call its whole body, so a route that dies, stalls
+    or answers something else (`UnexpectedAnswer`) before anything reached the client is failed over.
     """
     path = PATHS[call.endpoint]
     for route in gateway.router.order(call.model.routes):
@@ -49,9 +50,9 @@ async def first_answer(
         if prime is not None and response.status == 200:
             try:
                 primed = await prime(response)
-            except Exception as exc:  # timed out, reset or closed before its first byte
-                response.release()
-                log.warning("route %s failed before its first chunk for %s: %r", route.key, call.id, exc)
+            except Exception as exc:  # timed out, reset, cut short, or not what was asked for
+                response.close()  # never reuse a connection left mid-body
+                log.warning("route %s failed before answering %s: %r", route.key, call.id, exc)
                 gateway.router.failed(route)
                 continue
         gateway.router.succeeded(route)

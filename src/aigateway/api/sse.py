@@ -1,11 +1,23 @@
-"""Reading an upstream's SSE stream: find its usage, strip what the client did not ask for.
+"""Reading an upstream's SSE stream as events: find its end and its usage, strip what the client did not ask for.
 
-The gateway always asks the upstream for usage (`stream_options.include_usage`).
-Most chunks are forwarded byte for byte: a complete block of lines is parsed
-only when it carries a non-null `usage`, which is usually once per stream.
+Invariant: the stream ends only at an event whose data is exactly `[DONE]`, decided on
+the parsed event, never on a substring of the bytes (a model's text may contain
+"data: [DONE]"; inside a JSON string it is just text). Events are parsed line by line
+per the SSE format: lines end in LF, CRLF or CR, an event ends at a blank line, its
+`data:` fields are joined with LF, and `:` lines are comments.
+
+Complete events are forwarded byte for byte, except a usage the client did not ask
+for (the gateway always asks the upstream for usage). Hot path: an event's JSON is
+parsed only when its bytes could carry a non-null `usage` (a cheap substring count);
+the decision is then made on the parsed event.
+
+Anything that is not SSE (a line that is no SSE field, data that is neither JSON
+nor `[DONE]`, an event larger than `MAX_EVENT_BYTES`) raises `NotSSE`.
 """
 
 from __future__ import annotations
+
+import re
 
 import orjson
 
@@ -13,73 +25,191 @@ from aigateway.api.tokens import count_text_tokens
 
 _USAGE = b'"usage"'
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
+_DONE = b"[DONE]"
+_FIELDS = frozenset((b"data", b"event", b"id", b"retry"))
+# An event ends at a blank line: two line ends in a row, whichever of LF, CRLF, CR each one is.
+# The second may be a CR whose LF has not arrived yet: either way the blank line is complete
+# (a late LF is then an empty line, which dispatches nothing). The first may not: its CR
+# must be followed by something other than LF before it counts as a line end.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+MAX_EVENT_BYTES = 2**22  # one chat chunk is small; an endless "event" is not SSE
+
+
+class NotSSE(Exception):
+    """The upstream's body is not a chat completion SSE stream."""
+
+
+def parse_event(raw: bytes) -> tuple[bytes | None, bool]:
+    """(data, ok): the event's `data` fields joined with LF (None if it has none), and ok=False
+    when a line is neither a comment nor one of the SSE fields (data, event, id, retry)."""
+    data: list[bytes] = []
+    ok = True
+    for line in _LINE_END.split(raw):
+        if not line or line[0] == 0x3A:  # blank, or a `:` comment
+            continue
+        name, colon, value = line.partition(b":")
+        if name not in _FIELDS:
+            ok = False
+            continue
+        if name == b"data":
+            data.append(value[1:] if value[:1] == b" " else value)
+    return (b"\n".join(data) if data else None), ok
+
+
+def _plain_chunks(block: bytes) -> bool:
+    """LF-only complete events, each a single `data: {` line, no `[DONE]`, no non-null usage.
+
+    The hot path: such a block is forwarded as it is, checked with a few C-level scans. The block
+    ends in a blank line; if every LF is in that end or in a `\n\ndata: {` (an event's end and the
+    next one's start), every event is one `data: {` line. A usage that is not `"usage":null`
+    (also the spaced form, which is valid) goes to the per-event parse.
+    """
+    if not block.startswith(b"data: {") or _DONE in block:
+        return False
+    if block.count(b"\n") != 2 * block.count(b"\n\ndata: {") + 2:
+        return False
+    usage = block.count(_USAGE)
+    return not usage or usage == block.count(_NULL_USAGE[0])
 
 
 class SSEFilter:
     def __init__(self, *, strip_usage: bool) -> None:
         self.strip_usage = strip_usage
         self.usage: dict | None = None
-        self.done = False  # saw `data: [DONE]`
+        self.done = False  # saw the event `data: [DONE]`
+        self._done_cr = False  # [DONE] ended in a CR at the end of a read
         self._tail = b""
-        self._seen: list[bytes] = []  # forwarded data, kept to count tokens if no usage comes
+        self._seen: list[bytes] = []  # forwarded events, kept to count tokens if no usage comes
 
     def feed(self, data: bytes) -> bytes:
-        """Take raw bytes from upstream; return the complete lines to forward."""
-        data = self._tail + data
-        cut = data.rfind(b"\n") + 1
-        complete, self._tail = data[:cut], data[cut:]
-        if not complete:
-            return b""
-        if b"[DONE]" in complete:
-            self.done = True
-        if complete.count(_USAGE) > sum(complete.count(n) for n in _NULL_USAGE):
-            complete = self._take_usage(complete)
-        self._seen.append(complete)
-        return complete
-
-    def flush(self) -> bytes:
-        rest, self._tail = self._tail, b""
-        return rest
-
-    def _take_usage(self, block: bytes) -> bytes:
+        """Take raw bytes from upstream; return the complete events to forward (nothing after `[DONE]`)."""
+        if self.done:
+            # The LF of a CRLF that ended `[DONE]`, split off into this read, still belongs to it.
+            late_lf, self._done_cr = self._done_cr and data[:1] == b"\n", False
+            return b"\n" if late_lf else b""
+        buffer = self._tail + data if self._tail else data
+        if b"\r" not in buffer:
+            cut = buffer.rfind(b"\n\n") + 2
+            if cut == 1:
+                return self._keep(buffer)
+            complete = buffer[:cut]
+            if _plain_chunks(complete):
+                self._tail = buffer[cut:]
+                self._seen.append(complete)
+                return complete
         out: list[bytes] = []
-        skip_blank = False
-        for line in block.splitlines(keepends=True):
-            if skip_blank and line.strip() == b"":
-                skip_blank = False
-                continue
-            skip_blank = False
-            if line.startswith(b"data:") and _USAGE in line:
-                try:
-                    chunk = orjson.loads(line[5:])
-                except orjson.JSONDecodeError:
-                    chunk = None
-                if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                    self.usage = chunk["usage"]
-                    if self.strip_usage:
-                        if not chunk.get("choices"):
-                            skip_blank = True  # drop the usage-only event and its blank line
-                            continue
-                        chunk["usage"] = None
-                        line = b"data: " + orjson.dumps(chunk) + b"\n"
-            out.append(line)
-        return b"".join(out)
+        start = 0
+        for end in _EVENT_END.finditer(buffer):
+            event = buffer[start:end.end()]
+            start = end.end()
+            kept = self._event(event)
+            if kept:
+                out.append(kept)
+            if self.done:
+                if buffer[start:start + 1] == b"\n" and event.endswith(b"\r"):
+                    out.append(b"\n")
+                else:
+                    self._done_cr = event.endswith(b"\r") and start == len(buffer)
+                start = len(buffer)  # whatever follows [DONE] is not forwarded
+                break
+        self._keep(buffer[start:])
+        block = b"".join(out)
+        if block:
+            self._seen.append(block)
+        return block
+
+    def _keep(self, tail: bytes) -> bytes:
+        if len(tail) > MAX_EVENT_BYTES:
+            raise NotSSE(f"no event end within {MAX_EVENT_BYTES} bytes")
+        self._tail = tail
+        return b""
+
+    def _event(self, event: bytes) -> bytes:
+        has_done = _DONE in event
+        has_usage = event.count(_USAGE) > sum(event.count(n) for n in _NULL_USAGE)
+        if not has_done and not has_usage:
+            # The common chunk: only check cheaply that it looks like SSE data.
+            head = event.lstrip(b"\r\n")
+            if head.startswith(b"data: {") or head.startswith(b"data:{") or head.startswith(b":"):
+                return event
+        data, ok = parse_event(event)
+        if not ok:
+            raise NotSSE("a line that is not an SSE field")
+        if data is None:
+            return event  # comments, `event:`/`id:`/`retry:` only, or stray blank lines
+        if data == _DONE:
+            self.done = True
+            return event
+        if data.strip() and data.lstrip()[:1] != b"{":  # an empty `data:` is odd but harmless
+            raise NotSSE("event data that is neither JSON nor [DONE]")
+        if not has_usage:
+            return event
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return event
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("usage"), dict):
+            return event
+        self.usage = chunk["usage"]
+        if not self.strip_usage:
+            return event
+        if not chunk.get("choices"):
+            return b""  # a usage-only event the client did not ask for
+        chunk["usage"] = None
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    def end(self) -> bytes:
+        """The upstream closed: a last `data: [DONE]` without its blank line still ends the stream.
+
+        Any other unterminated event is dropped, as the SSE format says.
+        """
+        rest, self._tail = self._tail, b""
+        if self.done or not rest.strip():
+            return b""
+        data, ok = parse_event(rest)
+        if ok and data == _DONE:
+            self.done = True
+            return b"data: [DONE]\n\n"
+        return b""
 
     def generated_tokens(self) -> int:
-        """Count the tokens of what was streamed (content, tool-call arguments), for estimates."""
+        """Count the tokens of what was streamed (content, tool-call arguments), for estimates.
+
+        Never raises: a malformed chunk contributes nothing (settlement must run whatever came).
+        """
         pieces: list[str] = []
-        for line in b"".join(self._seen).splitlines():
-            if not line.startswith(b"data:") or b"[DONE]" in line:
-                continue
+        for event in _EVENT_END.split(b"".join(self._seen)):
             try:
-                chunk = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
+                data, _ = parse_event(event)
+                if data is None or data == _DONE:
+                    continue
+                chunk = orjson.loads(data)
+            except (orjson.JSONDecodeError, ValueError):
                 continue
-            for choice in chunk.get("choices") or [] if isinstance(chunk, dict) else []:
-                delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-                pieces.append(delta.get("content") or "")
-                for call in delta.get("tool_calls") or []:
-                    function = call.get("function") or {} if isinstance(call, dict) else {}
-                    pieces.append(function.get("name") or "")
-                    pieces.append(function.get("arguments") or "")
-        return count_text_tokens("".join(pieces))
+            pieces.extend(_delta_texts(chunk))
+        try:
+            return count_text_tokens("".join(pieces))
+        except Exception:  # a tokenizer failure must not skip the charge: count by bytes / 4
+            return sum(len(p.encode()) for p in pieces) // 4 + 1
+
+
+def _delta_texts(chunk) -> list[str]:
+    texts: list[str] = []
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        texts.append(_text(delta.get("content")))
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                texts.append(_text(function.get("name")))
+                texts.append(_text(function.get("arguments")))
+    return texts
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""

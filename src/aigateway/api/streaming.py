@@ -1,14 +1,21 @@
 """Relaying `stream: true` chat completions.
 
 Failover happens only before the first byte reaches the client: a route that
-fails to connect, answers 5xx/429, or dies before its first chunk is skipped
-(`first_answer` with a prime step that reads the first chunk).
-After that, the client's stream is this route's stream.
+fails to connect, answers 5xx/429, answers something other than
+`text/event-stream` (e.g. JSON: it ignored `stream: true`), or dies before its
+first event is skipped (`first_answer` with a prime step that reads the first event).
+After that, the client's stream is this route's stream, and it ends only at the
+upstream's `data: [DONE]` event. Anything else that ends it (a stall longer than the
+route's `read_timeout`, a broken connection, a body that is not SSE, a close without
+`[DONE]`) sends the client an error event in OpenAI's shape (the SDKs raise
+`APIError` on it) and no `[DONE]`, so no client mistakes a cut stream for a complete one.
 
 Billing follows what the upstream generated: a client that disconnects
 mid-stream stops receiving, but the gateway keeps reading the upstream (for at
 most `billing.disconnect_drain_seconds`) to get its usage. If no usage ever
 comes, tokens are counted from what was streamed and marked estimated.
+Invariant: settlement (`calls.finish`) runs exactly once for every relayed stream,
+whatever fails (it sits in a `finally` around the whole relay).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -24,12 +33,27 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
-from aigateway.api.sse import SSEFilter
+from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt
+from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamFault:
+    """Why a stream ended without `[DONE]`: the usage record's text and the client's error event."""
+
+    record: str
+    message: str
+    code: str = "upstream_stream_error"
+
+    def event(self) -> bytes:
+        # OpenAI's error shape as a plain `data:` event: both official SDKs raise APIError on it.
+        return b"data: " + orjson.dumps({"error": {"message": self.message, "type": "server_error",
+                                                   "param": None, "code": self.code}}) + b"\n\n"
 
 
 def _client_wants_usage(body: dict) -> bool:
@@ -42,7 +66,9 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> we
     options = call.body.get("stream_options")
     call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
-    async def prime(upstream) -> tuple[SSEFilter, bytes]:
+    async def prime(upstream: aiohttp.ClientResponse) -> tuple[SSEFilter, bytes]:
+        if upstream.content_type != "text/event-stream":
+            raise UnexpectedAnswer(f"answered {upstream.content_type or 'no content type'} to a stream request")
         sse = SSEFilter(strip_usage=not wants_usage)
         return sse, await _first_block(upstream, sse)
 
@@ -53,70 +79,121 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> we
     return await _relay(gateway, call, request, route, upstream, sse, first)
 
 
-async def _first_block(upstream, sse: SSEFilter) -> bytes:
+async def _first_block(upstream: aiohttp.ClientResponse, sse: SSEFilter) -> bytes:
     while True:
         data = await upstream.content.readany()
         if not data:
-            raise ConnectionError("upstream closed the stream before any chunk")
+            if block := sse.end():
+                return block
+            raise ConnectionError("upstream closed the stream before any event")
         block = sse.feed(data)
         if block:
             return block
 
 
-async def _relay(gateway, call, request, route, upstream, sse: SSEFilter, first: bytes) -> web.StreamResponse:
+class _DrainOver(Exception):
+    """The client left and the upstream did not finish within `disconnect_drain_seconds`."""
+
+
+async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upstream: aiohttp.ClientResponse,
+                 sse: SSEFilter, first: bytes) -> web.StreamResponse:
     response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": call.id})
     client_gone = False
-    upstream_error: str | None = None
+    fault: StreamFault | None = None
+    read_timeout = route.provider.read_timeout
+
+    async def send(block: bytes) -> None:
+        nonlocal client_gone
+        if client_gone or not block:
+            return
+        try:
+            await response.write(block)
+        except (ConnectionError, RuntimeError):
+            client_gone = True
+
     try:
-        await response.prepare(request)
-        await response.write(first)
-    except (ConnectionError, RuntimeError):
-        client_gone = True
-    drain_until = None
-    try:
-        while not sse.done:
-            if client_gone and drain_until is None:
-                drain_until = time.monotonic() + gateway.config.billing.disconnect_drain_seconds
-            if drain_until is not None:
-                data = await asyncio.wait_for(upstream.content.readany(), max(drain_until - time.monotonic(), 0))
-            else:
-                data = await upstream.content.readany()
-            if not data:
-                break
-            block = sse.feed(data)
-            if block and not client_gone:
-                try:
-                    await response.write(block)
-                except (ConnectionError, RuntimeError):
-                    client_gone = True
-        if not client_gone and (rest := sse.flush()):
-            await response.write(rest)
-    except asyncio.TimeoutError:
-        upstream_error = "client disconnected; upstream drain timed out"
-    except Exception as exc:  # the upstream broke mid-stream: tell the client, bill what came
-        upstream_error = f"upstream stream broke: {exc.__class__.__name__}"
-        log.warning("%s for %s on %s", upstream_error, call.id, route.key)
+        try:
+            await response.prepare(request)
+        except (ConnectionError, RuntimeError):
+            client_gone = True
+        await send(first)
+        drain_until: float | None = None
+        try:
+            while not sse.done:
+                if client_gone and drain_until is None:
+                    drain_until = time.monotonic() + gateway.config.billing.disconnect_drain_seconds
+                data = await _read(upstream, drain_until)
+                if not data:
+                    await send(sse.end())
+                    if not sse.done:
+                        fault = StreamFault("upstream closed the stream without [DONE]",
+                                            "The upstream provider ended the stream early. "
+                                            "The partial response was billed.")
+                    break
+                await send(sse.feed(data))
+        except _DrainOver:
+            fault = StreamFault("upstream drain timed out", "")
+        except aiohttp.ServerTimeoutError:  # no byte for the route's read timeout
+            fault = StreamFault("upstream stalled",
+                                f"The upstream provider sent nothing for {read_timeout:g} s and the stream was "
+                                "ended. The partial response was billed.", code="upstream_timeout")
+        except asyncio.TimeoutError:  # the route's total timeout
+            fault = StreamFault("upstream timed out", "The upstream provider took too long and the stream was "
+                                "ended. The partial response was billed.", code="upstream_timeout")
+        except NotSSE as exc:
+            fault = StreamFault(f"upstream sent something that is not SSE: {exc}",
+                                "The upstream provider sent an invalid stream. The partial response was billed.")
+        except Exception as exc:  # the upstream broke mid-stream (reset, bad chunked encoding, ...)
+            fault = StreamFault(f"upstream stream broke: {exc.__class__.__name__}",
+                                "The upstream provider ended the stream early. The partial response was billed.")
+        if fault is not None:
+            log.warning("stream %s on %s: %s", call.id, route.key, fault.record)
+            await send(fault.event())
         if not client_gone:
-            message = "The upstream provider ended the stream early. The partial response was billed."
-            event = {"error": {"message": message, "type": "server_error", "code": "upstream_stream_error",
-                               "param": None}}
             try:
-                await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+                await response.write_eof()
             except (ConnectionError, RuntimeError):
                 client_gone = True
     finally:
-        upstream.release()
-        counts = usage_counts(sse.usage)
-        estimated = counts is None
-        if counts is None:
-            counts = (count_chat_prompt(call.body.get("messages", [])), sse.generated_tokens())
-        if client_gone and upstream_error is None:
-            upstream_error = "client disconnected"
-        await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                           output_tokens=counts[1], estimated=estimated, error=upstream_error)
-    if not client_gone:
-        try:
-            await response.write_eof()
-        except (ConnectionError, RuntimeError):
-            pass
+        if sse.done:
+            upstream.release()
+        else:
+            upstream.close()  # a connection left mid-body is never reused
+        # Shielded: settlement finishes even if this task is cancelled.
+        await asyncio.shield(_settle(gateway, call, route, sse, _record_text(client_gone, fault)))
     return response
+
+
+async def _read(upstream: aiohttp.ClientResponse, drain_until: float | None) -> bytes:
+    if drain_until is None:
+        return await upstream.content.readany()
+    remaining = drain_until - time.monotonic()
+    if remaining <= 0:
+        raise _DrainOver
+    try:
+        async with asyncio.timeout(remaining) as deadline:
+            return await upstream.content.readany()
+    except TimeoutError:
+        if deadline.expired():
+            raise _DrainOver from None
+        raise
+
+
+def _record_text(client_gone: bool, fault: StreamFault | None) -> str | None:
+    if not client_gone:
+        return fault.record if fault else None
+    return "client disconnected" + (f"; {fault.record}" if fault else "")
+
+
+async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
+    counts = usage_counts(sse.usage)
+    estimated = counts is None
+    if counts is None:
+        try:
+            prompt = count_chat_prompt(call.body.get("messages", []))
+        except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
+            log.exception("could not count the prompt of %s", call.id)
+            prompt = 0
+        counts = (prompt, sse.generated_tokens())
+    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
+                       output_tokens=counts[1], estimated=estimated, error=error)

@@ -1,9 +1,18 @@
-"""A call answered in one piece (chat without `stream`, embeddings)."""
+"""A call answered in one piece (chat without `stream`, embeddings).
+
+The whole body is read and checked inside the failover loop (`first_answer`'s prime
+step): a route whose body is cut short, times out, is not JSON (an HTML page) or is
+JSON but not a completion / embedding list is a route failure, so the next route is
+tried, and the client gets 503 only when every route failed. Invariant: a failed
+route is never billed; only a checked answer is passed on and charged.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -11,27 +20,47 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.providers.upstream import UnexpectedAnswer
+
+log = logging.getLogger(__name__)
 
 # Our own (input, output) count for a response whose upstream sent no usage.
 Estimator = Callable[[Call, dict | None], tuple[int, int]]
 
+# What a 200 answer must hold to be passed on: a completion's choices, an embedding list's data.
+_REQUIRED = {"chat": "choices", "embeddings": "data"}
 
-async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
-    route, response, _ = await first_answer(gateway, call)
-    if response.status != 200:
-        return await pass_through_refusal(gateway, call, route, response)
-    async with response:
-        raw = await response.read()
+
+def checked_answer(endpoint: str, raw: bytes) -> dict:
+    """The parsed answer, or UnexpectedAnswer if it is not the object the endpoint returns."""
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        payload = None
-    if not isinstance(payload, dict):
-        payload = None
-    counts = usage_counts(payload.get("usage")) if payload else None
+        raise UnexpectedAnswer(f"answered 200 with a body that is not JSON ({len(raw)} bytes)") from None
+    field = _REQUIRED[endpoint]
+    if not isinstance(payload, dict) or not isinstance(payload.get(field), list):
+        raise UnexpectedAnswer(f"answered 200 with JSON that has no '{field}' list")
+    return payload
+
+
+async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
+    async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict]:
+        raw = await response.read()  # a cut body raises ClientPayloadError: a route failure
+        return raw, checked_answer(call.endpoint, raw)
+
+    route, response, primed = await first_answer(gateway, call, prime)
+    if response.status != 200:
+        return await pass_through_refusal(gateway, call, route, response)
+    response.release()
+    raw, payload = primed
+    counts = usage_counts(payload.get("usage"))
     estimated = counts is None
     if counts is None:
-        counts = estimate(call, payload)
+        try:
+            counts = estimate(call, payload)
+        except Exception:  # an odd answer shape must not skip the charge: count the prompt only
+            log.exception("could not count the answer of %s", call.id)
+            counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
     await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],

@@ -23,6 +23,12 @@ class RouteFailed(Exception):
         self.status = status
 
 
+class UnexpectedAnswer(Exception):
+    """The route answered 200 with something other than what was asked for: an HTML page,
+    JSON that is no completion, JSON to a stream request, a body cut short. A route failure:
+    the next route is tried while nothing has reached the client."""
+
+
 def retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 

@@ -1,0 +1,1 @@
+"""Upstream faults at the API: streams and unary answers."""
