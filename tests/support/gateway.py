@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 from sqlalchemy import func, select, text
@@ -22,6 +23,8 @@ class GatewayServer(ServerThread):
     def __init__(self, config: Config) -> None:
         port = free_port()
         config.server.port = port  # so the portal's docs show the URL this test server really has
+        if config.billing.spool_dir is None:  # one usage spool per gateway (replicas share a database)
+            config.billing.spool_dir = tempfile.mkdtemp(prefix="aigw-spool-")
         super().__init__(lambda: create_app(config), port=port)
         self.config = config
 
