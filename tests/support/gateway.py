@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 
@@ -23,10 +24,16 @@ class GatewayServer(ServerThread):
     def __init__(self, config: Config) -> None:
         port = free_port()
         config.server.port = port  # so the portal's docs show the URL this test server really has
+        self._own_spool = None
         if config.billing.spool_dir is None:  # one usage spool per gateway (replicas share a database)
-            config.billing.spool_dir = tempfile.mkdtemp(prefix="aigw-spool-")
+            self._own_spool = config.billing.spool_dir = tempfile.mkdtemp(prefix="aigw-spool-")
         super().__init__(lambda: create_app(config), port=port)
         self.config = config
+
+    def stop(self) -> None:
+        super().stop()
+        if self._own_spool is not None:
+            shutil.rmtree(self._own_spool, ignore_errors=True)
 
     @property
     def base_url(self) -> str:
