@@ -169,3 +169,28 @@ async def test_recorder_drains_the_spool_as_it_commits(sqlite_url, tmp_path):
     usage, charges, balance, total = await _counts(engine, cid)
     await engine.dispose()
     assert (usage, charges, balance, total) == (7, 7, 1_000_000 - 7_000, 1_000_000 - 7_000)
+
+
+async def test_after_a_restart_the_wallet_counts_replayed_charges(sqlite_url, tmp_path):
+    from aigateway.billing.wallet import InsufficientBalance
+
+    engine = create_engine(sqlite_url)
+    await upgrade(engine)
+    async with engine.begin() as conn:
+        cid = await create_customer(conn, "replay-wallet@example.com")
+        await post_entry(conn, customer_id=cid, amount=10_000, kind="credit", reference="c1")
+    dead = spool_of(tmp_path)
+    dead.open()
+    dead.append([event(i, cid, cost=2_000) for i in range(4)])  # 8,000 spent, never committed
+    dead.close()
+
+    wallet = LocalWallet(engine)
+    recorder = UsageRecorder(engine, wallet, spool=spool_of(tmp_path))
+    await recorder.replay()  # what the app does before serving
+    with pytest.raises(InsufficientBalance):
+        await wallet.hold(cid, 5_000)  # would overdraw: only 2,000 is left
+    hold = await wallet.hold(cid, 2_000)
+    await recorder.close(grace=1)
+    usage, charges, balance, total = await _counts(engine, cid)
+    await engine.dispose()
+    assert hold.amount == 2_000 and (usage, charges, balance, total) == (4, 4, 2_000, 2_000)
