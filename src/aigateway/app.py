@@ -18,7 +18,8 @@ from aigateway.api.gateway import GATEWAY, Gateway
 from aigateway.api.routes import add_api_routes, api_errors
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
 from aigateway.background import Periodic
-from aigateway.billing.recorder import UsageRecorder
+from aigateway.billing.recorder import UsageEvent, UsageRecorder
+from aigateway.billing.spool import Spool, default_spool_dir
 from aigateway.billing.wallet import LocalWallet, Wallet
 from aigateway.config import Config
 from aigateway.pricing.catalog import Catalog
@@ -78,8 +79,12 @@ async def _lifecycle(app: web.Application):
     wallet = recorder = None
     if config.billing.enabled:
         wallet = _make_wallet(config, engine)
+        spool = Spool(config.billing.spool_dir or default_spool_dir(config.database.url), UsageEvent,
+                      key=lambda e: e.id)
         recorder = UsageRecorder(engine, wallet, flush_interval=config.billing.flush_interval,
-                                 flush_max=config.billing.flush_max)
+                                 flush_max=config.billing.flush_max, spool=spool,
+                                 shutdown_grace=config.billing.shutdown_grace)
+        await recorder.replay()  # committed before any request is served: balances include it
         recorder.start()
     gateway = Gateway(config=config, keys=keys, catalog=catalog, router=Router(), upstream=upstream,
                       wallet=wallet, recorder=recorder)
@@ -103,7 +108,7 @@ async def _lifecycle(app: web.Application):
     yield
     await periodic.stop()
     if recorder is not None:
-        await recorder.close()  # flush the last batch before the database goes away
+        await recorder.close()  # commit the rest (up to shutdown_grace), else leave it in the spool
     if wallet is not None:
         await wallet.close()
     await upstream.close()

@@ -253,6 +253,28 @@ def balance(ctx, customer_ref) -> None:
     _run(run())
 
 
+@admin.command()
+@click.pass_context
+def reconcile(ctx) -> None:
+    """Check balances against the ledger, charges against usage, the spool and Redis holds."""
+    from aigateway.billing.reconcile import reconcile as check
+    from aigateway.billing.spool import default_spool_dir
+
+    config = _config(ctx)
+
+    async def run():
+        async with open_database(config) as engine:
+            return await check(engine, spool_dir=config.billing.spool_dir or default_spool_dir(config.database.url),
+                               redis_url=config.redis.url, redis_prefix=config.redis.key_prefix)
+
+    problems = _run(run())
+    for problem in problems:
+        click.echo(problem)
+    if problems:
+        sys.exit(1)
+    click.echo("ok")
+
+
 @admin.group()
 def key() -> None:
     """Create, list and revoke API keys."""

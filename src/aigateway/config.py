@@ -60,6 +60,12 @@ class BillingConfig(_Strict):
     disconnect_drain_seconds: float = 30.0
     # Output cap used for the hold when neither the request nor the model gives one.
     default_max_output_tokens: int = 4096
+    # Local append-only spool of finished usage events (replayed at start; one process per
+    # directory). Default: next to the SQLite database file ("<file>-spool"), else
+    # ./aigateway-spool in the working directory.
+    spool_dir: str | None = None
+    # On shutdown, how long to keep trying to commit usage before leaving it in the spool.
+    shutdown_grace: float = Field(default=30.0, ge=0)
 
 
 class ProviderConfig(_Strict):

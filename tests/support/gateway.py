@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 
 from sqlalchemy import func, select, text
@@ -17,13 +19,27 @@ from aigateway.config import Config
 from aigateway.money import to_units
 from tests.support.servers import ServerThread, free_port
 
+_SPOOLS_IN_USE: set[str] = set()
+
 
 class GatewayServer(ServerThread):
     def __init__(self, config: Config) -> None:
         port = free_port()
         config.server.port = port  # so the portal's docs show the URL this test server really has
+        self._own_spool = None
+        # One usage spool per gateway: replicas share a database, and a test may copy a config
+        # that already names the spool of a gateway it started.
+        if config.billing.spool_dir is None or config.billing.spool_dir in _SPOOLS_IN_USE:
+            self._own_spool = config.billing.spool_dir = tempfile.mkdtemp(prefix="aigw-spool-")
+            _SPOOLS_IN_USE.add(self._own_spool)
         super().__init__(lambda: create_app(config), port=port)
         self.config = config
+
+    def stop(self) -> None:
+        super().stop()
+        if self._own_spool is not None:
+            _SPOOLS_IN_USE.discard(self._own_spool)
+            shutil.rmtree(self._own_spool, ignore_errors=True)
 
     @property
     def base_url(self) -> str:

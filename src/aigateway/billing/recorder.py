@@ -1,12 +1,16 @@
 """Group commit of usage records and ledger charges, off the response path.
 
 Requests append a `UsageEvent` to a list (no I/O). Every `flush_interval`
-seconds, or sooner once `flush_max` events wait, one transaction inserts all
-usage rows, all ledger charges, and one balance update per customer. On
-shutdown the rest is flushed. A process that crashes loses at most the events
-of the last interval (50 ms by default); a transaction that fails is retried
-with the same events, and charges keep their unique ledger reference, so a
-retry cannot charge twice.
+seconds, or sooner once `flush_max` events wait, the waiting events are written
+to the local spool (`billing.spool`: one write per group, fsync on a thread)
+and then one transaction inserts all usage rows, all ledger charges, and one
+balance update per customer. The spool is written on its own schedule, never
+behind a slow or failed commit, so a process kill loses at most the events of
+the last interval; everything spooled is replayed at the next start. A
+transaction that fails is retried with the same events, and charges keep their
+unique ledger reference (`usage:<id>`), so neither a retry nor a replay can
+charge twice. On shutdown the rest is committed for up to `shutdown_grace`
+seconds, then left in the spool.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -24,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
 from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
+from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
 from aigateway.store.bulk import bulk_insert
@@ -66,14 +72,20 @@ class UsageEvent:
 
 class UsageRecorder:
     def __init__(self, engine: AsyncEngine, wallet: Wallet, *, flush_interval: float = 0.05,
-                 flush_max: int = 500) -> None:
+                 flush_max: int = 500, spool: Spool[UsageEvent] | None = None,
+                 shutdown_grace: float = 30.0) -> None:
         self._engine = engine
         self._wallet = wallet
         self._interval = flush_interval
         self._max = flush_max
-        self._pending: list[UsageEvent] = []
+        self._spool = spool
+        self._grace = shutdown_grace
+        self._waiting: list[UsageEvent] = []  # recorded, not yet in the spool
+        self._pending: list[UsageEvent] = []  # in the spool (or no spool), not yet committed
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._flusher: asyncio.Task | None = None
+        self._retry_at = 0.0
         self._closing = False
         # One flush at a time: two concurrent flushes would write the same batch and
         # then each remove it from the queue, dropping newer events.
@@ -81,12 +93,46 @@ class UsageRecorder:
         self.flushes = 0
 
     def record(self, event: UsageEvent) -> None:
-        self._pending.append(event)
-        if len(self._pending) >= self._max:
+        self._waiting.append(event)
+        if len(self._waiting) >= self._max:
             self._wake.set()
+
+    @property
+    def uncommitted(self) -> int:
+        return len(self._waiting) + len(self._pending)
+
+    async def replay(self) -> int:
+        """Open the spool and commit what earlier processes left in it, before any request
+        is served (so the wallet, which reads balances from the database, counts them).
+        Idempotent: events already committed are skipped by their usage id."""
+        if self._spool is None:
+            return 0
+        recovered = self._spool.open()
+        events = recovered.events
+        for start in range(0, len(events), self._max):
+            await self._write(events[start:start + self._max], replay=True)
+        self._spool.forget_recovered()
+        if events or recovered.torn:
+            log.warning("replayed %d usage events from the spool %s (%d torn lines skipped)",
+                        len(events), self._spool.directory, recovered.torn)
+        return len(events)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    def _spool_waiting(self) -> None:
+        """Move the waiting events to the spool: one write, never waiting for the database."""
+        if not self._waiting:
+            return
+        group, self._waiting = self._waiting, []
+        if self._spool is not None:
+            try:
+                self._spool.append(group)
+            except OSError:
+                self._waiting[:0] = group  # keep them in order; the next pass retries
+                log.exception("writing %d usage events to the spool failed", len(group))
+                return
+        self._pending.extend(group)
 
     async def _run(self) -> None:
         while not self._closing:
@@ -95,32 +141,46 @@ class UsageRecorder:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            try:
-                await self.flush()
-            except Exception:  # keep the events; the next pass retries them
-                log.exception("usage flush failed; %d events kept for retry", len(self._pending))
-                await asyncio.sleep(min(1.0, self._interval * 10))
+            self._spool_waiting()
+            if (self._pending and (self._flusher is None or self._flusher.done())
+                    and time.monotonic() >= self._retry_at):
+                self._flusher = asyncio.create_task(self._background_flush(), name="usage-commit")
+
+    async def _background_flush(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # keep the events (they are in the spool too); retried after a pause
+            log.exception("usage flush failed; %d events kept for retry", self.uncommitted)
+            self._retry_at = time.monotonic() + min(1.0, self._interval * 10)
 
     async def flush(self) -> None:
+        self._spool_waiting()
         async with self._flush_lock:
             while self._pending:
                 batch = self._pending[: self._max]
                 await self._write(batch)
                 del self._pending[: len(batch)]
+                if self._spool is not None:
+                    self._spool.committed(len(batch))
                 self.flushes += 1
 
-    async def _write(self, batch: list[UsageEvent]) -> None:
+    async def _write(self, batch: list[UsageEvent], *, replay: bool = False) -> None:
         charges = [e for e in batch if e.cost]
         async with self._wallet.lock:
-            try:
-                balances = await self._commit(batch, charges, careful=False)
-            except _DUPLICATE_ERRORS:
-                # Part of this batch is already in the database: an earlier attempt did
-                # commit although it reported a failure. Write only what is missing.
+            if replay:  # probably partly committed already
                 balances = await self._commit(batch, charges, careful=True)
+            else:
+                try:
+                    balances = await self._commit(batch, charges, careful=False)
+                except _DUPLICATE_ERRORS:
+                    # Part of this batch is already in the database: an earlier attempt did
+                    # commit although it reported a failure. Write only what is missing.
+                    balances = await self._commit(batch, charges, careful=True)
             per_customer: dict[int, int] = defaultdict(int)
             for e in charges:
-                per_customer[e.customer_id] += e.cost
+                # Replayed charges were never settled in this process's wallet: only the new
+                # balance is passed on, nothing leaves its unflushed sum.
+                per_customer[e.customer_id] += 0 if replay else e.cost
             for customer_id, amount in per_customer.items():
                 balance, version = balances.get(customer_id, (0, -1))
                 await self._wallet.flushed(customer_id, amount, balance, version)
@@ -166,12 +226,35 @@ class UsageRecorder:
                                   [tuple(_charge(e).values()) for e in new])
         return balances
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
+        """Commit what is left, trying for up to `grace` seconds (default `shutdown_grace`);
+        then leave the rest in the spool for the next start."""
         self._closing = True
         self._wake.set()
         if self._task is not None:
             await self._task
-        await self.flush()
+        self._spool_waiting()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self._grace if grace is None else grace)
+        while True:
+            try:
+                await asyncio.wait_for(self.flush(), max(0.01, deadline - loop.time()))
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure: retry until the deadline
+                if loop.time() >= deadline:
+                    if self._spool is not None:
+                        log.error("database unavailable at shutdown (%s): %d usage events kept in the "
+                                  "spool %s for the next start", type(exc).__name__, self.uncommitted,
+                                  self._spool.directory)
+                    else:
+                        log.error("database unavailable at shutdown (%s): %d usage events LOST (no spool)",
+                                  type(exc).__name__, self.uncommitted)
+                    break
+                await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+        if self._spool is not None:
+            self._spool.close()
 
 
 _FIELDS = tuple(f.name for f in fields(UsageEvent))
