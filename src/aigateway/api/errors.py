@@ -53,3 +53,9 @@ def insufficient_balance(needed: str, available: str) -> APIError:
 def providers_unavailable(model: str, retry_after: int = 30) -> APIError:
     return APIError(503, f"All providers for '{model}' are unavailable right now. Retry in a few minutes.",
                     type="server_error", code="providers_unavailable", headers={"Retry-After": str(retry_after)})
+
+
+def billing_unavailable(retry_after: int) -> APIError:
+    return APIError(503, f"Billing is briefly unavailable, so no request can be accepted right now. "
+                         f"Retry in {retry_after} s.", type="server_error", code="billing_unavailable",
+                    headers={"Retry-After": str(retry_after)})

@@ -359,6 +359,7 @@ class RedisWallet:
         self._epoch: str | None = None  # the generation of the Redis state this replica registered in
         self._recovery: asyncio.Future | None = None
         self._open: dict[int, Hold] = {}  # holds placed here and not yet settled or released
+        self._eager: asyncio.Future | None = None
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         # The recorder commits and calls `flushed` under this lock (protocol); in Redis,
@@ -400,9 +401,27 @@ class RedisWallet:
             return
         await asyncio.shield(started)
 
+    def start_soon(self) -> None:
+        """Join the replicas now, in the background, rather than at the first request.
+
+        A replica that never talked to Redis cannot tell a lost state from a new one; one
+        that joined at start-up knows the generation, so a data loss it notices later is
+        recovered from instead of trusted. Failures (Redis down) are retried by `refresh`.
+        """
+        async def start() -> None:
+            try:
+                await self._ensure_started()
+            except Exception as exc:
+                log.warning("wallet replica %s could not reach Redis at start-up (%s: %s); retrying",
+                            self.replica, type(exc).__name__, exc)
+
+        self._eager = asyncio.ensure_future(start())
+
     async def _start(self) -> None:
         await self._recover()  # adopt (or create) the generation
         await self._beat()
+        if self._closed:  # shut down while starting: no heartbeat task to leak
+            return
         self._beat_task = asyncio.create_task(self._beat_loop(), name="wallet-heartbeat")
         try:  # catch up on changes made while no replica was watching, before the first hold
             await self._refresh()
@@ -483,6 +502,9 @@ class RedisWallet:
         if self._closed:
             return
         self._closed = True
+        if self._eager is not None:
+            self._eager.cancel()
+            await asyncio.gather(self._eager, return_exceptions=True)
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
