@@ -360,6 +360,7 @@ class RedisWallet:
         self._recovery: asyncio.Future | None = None
         self._open: dict[int, Hold] = {}  # holds placed here and not yet settled or released
         self._eager: asyncio.Future | None = None
+        self._warned_at = float("-inf")
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         # The recorder commits and calls `flushed` under this lock (protocol); in Redis,
@@ -605,8 +606,11 @@ class RedisWallet:
             return await self._hold(customer_id, amount)
         except _UNREACHABLE as exc:
             # The message names the error class and its text: host and port, never the URL's password.
-            log.warning("wallet unavailable, refusing a hold of customer %s: %s: %s",
-                        customer_id, type(exc).__name__, exc)
+            # At most one line a second: an outage under load would otherwise flood the log.
+            if time.monotonic() - self._warned_at >= 1.0:
+                self._warned_at = time.monotonic()
+                log.warning("wallet unavailable, refusing new holds (e.g. of customer %s): %s: %s",
+                            customer_id, type(exc).__name__, exc)
             raise WalletUnavailable("redis unreachable", _UNREACHABLE_RETRY_AFTER) from exc
 
     async def _hold(self, customer_id: int, amount: int) -> Hold:
