@@ -54,10 +54,16 @@ async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -
 
 def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
     if config.redis.url:
-        from aigateway.billing.redis_wallet import RedisWallet
+        from aigateway.billing.redis_wallet import RedisWallet, connect
 
-        return RedisWallet(engine, config.redis.url, hold_ttl=config.billing.hold_ttl,
-                           key_prefix=config.redis.key_prefix)
+        r = config.redis
+        client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
+                         connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,
+                         health_check_interval=r.health_check_interval)
+        wallet = RedisWallet(engine, r.url, hold_ttl=config.billing.hold_ttl, key_prefix=r.key_prefix,
+                             recovery_seconds=r.recovery_seconds, client=client)
+        wallet.start_soon()  # learn the Redis generation before the first request
+        return wallet
     return LocalWallet(engine, hold_ttl=config.billing.hold_ttl)
 
 

@@ -45,6 +45,17 @@ class RedisConfig(_Strict):
     url: str | None = None
     # Prefix of every key the wallet writes; replicas sharing balances use the same one.
     key_prefix: str = "aigw"
+    # Connection pool: at most max_connections; a request waits up to pool_timeout seconds
+    # for a free one (then 503), instead of failing at once.
+    max_connections: int = Field(default=64, ge=1)
+    pool_timeout: float = Field(default=2.0, gt=0)
+    connect_timeout: float = Field(default=1.0, gt=0)
+    socket_timeout: float = Field(default=2.0, gt=0)
+    # Idle pooled connections are PINGed before reuse after this many seconds.
+    health_check_interval: float = Field(default=10.0, ge=0)
+    # After Redis lost its data, new requests get 503 this long (at least 3 s) while every
+    # replica re-registers its open holds.
+    recovery_seconds: float = Field(default=5.0, gt=0)
 
 
 class BillingConfig(_Strict):

@@ -14,7 +14,7 @@ from aigateway.accounts.service import create_customer
 from aigateway.billing.ledger import post_entry
 from aigateway.billing.recorder import UsageEvent, UsageRecorder
 from aigateway.billing.redis_wallet import RedisWallet
-from aigateway.billing.wallet import InsufficientBalance
+from aigateway.billing.wallet import InsufficientBalance, WalletUnavailable
 from aigateway.store.db import create_engine
 from aigateway.store.migrate import upgrade
 
@@ -340,14 +340,72 @@ async def test_replica_presumed_dead_rewrites_its_pending_charges_when_it_wakes(
 
 
 async def test_redis_losing_its_data_is_repaired_from_the_database_and_the_replicas(env):
-    w, other = env.wallet(), env.wallet()
+    w, other = (env.wallet(replica_ttl=1.0, recovery_seconds=0.5) for _ in range(2))
     await w.settle(await w.hold(env.cid, 300), 300)
     await other.hold(env.cid, 200)
     keys = [k async for k in env.redis.scan_iter(match=env.prefix + ":*")]
     await env.redis.delete(*keys)  # a restart without persistence
-    await w._beat()
-    await other._beat()
-    await w.refresh()
-    # The snapshot is reloaded from the database and w's pending charge is back; the open
-    # hold of that moment is forgotten (the documented residual risk).
-    assert await other.available(env.cid) == 700
+    with pytest.raises(WalletUnavailable) as refused:  # not placed against the full balance
+        await w.hold(env.cid, 1)
+    assert 1 <= refused.value.retry_after <= 3
+    await other._beat()  # the other replica notices on its heartbeat and re-registers
+    with pytest.raises(WalletUnavailable):
+        await other.hold(env.cid, 1)
+    await until_recovered(w, env.cid)  # the window: three heartbeats of 0.25 s
+    # The snapshot is reloaded from the database, w's pending charge and other's open hold are back.
+    assert await other.available(env.cid) == 500
+    with pytest.raises(InsufficientBalance):
+        await w.hold(env.cid, 501)
+
+
+async def until_recovered(wallet: RedisWallet, cid: int, timeout: float = 5.0) -> None:
+    """Poll with a hold that cannot fit until the wallet answers with the balance again."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await wallet.hold(cid, 10**12)
+        except WalletUnavailable:
+            assert asyncio.get_running_loop().time() < deadline, "still recovering"
+            await asyncio.sleep(0.05)
+        except InsufficientBalance:
+            return
+
+
+async def test_a_replica_notices_lost_data_on_its_heartbeat(env):
+    w = env.wallet(replica_ttl=1.0, recovery_seconds=0.2)
+    hold = await w.hold(env.cid, 700)
+    await env.redis.delete(*[k async for k in env.redis.scan_iter(match=env.prefix + ":*")])
+    deadline = asyncio.get_running_loop().time() + 3
+    while await env.redis.zcard(f"{env.prefix}:h:{env.cid}") == 0:  # the heartbeat loop, no request
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert await env.redis.exists(f"{env.prefix}:recovering") == 1
+    await until_recovered(w, env.cid)
+    assert await w.available(env.cid) == 300
+    await w.release(hold)
+    assert await w.available(env.cid) == 1_000
+
+
+async def test_a_retried_hold_that_had_run_is_not_placed_twice(env):
+    w = env.wallet()
+    w._hold_script = Flaky(w._hold_script, after=True)  # ran, but the answer was lost
+    with pytest.raises(RedisTimeoutError):
+        await w._hold(env.cid, 600)
+    w._ids = iter([next(w._ids) - 1])  # the client's retry sends the same member again
+    hold = await w._hold(env.cid, 600)
+    assert (await env.state())["held"] == "600"
+    await w.release(hold)
+    assert await w.available(env.cid) == 1_000
+
+
+async def test_unreachable_redis_refuses_holds_with_wallet_unavailable(env):
+    from aigateway.billing.redis_wallet import connect
+    from tests.support.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    w = env.wallet(client=connect(url, connect_timeout=0.5))
+    with pytest.raises(WalletUnavailable) as refused:
+        await w.hold(env.cid, 1)
+    assert refused.value.retry_after >= 1
+    with pytest.raises(WalletUnavailable):
+        await w.available(env.cid)

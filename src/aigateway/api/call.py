@@ -21,7 +21,7 @@ from aigateway.api import errors
 from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
-from aigateway.billing.wallet import Hold, InsufficientBalance
+from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
 from aigateway.money import format_tmt, request_cost
 from aigateway.pricing.catalog import Model, Price
 from aigateway.providers.routes import Route
@@ -154,6 +154,8 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
             call.hold = await gateway.wallet.hold(key.customer_id, most)
         except InsufficientBalance as exc:
             raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
+        except WalletUnavailable as exc:
+            raise errors.billing_unavailable(exc.retry_after) from None
     return call
 
 

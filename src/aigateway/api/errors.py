@@ -54,3 +54,9 @@ def providers_unavailable(model: str, retry_after: int = 30) -> APIError:
     return APIError(503, f"All providers for '{model}' are unavailable right now. "
                          f"Retry in {retry_after} seconds.",
                     type="server_error", code="providers_unavailable", headers={"Retry-After": str(retry_after)})
+
+
+def billing_unavailable(retry_after: int) -> APIError:
+    return APIError(503, f"Billing is briefly unavailable, so no request can be accepted right now. "
+                         f"Retry in {retry_after} s.", type="server_error", code="billing_unavailable",
+                    headers={"Retry-After": str(retry_after)})

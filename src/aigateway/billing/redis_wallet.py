@@ -17,12 +17,16 @@ State, per customer (``P`` is the configurable key prefix, "aigw" by default):
               score = expiry in Redis server time (ms)
 ``P:r:{replica}``  exists while that replica is alive (heartbeat, ``replica_ttl``)
 ``P:since``   when the last balance refresh pass (of any replica) started
+``P:epoch``   the generation of this state: a random token written once; missing or
+              changed = Redis lost its data since the replica last looked
+``P:recovering``  exists (with a TTL) while replicas re-register after a data loss
 
     available = bal - sum(pending of live replicas) - held
 
 Lua scripts, each atomic and one round trip:
 
-hold     drop expired holds (subtracting them from ``held``) and the pending fields
+hold     refuse when ``P:epoch`` is not the generation this replica knows ("epoch")
+         or ``P:recovering`` exists ("recovering"); drop expired holds (subtracting them from ``held``) and the pending fields
          of dead replicas; without ``bal`` answer "load" (the client reads balance
          and version from the database, ``seed``s them - only if absent or older -
          and retries); refuse with the available amount when it is below the hold;
@@ -70,13 +74,33 @@ one ``pend`` counter, incremented by settle and decremented by flushed):
   others were down first catches up on every change since the last pass of any
   replica, before its first hold.
 
-Residual risks (bounded, documented): if Redis loses data (restart without
-persistence, eviction) the open holds of that moment are forgotten, and pending
-charges until the owning replica's next repair pass (~1 s); use AOF persistence
-and ``maxmemory-policy noeviction``. A replica whose event loop stalls longer than
-``replica_ttl`` is presumed dead; its pending charges stop counting until its next
-repair pass. Redis being unreachable fails new requests closed (an error, never
-a free request). Idle state expires after ``state_ttl`` (7 days) and is reloaded
+Redis losing its data (restart without persistence, eviction, FLUSHALL) would
+forget the open holds of that moment, and new holds would be placed against the
+full balance: an overdraft. So every hold checks the generation key ``P:epoch``
+in the same script. A replica that finds it missing or changed (on a hold, or on
+its heartbeat, once a second) opens a recovery window (``P:recovering``,
+``recovery_seconds``, at least three heartbeats, extended by each replica that
+notices), writes its heartbeat, re-registers every open hold it placed (``ZADD
+NX`` at the hold's original expiry, idempotent) and its pending charges, and
+only then adopts the new generation. While the window is open every replica
+refuses new holds (``WalletUnavailable`` -> 503 with ``Retry-After``); each live
+replica notices within one heartbeat, so by the window's end all open holds are
+back. A replica that starts fresh against an empty Redis creates the generation
+without a window (a new deployment looks the same), so a replica start that
+coincides with a data loss could accept holds for up to one heartbeat before an
+older replica notices: use AOF persistence and ``maxmemory-policy noeviction``.
+
+The client (``connect``) waits for a free pooled connection up to
+``pool_timeout`` instead of failing, PINGs idle connections after
+``health_check_interval``, and retries a command once on a dropped or stale
+connection (after a Redis restart). Every script is safe to run twice: hold
+looks for its own member first, release/sync/seed are idempotent. Redis being
+unreachable fails new holds closed with ``WalletUnavailable`` (503, never a free
+request, never a 500); settle and release keep working from memory and repair.
+
+Residual risks (bounded, documented): a replica whose event loop stalls longer
+than ``replica_ttl`` is presumed dead; its pending charges stop counting until its
+next repair pass. Idle state expires after ``state_ttl`` (7 days) and is reloaded
 from the database when needed.
 """
 
@@ -85,20 +109,52 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
-from aigateway.billing.wallet import Hold, InsufficientBalance
+from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
+
+# What "the state cannot be reached right now" looks like: new holds get a 503, not a 500.
+_UNREACHABLE = (RedisError, OSError, TimeoutError, DBAPIError)
+# Retry-After for a Redis that does not answer (a restart takes a second or two).
+_UNREACHABLE_RETRY_AFTER = 2
+
+
+def connect(url: str, *, max_connections: int = 64, pool_timeout: float = 2.0, connect_timeout: float = 1.0,
+            socket_timeout: float = 2.0, health_check_interval: float = 10.0) -> aioredis.Redis:
+    """The wallet's Redis client: a bounded pool that waits for a free connection.
+
+    redis-py's default async pool fails at once when all its connections are busy
+    (400 requests in flight gave 300 errors); a BlockingConnectionPool queues them
+    for up to `pool_timeout` seconds. One retry, after a short backoff, on a dropped
+    or stale connection (a Redis restart leaves every pooled connection dead); the
+    wallet's scripts are idempotent, so a command that ran but timed out may rerun.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=max_connections, timeout=pool_timeout,
+        socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+        health_check_interval=health_check_interval,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=1,
+                    supported_errors=(RedisConnectionError, RedisTimeoutError)),
+    )
+    return aioredis.Redis.from_pool(pool)
 
 # Shared Lua: server time, available amount (after dropping expired holds and the
 # pending charges of dead replicas; nil = no snapshot yet), release, snapshots.
@@ -167,9 +223,16 @@ local function apply(w, balance, version, create, state_ttl)
 end
 """
 
-# KEYS: w, h   ARGV: amount, member prefix "{replica}:{n}", hold ttl ms, state ttl ms, heartbeat key prefix
+# KEYS: w, h, epoch, recovering
+# ARGV: amount, member prefix "{replica}:{n}", hold ttl ms, state ttl ms, heartbeat key prefix, known epoch
 # -> {1, expiry ms} | {0, available} | {-1, 0} (load the snapshot first)
+#    | {-2, 0} (the generation changed: Redis lost data) | {-3, ms left} (replicas are re-registering)
 _HOLD = _PRELUDE + """
+if redis.call('GET', KEYS[3]) ~= ARGV[6] then return {-2, 0} end
+local wait = redis.call('PTTL', KEYS[4])
+if wait > 0 then return {-3, wait} end
+local placed = redis.call('ZSCORE', KEYS[2], ARGV[2] .. ':' .. ARGV[1])
+if placed then return {1, tonumber(placed)} end  -- a retried call whose first run got through
 local now = now_ms()
 local avail = available(KEYS[1], KEYS[2], ARGV[5], now)
 if avail == nil then return {-1, 0} end
@@ -214,6 +277,46 @@ _APPLY = _PRELUDE + """
 return apply(KEYS[1], ARGV[1], ARGV[2], ARGV[3] == '1', ARGV[4])
 """
 
+# KEYS: alive, epoch   ARGV: replica ttl ms -> {had the key (0/1), epoch or ''}
+_BEAT = """
+local previous = redis.call('SET', KEYS[1], '1', 'PX', ARGV[1], 'GET')
+local epoch = redis.call('GET', KEYS[2])
+return {previous and 1 or 0, epoch or ''}
+"""
+
+# KEYS: epoch, recovering   ARGV: known epoch ('' = none), new epoch if missing, recovery ms
+# -> {current epoch, ms left in the recovery window}
+# A replica that knew another generation saw the data go: it opens (or extends) the window.
+_ADOPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then return {cur, 0} end
+if cur == false then
+  redis.call('SET', KEYS[1], ARGV[2])
+  cur = ARGV[2]
+end
+if ARGV[1] ~= '' and redis.call('PTTL', KEYS[2]) < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+end
+return {cur, math.max(redis.call('PTTL', KEYS[2]), 0)}
+"""
+
+# KEYS: w, h   ARGV: state ttl ms, then member, expiry ms pairs -> holds put back
+# Re-registers open holds at their original expiry; ZADD NX makes a rerun a no-op.
+_REREGISTER = _PRELUDE + """
+local now, added = now_ms(), 0
+for i = 2, #ARGV, 2 do
+  if tonumber(ARGV[i + 1]) > now and redis.call('ZADD', KEYS[2], 'NX', ARGV[i + 1], ARGV[i]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'held', amount_of(ARGV[i]))
+    added = added + 1
+  end
+end
+if added > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return added
+"""
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -234,19 +337,30 @@ class RedisWallet:
     """The `Wallet` of several replicas: holds and pending charges live in Redis."""
 
     def __init__(self, engine: AsyncEngine, url: str, *, hold_ttl: float = 900.0, key_prefix: str = "aigw",
-                 replica_ttl: float = 30.0, state_ttl: float = 7 * 86400.0,
+                 replica_ttl: float = 30.0, state_ttl: float = 7 * 86400.0, recovery_seconds: float = 5.0,
                  client: aioredis.Redis | None = None) -> None:
         self._engine = engine
-        self._redis = client or aioredis.Redis.from_url(url, decode_responses=True)
+        self._redis = client or connect(url)
         self._hold_ttl_ms = max(1, int(hold_ttl * 1000))
         self._state_ttl_ms = int(max(state_ttl, 2 * hold_ttl, 3600.0) * 1000)
         self._replica_ttl_ms = max(100, int(replica_ttl * 1000))
+        # The heartbeat also watches the generation key, so it runs at least once a second.
+        self._beat_interval = min(self._replica_ttl_ms / 4000, 1.0)
+        # Long enough for every live replica to notice a data loss (a heartbeat, with retries).
+        self._recovery_ms = int(max(recovery_seconds, 3 * self._beat_interval) * 1000)
         self._prefix = key_prefix
         self.replica = uuid.uuid4().hex[:12]
         self._pending_field = f"p:{self.replica}"
         self._replica_prefix = f"{key_prefix}:r:"
         self._alive_key = self._replica_prefix + self.replica
         self._since_key = f"{key_prefix}:since"
+        self._epoch_key = f"{key_prefix}:epoch"
+        self._recovering_key = f"{key_prefix}:recovering"
+        self._epoch: str | None = None  # the generation of the Redis state this replica registered in
+        self._recovery: asyncio.Future | None = None
+        self._open: dict[int, Hold] = {}  # holds placed here and not yet settled or released
+        self._eager: asyncio.Future | None = None
+        self._warned_at = float("-inf")
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
         # The recorder commits and calls `flushed` under this lock (protocol); in Redis,
@@ -266,6 +380,9 @@ class RedisWallet:
         self._release_script = r.register_script(_RELEASE)
         self._sync_script = r.register_script(_SYNC)
         self._apply_script = r.register_script(_APPLY)
+        self._beat_script = r.register_script(_BEAT)
+        self._adopt_script = r.register_script(_ADOPT)
+        self._reregister_script = r.register_script(_REREGISTER)
 
     # -- keys --------------------------------------------------------------------------
 
@@ -285,8 +402,27 @@ class RedisWallet:
             return
         await asyncio.shield(started)
 
+    def start_soon(self) -> None:
+        """Join the replicas now, in the background, rather than at the first request.
+
+        A replica that never talked to Redis cannot tell a lost state from a new one; one
+        that joined at start-up knows the generation, so a data loss it notices later is
+        recovered from instead of trusted. Failures (Redis down) are retried by `refresh`.
+        """
+        async def start() -> None:
+            try:
+                await self._ensure_started()
+            except Exception as exc:
+                log.warning("wallet replica %s could not reach Redis at start-up (%s: %s); retrying",
+                            self.replica, type(exc).__name__, exc)
+
+        self._eager = asyncio.ensure_future(start())
+
     async def _start(self) -> None:
+        await self._recover()  # adopt (or create) the generation
         await self._beat()
+        if self._closed:  # shut down while starting: no heartbeat task to leak
+            return
         self._beat_task = asyncio.create_task(self._beat_loop(), name="wallet-heartbeat")
         try:  # catch up on changes made while no replica was watching, before the first hold
             await self._refresh()
@@ -294,17 +430,20 @@ class RedisWallet:
             log.exception("first balance refresh failed; the periodic refresh retries it")
 
     async def _beat(self) -> None:
-        previous = await self._redis.set(self._alive_key, "1", px=self._replica_ttl_ms, get=True)
-        if previous is None and self._beat_task is not None:
+        had_key, epoch = await self._beat_script(keys=[self._alive_key, self._epoch_key],
+                                                 args=[self._replica_ttl_ms])
+        if not had_key and self._beat_task is not None:
             # Presumed dead (event loop stalled, or Redis lost its data): other replicas may
             # have deleted our pending fields. Write them all again.
             log.warning("wallet replica %s had lost its heartbeat key; rewriting its pending charges",
                         self.replica)
             self._dirty.update(self._pending)
+        if epoch != self._epoch:
+            await self._recover()
 
     async def _beat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self._replica_ttl_ms / 4000)
+            await asyncio.sleep(self._beat_interval)
             try:
                 await self._beat()
             except asyncio.CancelledError:
@@ -312,11 +451,61 @@ class RedisWallet:
             except Exception:
                 log.exception("wallet heartbeat failed")
 
+    async def _recover(self) -> None:
+        """Adopt the current generation; after a data loss, first put back what this replica owns.
+
+        One recovery at a time per replica; if it fails (Redis flapping) the generation is not
+        adopted, so the next hold or heartbeat tries again, and holds stay refused meanwhile.
+        """
+        task = self._recovery
+        if task is None or task.done():
+            task = self._recovery = asyncio.ensure_future(self._reregister())
+        await asyncio.shield(task)
+
+    async def _reregister(self) -> None:
+        known = self._epoch
+        epoch, _left = await self._adopt_script(keys=[self._epoch_key, self._recovering_key],
+                                                args=[known or "", uuid.uuid4().hex, self._recovery_ms])
+        if epoch == known:
+            return
+        if known is not None:
+            holds = self._live_holds()
+            log.warning("wallet replica %s: Redis lost its data (generation %s -> %s); re-registering %d open "
+                        "hold(s) and the pending charges of %d customer(s); new holds wait %.1f s",
+                        self.replica, known, epoch, len(holds), len(self._pending), self._recovery_ms / 1000)
+            by_customer: dict[int, list] = {}
+            for hold in holds:
+                by_customer.setdefault(hold.customer_id, []).extend(
+                    [self._member(hold), int(hold.expires_at * 1000)])
+            # Heartbeat first: other replicas' holds would drop pending fields of a "dead" replica.
+            await self._redis.set(self._alive_key, "1", px=self._replica_ttl_ms)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for customer_id, pairs in by_customer.items():
+                    await self._reregister_script(keys=self._keys(customer_id), args=[self._state_ttl_ms, *pairs],
+                                                  client=pipe)
+                for customer_id, mine in self._pending.items():
+                    await self._sync_script(
+                        keys=self._keys(customer_id),
+                        args=["", self._pending_field, next(self._seq), mine.amount, mine.balance, mine.version,
+                              self._state_ttl_ms], client=pipe)
+                await pipe.execute()
+        self._epoch = epoch
+
+    def _live_holds(self) -> list[Hold]:
+        """This replica's open holds, dropping those long past their expiry (never settled)."""
+        stale = time.time() - 60.0  # expiry is Redis server time: allow for clock skew
+        for hold_id in [i for i, h in self._open.items() if h.expires_at < stale]:
+            del self._open[hold_id]
+        return list(self._open.values())
+
     async def close(self) -> None:
         """Stop the heartbeat and say goodbye (after the recorder's last flush)."""
         if self._closed:
             return
         self._closed = True
+        if self._eager is not None:
+            self._eager.cancel()
+            await asyncio.gather(self._eager, return_exceptions=True)
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
@@ -411,20 +600,43 @@ class RedisWallet:
     # -- the Wallet interface ----------------------------------------------------------
 
     async def hold(self, customer_id: int, amount: int) -> Hold:
+        """Place a hold; raises InsufficientBalance, or WalletUnavailable (Redis unreachable,
+        or recovering from a data loss) so the request is refused with 503, never let through."""
+        try:
+            return await self._hold(customer_id, amount)
+        except _UNREACHABLE as exc:
+            # The message names the error class and its text: host and port, never the URL's password.
+            # At most one line a second: an outage under load would otherwise flood the log.
+            if time.monotonic() - self._warned_at >= 1.0:
+                self._warned_at = time.monotonic()
+                log.warning("wallet unavailable, refusing new holds (e.g. of customer %s): %s: %s",
+                            customer_id, type(exc).__name__, exc)
+            raise WalletUnavailable("redis unreachable", _UNREACHABLE_RETRY_AFTER) from exc
+
+    async def _hold(self, customer_id: int, amount: int) -> Hold:
         await self._ensure_started()
         hold_id = next(self._ids)
-        keys = self._keys(customer_id)
-        args = [amount, f"{self.replica}:{hold_id}", self._hold_ttl_ms, self._state_ttl_ms, self._replica_prefix]
-        for _attempt in range(3):
+        keys = [*self._keys(customer_id), self._epoch_key, self._recovering_key]
+        for _attempt in range(4):
+            args = [amount, f"{self.replica}:{hold_id}", self._hold_ttl_ms, self._state_ttl_ms,
+                    self._replica_prefix, self._epoch or ""]
             code, value = await self._hold_script(keys=keys, args=args)
             if code == 1:
-                return Hold(hold_id, customer_id, amount, int(value) / 1000)
+                hold = Hold(hold_id, customer_id, amount, int(value) / 1000)
+                self._open[hold_id] = hold
+                return hold
             if code == 0:
                 raise InsufficientBalance(amount, max(int(value), 0))
-            await self._load(customer_id)
-        raise RuntimeError(f"could not load the balance of customer {customer_id} into Redis")
+            if code == -1:
+                await self._load(customer_id)
+            elif code == -2:
+                await self._recover()
+            else:  # -3: replicas are still re-registering the holds Redis forgot
+                raise WalletUnavailable("recovering from lost Redis data", math.ceil(int(value) / 1000))
+        raise WalletUnavailable("the Redis state keeps changing", _UNREACHABLE_RETRY_AFTER)
 
     async def release(self, hold: Hold) -> None:
+        self._open.pop(hold.id, None)
         member = self._member(hold)
         try:
             await self._release_script(keys=self._keys(hold.customer_id), args=[member])
@@ -434,6 +646,7 @@ class RedisWallet:
             self._stale_holds.append((hold.customer_id, member))
 
     async def settle(self, hold: Hold, cost: int) -> None:
+        self._open.pop(hold.id, None)
         if cost > 0:
             self._pending.setdefault(hold.customer_id, _Pending()).unflushed += cost
         await self._sync(hold.customer_id, self._member(hold))
@@ -455,14 +668,17 @@ class RedisWallet:
         await self._sync(customer_id)
 
     async def available(self, customer_id: int) -> int:
-        await self._ensure_started()
-        keys = self._keys(customer_id)
-        for _attempt in range(3):
-            value = await self._available_script(keys=keys, args=[self._replica_prefix])
-            if value is not None:
-                return int(value)
-            await self._load(customer_id)
-        raise RuntimeError(f"could not load the balance of customer {customer_id} into Redis")
+        try:
+            await self._ensure_started()
+            keys = self._keys(customer_id)
+            for _attempt in range(3):
+                value = await self._available_script(keys=keys, args=[self._replica_prefix])
+                if value is not None:
+                    return int(value)
+                await self._load(customer_id)
+        except _UNREACHABLE as exc:
+            raise WalletUnavailable("redis unreachable", _UNREACHABLE_RETRY_AFTER) from exc
+        raise WalletUnavailable("the Redis state keeps changing", _UNREACHABLE_RETRY_AFTER)
 
     async def refresh(self) -> None:
         """Pick up balance changes made elsewhere (credits from the CLI, deposits, other tools),
@@ -473,6 +689,7 @@ class RedisWallet:
             await self._refresh()
         if self._dirty or self._stale_holds:
             await self._repair()
+        self._live_holds()  # forget holds that were never settled, long expired
 
     async def _refresh(self) -> None:
         started = utcnow()

@@ -33,6 +33,20 @@ class InsufficientBalance(Exception):
         self.available = available
 
 
+class WalletUnavailable(Exception):
+    """No hold can be placed right now: the shared store (Redis) is unreachable, or it lost its
+    data and the replicas are still re-registering their open holds.
+
+    The request must be refused (503 with `Retry-After`), never let through unheld: a hold
+    placed against incomplete state could overdraw the balance.
+    """
+
+    def __init__(self, reason: str, retry_after: int = 2) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = max(1, retry_after)
+
+
 @dataclass(slots=True)
 class Hold:
     id: int
@@ -42,6 +56,9 @@ class Hold:
 
 
 class Wallet(Protocol):
+    # hold (and available) raise InsufficientBalance, or WalletUnavailable when the state they
+    # need cannot be reached; release and settle never raise over a store outage (the usage
+    # record must still be written), they repair the store later.
     async def hold(self, customer_id: int, amount: int) -> Hold: ...
     async def release(self, hold: Hold) -> None: ...
     async def settle(self, hold: Hold, cost: int) -> None: ...
