@@ -79,25 +79,39 @@ def register(main: click.Group, admin: click.Group) -> None:
 
     @deposits_group.command("list")
     @click.option("--customer", "customer_ref", default=None, help="Only this customer (id or email).")
+    @click.option("--status", default=None,
+                  type=click.Choice(["pending", "needs_review", "credited", "ignored", "rejected", "expired"]),
+                  help="Seen transactions in this state, with their notes (default: verified deposits).")
     @click.option("--limit", type=int, default=50, show_default=True)
     @click.pass_context
-    def list_cmd(ctx, customer_ref, limit) -> None:
-        """Deposits verified on chain: credited ones and those below the minimum."""
+    def list_cmd(ctx, customer_ref, status, limit) -> None:
+        """Deposits verified on chain, or (--status) transactions seen in one state and why."""
         from sqlalchemy import select
 
         from aigateway.accounts.service import find_customer
         from aigateway.deposits.rates import token_amount
-        from aigateway.deposits.tables import deposits
+        from aigateway.deposits.tables import deposit_transactions, deposits
         from aigateway.money import format_tmt
 
-        config, _dcfg = _deposits_config(ctx)
+        config, dcfg = _deposits_config(ctx)
 
         async def run():
             async with _engine(config) as engine, engine.connect() as conn:
-                query = select(deposits).order_by(deposits.c.id.desc()).limit(limit)
+                table = deposit_transactions if status else deposits
+                query = select(table).order_by(table.c.id.desc()).limit(limit)
+                if status:
+                    query = query.where(table.c.status == status)
                 if customer_ref:
-                    query = query.where(deposits.c.customer_id == (await find_customer(conn, customer_ref)).id)
+                    query = query.where(table.c.customer_id == (await find_customer(conn, customer_ref)).id)
                 rows = (await conn.execute(query)).all()
+            if status:
+                for r in rows:
+                    amount = token_amount(int(r.value), dcfg.usdt_decimals) if r.value.isdigit() else r.value
+                    click.echo(f"{r.status:<12} customer {r.customer_id:<6} {amount:>14} USDT  {r.tx_id}  "
+                               f"failures={r.failures}" + (f"  ({r.note})" if r.note else ""))
+                if not rows:
+                    click.echo(f"no transactions are {status}")
+                return
             click.echo(f"{'id':>5} {'customer':>8} {'USDT':>14} {'rate':>10} {'TMT':>16}  {'status':<13} "
                        f"{'when':<16} tx:log")
             for d in rows:
@@ -106,6 +120,49 @@ def register(main: click.Group, admin: click.Group) -> None:
                            f"{d.created_at:%Y-%m-%d %H:%M} {d.tx_id}:{d.log_index}")
 
         _run(run())
+
+    def _review(ctx, tx_id: str, action: str, reason: str | None) -> None:
+        import getpass
+
+        from aigateway.deposits.service import DepositsService
+
+        config, dcfg = _deposits_config(ctx)
+        try:
+            actor = f"operator {getpass.getuser()}"
+        except Exception:  # no login name (containers): still recorded as the operator
+            actor = "operator"
+
+        async def run():
+            async with _engine(config) as engine:
+                n = await DepositsService(dcfg, engine).review(tx_id, action, actor, reason)
+            done = {"retry": "will be checked again on the next pass",
+                    "approve": "approved: credited on the next pass",
+                    "reject": "rejected"}[action]
+            click.echo(f"{tx_id}: {done} ({n} row(s); recorded in the deposit's history)")
+
+        _run(run())
+
+    @deposits_group.command("retry")
+    @click.argument("tx_id")
+    @click.pass_context
+    def retry_cmd(ctx, tx_id) -> None:
+        """Check a parked, rejected or expired transaction again (failures reset)."""
+        _review(ctx, tx_id, "retry", None)
+
+    @deposits_group.command("approve")
+    @click.argument("tx_id")
+    @click.pass_context
+    def approve_cmd(ctx, tx_id) -> None:
+        """Allow a deposit above the `review_above` ceiling to be credited (amounts still range-checked)."""
+        _review(ctx, tx_id, "approve", None)
+
+    @deposits_group.command("reject")
+    @click.argument("tx_id")
+    @click.option("--reason", required=True, help="Why it is not credited (shown to the customer).")
+    @click.pass_context
+    def reject_cmd(ctx, tx_id, reason) -> None:
+        """Never credit this transaction automatically."""
+        _review(ctx, tx_id, "reject", reason)
 
     @deposits_group.command("pending")
     @click.option("--all", "show_all", is_flag=True, help="Also resolved ones (rejected, expired, ...).")

@@ -76,6 +76,21 @@ class DepositsConfig(BaseModel):
     backoff_max: float = 300.0
     # Only one watcher is active at a time (a lease row in the database).
     lease_ttl: float = 30.0
+    # A row that fails to process (an error specific to it, not an API outage) is retried after
+    # `retry_initial` seconds, doubling up to `retry_max`, and parked as needs_review after
+    # `max_failures` failures; it never holds up the other rows.
+    retry_initial: float = 10.0
+    retry_max: float = 3600.0
+    max_failures: int = 6
+    # Deposits above this many USDT wait for `admin deposits approve TX` (none: no ceiling).
+    review_above: str | None = "10000"
+    # Discovery follows the USDT contract's confirmed Transfer events (one cursor for all
+    # addresses, cost independent of the number of customers) every `events_interval` seconds;
+    # `events_overlap` seconds are re-read after each cursor. The per-address listing then only
+    # runs for addresses whose Deposit tab is open and as a slow fallback (`all_interval`).
+    follow_events: bool = True
+    events_interval: float = 3.0
+    events_overlap: float = 120.0
     # Run the watcher inside `aigateway serve`; false when `aigateway deposits-watcher` runs apart.
     run_watcher: bool = True
 
@@ -109,6 +124,18 @@ class DepositsConfig(BaseModel):
                 raise ValueError(str(exc)) from exc
         return v
 
+    @field_validator("review_above")
+    @classmethod
+    def _ceiling(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            if parse_decimal(v, "review_above") <= 0:
+                raise ValueError("review_above must be positive")
+        except RateError as exc:
+            raise ValueError(str(exc)) from exc
+        return str(v).strip()
+
     @field_validator("rate", "spread", "min_deposit")
     @classmethod
     def _decimal(cls, v: str, info) -> str:
@@ -132,9 +159,12 @@ class DepositsConfig(BaseModel):
         except RateError as exc:
             raise ValueError(str(exc)) from exc
         for name in ("hot_interval", "all_interval", "pending_interval", "tick", "requests_per_second",
-                     "http_timeout", "backoff_initial", "backoff_max", "lease_ttl"):
+                     "http_timeout", "backoff_initial", "backoff_max", "lease_ttl", "retry_initial", "retry_max",
+                     "events_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.max_failures < 1:
+            raise ValueError("max_failures must be at least 1")
         if not 1 <= self.page_limit <= 200:
             raise ValueError("page_limit is 1 to 200 (the API's maximum)")
         return self
@@ -168,6 +198,13 @@ class DepositsConfig(BaseModel):
     @property
     def min_deposit_units(self) -> int:
         return token_base_units(self.min_deposit, self.usdt_decimals, "min_deposit")
+
+    @property
+    def review_above_units(self) -> int | None:
+        """The approval ceiling in token base units (None: no ceiling)."""
+        if self.review_above is None:
+            return None
+        return token_base_units(self.review_above, self.usdt_decimals, "review_above")
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aigateway.accounts.service import get_customer
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.rates import rate_text, token_amount
-from aigateway.deposits.tables import deposit_addresses, deposit_transactions, deposits
+from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions, deposits
 from aigateway.deposits.tron import derive_address, xpub_fingerprint
 from aigateway.deposits.watcher import now_ms
 from aigateway.money import format_tmt
@@ -169,6 +169,47 @@ class DepositsService:
                 .values(status="pending", next_check_ms=0, seen_at=utcnow(),
                         note="re-checked by rescan", resolved_at=None))
         return result.rowcount
+
+    # What each operator action may start from, and where it leads. Every action is written to
+    # `deposit_history` (who, what, why) in the same transaction as the status change.
+    _REVIEW = {
+        "retry": (("needs_review", "rejected", "expired"), "pending"),
+        "approve": (("needs_review", "pending"), "pending"),
+        "reject": (("needs_review", "pending"), "rejected"),
+    }
+
+    async def review(self, tx_id: str, action: str, actor: str, reason: str | None = None) -> int:
+        """retry | approve | reject a seen transaction; returns how many rows changed (LookupError if none)."""
+        allowed, target = self._REVIEW[action]
+        tx_id = tx_id.strip().lower()
+        note = {"retry": "retry requested by the operator",
+                "approve": "approved by the operator: credited on the next check",
+                "reject": f"rejected by the operator: {reason}"}[action]
+        values: dict = {"status": target, "note": note}
+        if target == "pending":
+            values.update(failures=0, next_check_ms=0, resolved_at=None, seen_at=utcnow())
+        else:
+            values.update(resolved_at=utcnow())
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(select(deposit_transactions.c.status)
+                                          .where(deposit_transactions.c.tx_id == tx_id))).scalars().all()
+            if not current:
+                raise LookupError(f"no transaction {tx_id} has been seen")
+            changed = (await conn.execute(update(deposit_transactions).where(deposit_transactions.c.tx_id == tx_id)
+                                          .where(deposit_transactions.c.status.in_(allowed))
+                                          .values(**values))).rowcount
+            if not changed:
+                raise LookupError(f"transaction {tx_id} is {', '.join(sorted(set(current)))}: cannot {action} it "
+                                  f"(only when {' or '.join(allowed)})")
+            await conn.execute(deposit_history.insert().values(tx_id=tx_id, action=action, actor=actor[:120],
+                                                               note=reason or note, created_at=utcnow()))
+        log.info("deposits: %s %s tx %s%s", actor, action, tx_id, f" ({reason})" if reason else "")
+        return changed
+
+    async def history(self, tx_id: str) -> list:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(select(deposit_history).where(deposit_history.c.tx_id == tx_id.lower())
+                                            .order_by(deposit_history.c.id))).all())
 
     async def close(self) -> None:
         if self._tasks:

@@ -38,7 +38,14 @@ from aigateway.billing.ledger import insert_ignoring_duplicates, post_entry
 from aigateway.deposits.client import ApiUnavailable, SeenTransfer, TronGridClient
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.rates import rate_text, tmt_units, token_amount
-from aigateway.deposits.tables import deposit_addresses, deposit_leases, deposit_transactions, deposits
+from aigateway.accounts.tables import customers
+from aigateway.deposits.tables import (
+    deposit_addresses,
+    deposit_history,
+    deposit_leases,
+    deposit_transactions,
+    deposits,
+)
 from aigateway.deposits.tron import LogShapeError, address_from_hex, address_hex, parse_transfer
 from aigateway.store.metadata import utcnow
 
@@ -110,6 +117,14 @@ class LeaseLost(Exception):
     pass
 
 
+class RowError(Exception):
+    """A problem with one transaction's data: that row backs off and is retried, the pass goes on."""
+
+
+class NeedsReview(Exception):
+    """The transaction cannot or must not be credited automatically: parked for the operator at once."""
+
+
 @dataclass(slots=True)
 class PassStats:
     addresses: int = 0
@@ -136,6 +151,7 @@ class Watcher:
         self._stop: asyncio.Event | None = None
         self.passes = 0
         self.backoffs = 0
+        self._noted: set[str] = set()  # foreign-token transfers already logged (log once, not every poll)
         self.last_pass: PassStats | None = None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -216,15 +232,84 @@ class Watcher:
             if self._stopping():
                 break
             await self._keep_lease()
-            await self.discover(row, stats)
+            await self._discover_guarded(row, stats)
         for row in await self._due_pending(now_ms()):
             if self._stopping():
                 break
             await self._keep_lease()
-            await self.verify(row, stats)
+            await self.verify_guarded(row, stats)
         self.passes += 1
         self.last_pass = stats
         return stats
+
+    # -- per-row isolation ------------------------------------------------------------------
+    # Hazard: an error specific to one row must never stop the pass, or one bad transfer that
+    # sorts first blocks crediting for every customer. Only API outages and a lost lease stop it.
+
+    async def _discover_guarded(self, row, stats: PassStats) -> None:
+        try:
+            await self.discover(row, stats)
+        except (ApiUnavailable, LeaseLost, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("deposits: discovery for %s failed; moving on to the next address", row.address)
+            async with self.engine.begin() as conn:  # to the back of the queue
+                await conn.execute(update(deposit_addresses).where(deposit_addresses.c.id == row.id)
+                                   .values(last_polled_ms=now_ms()))
+
+    async def verify_guarded(self, row, stats: PassStats | None = None) -> str:
+        """`verify` with per-row errors caught: backed off, then parked as needs_review."""
+        try:
+            return await self.verify(row, stats)
+        except (ApiUnavailable, LeaseLost, asyncio.CancelledError):
+            raise
+        except NeedsReview as exc:
+            return await self.park(row, str(exc))
+        except Exception as exc:
+            return await self._row_failed(row, exc)
+
+    async def _row_failed(self, row, exc: Exception) -> str:
+        cfg = self.config
+        failures = (row.failures or 0) + 1
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        if failures >= cfg.max_failures:
+            log.warning("deposits: tx %s failed %d times (%s); parked for review", row.tx_id, failures, reason)
+            return await self.park(row, f"parked after {failures} failures: {reason}", failures=failures)
+        delay = min(cfg.retry_max, cfg.retry_initial * 2 ** (failures - 1))
+        log.warning("deposits: tx %s failed (%d/%d): %s; retrying in %.0fs", row.tx_id, failures,
+                    cfg.max_failures, reason, delay)
+        async with self.engine.begin() as conn:
+            await conn.execute(update(deposit_transactions).where(deposit_transactions.c.id == row.id)
+                               .where(deposit_transactions.c.status == "pending")
+                               .values(failures=failures, checks=deposit_transactions.c.checks + 1,
+                                       note=f"failure {failures}/{cfg.max_failures}: {reason}; retry in {delay:.0f}s",
+                                       next_check_ms=now_ms() + int(delay * 1000)))
+        return "pending"
+
+    async def park(self, row, reason: str, *, failures: int | None = None) -> str:
+        """needs_review, with the reason in the note and in the deposit's history."""
+        log.warning("deposits: tx %s to %s needs review: %s", row.tx_id, row.address, reason)
+        values = {"status": "needs_review", "note": reason[:2000], "resolved_at": utcnow(),
+                  "checks": deposit_transactions.c.checks + 1}
+        if failures is not None:
+            values["failures"] = failures
+        async with self.engine.begin() as conn:
+            parked = (await conn.execute(update(deposit_transactions).where(deposit_transactions.c.id == row.id)
+                                         .where(deposit_transactions.c.status == "pending").values(**values))).rowcount
+            if parked:
+                await conn.execute(deposit_history.insert().values(tx_id=row.tx_id, action="parked",
+                                                                   actor=f"watcher {self.holder}"[:120],
+                                                                   note=reason[:2000], created_at=utcnow()))
+        return "needs_review"
+
+    def _note_once(self, key: str, message: str, *args) -> None:
+        if key in self._noted:
+            log.debug(message, *args)
+            return
+        if len(self._noted) > 10_000:
+            self._noted.clear()
+        self._noted.add(key)
+        log.info(message, *args)
 
     # -- discovery --------------------------------------------------------------------------
 
@@ -284,8 +369,8 @@ class Watcher:
             log.debug("deposits: listing for %s shows a transfer to %s; ignored", address, t.to)
             return False
         if t.contract != self._contract:
-            log.info("deposits: transfer %s to %s is of token contract %s, not the configured USDT %s; ignored",
-                     t.tx_id, address, t.contract, self._contract)
+            self._note_once(f"{t.tx_id}:{address}", "deposits: transfer %s to %s is of token contract %s, not the "
+                            "configured USDT %s; ignored", t.tx_id, address, t.contract, self._contract)
             return False
         return True
 
@@ -325,11 +410,15 @@ class Watcher:
         receipt = info.get("receipt")
         logs = info.get("log", [])
         if not isinstance(receipt, dict) or not isinstance(logs, list):
-            raise ApiUnavailable(f"transaction info for {row.tx_id} has an unexpected shape: {str(info)[:200]}")
+            raise RowError(f"transaction info for {row.tx_id} has an unexpected shape: {str(info)[:200]}")
         outcome = receipt.get("result")
         if info.get("result") == "FAILED" or outcome != "SUCCESS":
-            return await self._resolve(row, "rejected", f"transaction did not succeed on chain "
-                                                        f"(receipt result {outcome!r})")
+            why = []
+            if info.get("result") == "FAILED":
+                why.append("transaction result FAILED")
+            if outcome != "SUCCESS":
+                why.append(f"receipt result {outcome!r}")
+            return await self._resolve(row, "rejected", f"transaction did not succeed on chain ({', '.join(why)})")
         our_hex = address_hex(row.address)
         transfers = []
         for index, entry in enumerate(logs):
@@ -339,23 +428,21 @@ class Watcher:
                 contract = entry.get("address") if isinstance(entry, dict) else None
                 if isinstance(contract, str) and contract.lower().removeprefix("0x")[-40:] == self._contract_hex:
                     # USDT's own logs are well-formed: this answer is damaged, so ask again later
-                    raise ApiUnavailable(f"tx {row.tx_id} log {index} of the USDT contract is malformed: {exc}")
+                    raise RowError(f"tx {row.tx_id} log {index} of the USDT contract is malformed: {exc}")
                 log.warning("deposits: tx %s log %d: %s; ignored", row.tx_id, index, exc)
                 continue
             if transfer is None or transfer.to_hex != our_hex:
                 continue
             if transfer.contract_hex != self._contract_hex:
-                log.info("deposits: tx %s log %d is a Transfer of contract %s to %s, not USDT; ignored",
-                         row.tx_id, index, address_from_hex(transfer.contract_hex), row.address)
+                self._note_once(f"{row.tx_id}:{index}", "deposits: tx %s log %d is a Transfer of contract %s to %s, "
+                                "not USDT; ignored", row.tx_id, index, address_from_hex(transfer.contract_hex),
+                                row.address)
                 continue
             transfers.append(transfer)
         if not transfers:
             return await self._resolve(row, "rejected", "no Transfer of the configured USDT contract to this "
                                                         "address in the solidified transaction")
-        status = await self._credit(row, info, transfers)
-        if status == "credited":
-            stats.credited += 1
-        return status
+        return await self._credit(row, info, transfers, stats)
 
     async def _still_pending(self, row) -> str:
         now = now_ms()
@@ -379,20 +466,46 @@ class Watcher:
                                        checks=deposit_transactions.c.checks + 1))
         return status
 
-    async def _credit(self, row, info: dict, transfers: list) -> str:
+    async def _approved(self, conn, tx_id: str) -> bool:
+        return await conn.scalar(select(func.count()).select_from(deposit_history)
+                                 .where(deposit_history.c.tx_id == tx_id)
+                                 .where(deposit_history.c.action == "approve")) > 0
+
+    def _check_amounts(self, row, transfers: list, rate) -> dict[int, int]:
+        """TMT units per log, after checking every amount is in range BEFORE any database arithmetic."""
+        cfg = self.config
+        units_by_log = {}
+        for t in transfers:
+            if t.value > _MAX_BIGINT:
+                raise NeedsReview(f"log {t.log_index}: value {t.value} base units is out of range; not credited")
+            units = tmt_units(t.value, cfg.usdt_decimals, rate) if t.value >= cfg.min_deposit_units else 0
+            if units > _MAX_BIGINT:
+                raise NeedsReview(f"log {t.log_index}: {token_amount(t.value, cfg.usdt_decimals)} USDT would credit "
+                                  f"{units} TMT units, out of range; not credited")
+            units_by_log[t.log_index] = units
+        return units_by_log
+
+    async def _credit(self, row, info: dict, transfers: list, stats: PassStats) -> str:
         cfg = self.config
         rate = cfg.effective_rate
         rate_s = rate_text(rate)
-        minimum = cfg.min_deposit_units
+        units_by_log = self._check_amounts(row, transfers, rate)
+        ceiling = cfg.review_above_units
         block_number = info.get("blockNumber") if isinstance(info.get("blockNumber"), int) else None
         block_ts = info.get("blockTimeStamp") if isinstance(info.get("blockTimeStamp"), int) else None
         notes, any_credit = [], False
         async with self.engine.begin() as conn:
+            big = [t for t in transfers if ceiling is not None and t.value > ceiling]
+            if big and not await self._approved(conn, row.tx_id):
+                total = token_amount(sum(t.value for t in big), cfg.usdt_decimals)
+                raise NeedsReview(f"{total} USDT is above the automatic credit ceiling of {cfg.review_above} USDT; "
+                                  f"waiting for `admin deposits approve {row.tx_id}`")
+            balance = await conn.scalar(select(customers.c.balance).where(customers.c.id == row.customer_id)) or 0
+            if balance + sum(units_by_log.values()) > _MAX_BIGINT:
+                raise NeedsReview(f"crediting {sum(units_by_log.values())} TMT units would put the balance out of "
+                                  f"range; not credited")
             for t in transfers:
-                if t.value > _MAX_BIGINT:
-                    notes.append(f"log {t.log_index}: value {t.value} out of range; not credited")
-                    continue
-                units = tmt_units(t.value, cfg.usdt_decimals, rate) if t.value >= minimum else 0
+                units = units_by_log[t.log_index]
                 credited = units > 0
                 reference = deposit_reference(row.tx_id, t.log_index)
                 inserted = (await conn.execute(
@@ -415,15 +528,18 @@ class Watcher:
                 if inserted is None:
                     notes.append(f"log {t.log_index}: already credited")
                     continue
+                stats.credited += 1  # by this process: racing verifiers each report only their own
                 await post_entry(conn, customer_id=row.customer_id, amount=units, kind="deposit",
                                  reference=reference, memo=deposit_memo(t.value, cfg.usdt_decimals, rate_s))
                 notes.append(f"log {t.log_index}: {amount} USDT credited")
                 log.info("deposits: credited customer %d %s USDT @ %s (tx %s log %d)", row.customer_id, amount,
                          rate_s, row.tx_id, t.log_index)
             status = "credited" if any_credit else "ignored"
+            # Only a pending row: a racing verifier that resolved it first keeps its note.
             await conn.execute(update(deposit_transactions).where(deposit_transactions.c.id == row.id)
+                               .where(deposit_transactions.c.status == "pending")
                                .values(status=status, note="; ".join(notes)[:2000], resolved_at=utcnow(),
-                                       checks=deposit_transactions.c.checks + 1))
+                                       checks=deposit_transactions.c.checks + 1, failures=0))
         return status
 
     # -- operator helpers -------------------------------------------------------------------
@@ -435,7 +551,7 @@ class Watcher:
             row = (await conn.execute(select(deposit_addresses).where(deposit_addresses.c.address == address))).one()
         await self.discover(row, stats)
         for pending in await self._due_pending(_MAX_BIGINT, address_id=row.id):  # all of them, now
-            await self.verify(pending, stats)
+            await self.verify_guarded(pending, stats)
         return stats
 
 
