@@ -249,7 +249,8 @@ async def test_only_one_watcher_is_active_at_a_time(env, tron):
 
 
 async def test_opened_deposit_tab_is_polled_often_others_rarely(env, tron):
-    cfg = DepositsConfig.model_validate(deposits_section(tron.url, all_interval=60, hot_interval=0.1))
+    cfg = DepositsConfig.model_validate(deposits_section(tron.url, all_interval=60, hot_interval=0.1,
+                                                        follow_events=False))  # per-address mode
     service = env.service.__class__(cfg, env.engine)
     c1, a1 = await env.customer()
     _c2, a2 = await env.customer()

@@ -90,7 +90,10 @@ class DepositsConfig(BaseModel):
     # runs for addresses whose Deposit tab is open and as a slow fallback (`all_interval`).
     follow_events: bool = True
     events_interval: float = 3.0
-    events_overlap: float = 120.0
+    events_overlap: float = 6.0
+    # With follow_events, at most this many cold addresses are listed per pass (the fallback),
+    # so API calls per pass do not grow with the number of customers.
+    fallback_batch: int = 1
     # Run the watcher inside `aigateway serve`; false when `aigateway deposits-watcher` runs apart.
     run_watcher: bool = True
 

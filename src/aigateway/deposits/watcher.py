@@ -1,6 +1,11 @@
 """The deposit watcher: discover incoming USDT, wait for solidity, credit exactly once.
 
 One pass:
+0. following - every `events_interval`, read the USDT contract's confirmed Transfer events
+   since a persisted cursor (minus a small overlap), in block order, page by page, and
+   record those whose recipient is in the in-memory set of our addresses as pending. The
+   set is topped up from `deposit_addresses` (new ids only) before each read, so the cost
+   of a pass depends on the chain's USDT traffic, never on the number of customers.
 1. discovery - for each address that is due (Deposit tab opened recently: every
    `hot_interval`; otherwise every `all_interval`), list incoming transfers of the USDT
    contract since the address's cursor (minus an overlap), page by page, and record each
@@ -41,6 +46,7 @@ from aigateway.deposits.rates import rate_text, tmt_units, token_amount
 from aigateway.accounts.tables import customers
 from aigateway.deposits.tables import (
     deposit_addresses,
+    deposit_cursors,
     deposit_history,
     deposit_leases,
     deposit_transactions,
@@ -52,6 +58,7 @@ from aigateway.store.metadata import utcnow
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "watcher"
+EVENTS_CURSOR = "usdt_events"
 _MAX_BIGINT = 2**63 - 1
 _STALE_PENDING_MS = 3_600_000  # after an hour unsolidified, check less often
 
@@ -127,6 +134,7 @@ class NeedsReview(Exception):
 
 @dataclass(slots=True)
 class PassStats:
+    events_pages: int = 0
     addresses: int = 0
     pages: int = 0
     seen: int = 0
@@ -151,7 +159,11 @@ class Watcher:
         self._stop: asyncio.Event | None = None
         self.passes = 0
         self.backoffs = 0
-        self._noted: set[str] = set()  # foreign-token transfers already logged (log once, not every poll)
+        self._noted: set[str] = set()
+        # address -> (address id, customer id): every deposit address, for matching event recipients
+        self._ours: dict[str, tuple[int, int]] = {}
+        self._ours_max_id = 0
+        self._next_follow = 0.0  # foreign-token transfers already logged (log once, not every poll)
         self.last_pass: PassStats | None = None
 
     # -- the loop ---------------------------------------------------------------------------
@@ -227,6 +239,10 @@ class Watcher:
 
     async def run_pass(self) -> PassStats:
         stats = PassStats()
+        if self.config.follow_events and time.monotonic() >= self._next_follow:
+            await self._keep_lease()
+            await self.follow_events(stats)
+            self._next_follow = time.monotonic() + self.config.events_interval
         now = now_ms()
         for row in await self._due_addresses(now):
             if self._stopping():
@@ -313,8 +329,86 @@ class Watcher:
 
     # -- discovery --------------------------------------------------------------------------
 
+    # -- following the contract's events ------------------------------------------------------
+
+    async def refresh_addresses(self) -> int:
+        """Add addresses allocated since the last call to the in-memory set (new ids only)."""
+        query = (select(deposit_addresses.c.id, deposit_addresses.c.address, deposit_addresses.c.customer_id)
+                 .where(deposit_addresses.c.id > self._ours_max_id).order_by(deposit_addresses.c.id))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        for r in rows:
+            self._ours[r.address] = (r.id, r.customer_id)
+            self._ours_max_id = max(self._ours_max_id, r.id)
+        return len(rows)
+
+    async def follow_events(self, stats: PassStats | None = None) -> int:
+        """Read confirmed USDT Transfer events since the cursor; record ours as pending. Returns how many."""
+        stats = stats or PassStats()
+        cfg = self.config
+        await self.refresh_addresses()
+        async with self.engine.connect() as conn:
+            cursor = await conn.scalar(select(deposit_cursors.c.cursor_ms)
+                                       .where(deposit_cursors.c.name == EVENTS_CURSOR))
+        if cursor is None:  # first run: from now on (older deposits: `rescan`, or the per-address fallback)
+            cursor = now_ms() - int(cfg.events_overlap * 1000)
+            async with self.engine.begin() as conn:
+                await conn.execute(insert_ignoring_duplicates(conn, deposit_cursors).values(
+                    name=EVENTS_CURSOR, cursor_ms=cursor, updated_ms=now_ms()))
+        since = max(0, cursor - int(cfg.events_overlap * 1000))
+        fingerprint: str | None = None
+        found = 0
+        for _page_no in range(cfg.max_pages):
+            page = await self.client.contract_events_page(self._contract, min_block_timestamp=since,
+                                                          limit=cfg.page_limit, fingerprint=fingerprint)
+            stats.events_pages += 1
+            ours = [(self._ours[t.to], t) for t in page.transfers if t.to in self._ours]
+            if ours:
+                await self._record_events(ours)
+                found += len(ours)
+            if page.transfers:
+                # confirmed blocks arrive in order: later confirmed events are never older than this
+                reached = max(t.block_timestamp for t in page.transfers)
+                if reached > cursor:
+                    cursor = reached
+                    async with self.engine.begin() as conn:  # progress survives a failure on a later page
+                        await conn.execute(update(deposit_cursors).where(deposit_cursors.c.name == EVENTS_CURSOR)
+                                           .where(deposit_cursors.c.cursor_ms < cursor)
+                                           .values(cursor_ms=cursor, updated_ms=now_ms()))
+            if not page.fingerprint or page.fingerprint == fingerprint:
+                break
+            fingerprint = page.fingerprint
+        stats.seen += found
+        return found
+
+    async def _record_events(self, ours: list) -> None:
+        rows = {}
+        for (address_id, customer_id), t in ours:
+            rows[(t.tx_id, address_id)] = {
+                "tx_id": t.tx_id, "address_id": address_id, "customer_id": customer_id, "value": t.value[:80],
+                "block_timestamp_ms": t.block_timestamp, "status": "pending", "checks": 0, "seen_at": utcnow(),
+                "next_check_ms": 0}
+        async with self.engine.begin() as conn:
+            await conn.execute(insert_ignoring_duplicates(conn, deposit_transactions), list(rows.values()))
+
+    # -- discovery per address --------------------------------------------------------------
+
     async def _due_addresses(self, now: int) -> list:
         cfg = self.config
+        if cfg.follow_events:
+            # The events find every deposit; the per-address listing only serves open Deposit tabs
+            # (pending at once) and, `fallback_batch` at a time, as a slow safety net.
+            hot = (select(deposit_addresses).where(deposit_addresses.c.watch_until_ms > now)
+                   .where(deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
+                   .order_by(deposit_addresses.c.last_polled_ms).limit(cfg.batch))
+            cold = (select(deposit_addresses)
+                    .where(deposit_addresses.c.last_polled_ms <= now - int(cfg.all_interval * 1000))
+                    .order_by(deposit_addresses.c.last_polled_ms).limit(cfg.fallback_batch))
+            async with self.engine.connect() as conn:
+                rows = list((await conn.execute(hot)).all())
+                ids = {r.id for r in rows}
+                rows += [r for r in (await conn.execute(cold)).all() if r.id not in ids]
+            return rows
         hot = and_(deposit_addresses.c.watch_until_ms > now,
                    deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
         cold = deposit_addresses.c.last_polled_ms <= now - int(cfg.all_interval * 1000)
