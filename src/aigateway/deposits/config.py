@@ -86,11 +86,12 @@ class DepositsConfig(BaseModel):
     review_above: str | None = "10000"
     # Discovery follows the USDT contract's confirmed Transfer events (one cursor for all
     # addresses, cost independent of the number of customers) every `events_interval` seconds;
-    # `events_overlap` seconds are re-read after each cursor. The per-address listing then only
+    # `events_overlap` extra seconds are re-read before the cursor (the cursor's own block is always re-read;
+    # confirmed blocks arrive in order, so 0 is enough and re-reading costs pages at busy times). The per-address listing then only
     # runs for addresses whose Deposit tab is open and as a slow fallback (`all_interval`).
     follow_events: bool = True
     events_interval: float = 3.0
-    events_overlap: float = 6.0
+    events_overlap: float = 0.0
     # With follow_events, at most this many cold addresses are listed per pass (the fallback),
     # so API calls per pass do not grow with the number of customers.
     fallback_batch: int = 1

@@ -34,6 +34,8 @@ deposit_addresses = Table(
     Column("watch_until_ms", BigInteger, nullable=False, default=0),
 )
 
+Index("ix_deposit_addresses_last_polled", deposit_addresses.c.last_polled_ms)  # the fallback's oldest-first
+
 # Every incoming USDT transfer discovered for one of our addresses, until it is resolved:
 # pending (seen, not yet solidified) -> credited | ignored (below minimum) | rejected | expired.
 # Discovery writes here first, so a crash before crediting loses nothing.

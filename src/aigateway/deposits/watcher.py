@@ -239,12 +239,14 @@ class Watcher:
 
     async def run_pass(self) -> PassStats:
         stats = PassStats()
+        followed = False
         if self.config.follow_events and time.monotonic() >= self._next_follow:
             await self._keep_lease()
             await self.follow_events(stats)
             self._next_follow = time.monotonic() + self.config.events_interval
+            followed = True
         now = now_ms()
-        for row in await self._due_addresses(now):
+        for row in await self._due_addresses(now, fallback=followed):
             if self._stopping():
                 break
             await self._keep_lease()
@@ -393,7 +395,7 @@ class Watcher:
 
     # -- discovery per address --------------------------------------------------------------
 
-    async def _due_addresses(self, now: int) -> list:
+    async def _due_addresses(self, now: int, fallback: bool = True) -> list:
         cfg = self.config
         if cfg.follow_events:
             # The events find every deposit; the per-address listing only serves open Deposit tabs
@@ -407,7 +409,8 @@ class Watcher:
             async with self.engine.connect() as conn:
                 rows = list((await conn.execute(hot)).all())
                 ids = {r.id for r in rows}
-                rows += [r for r in (await conn.execute(cold)).all() if r.id not in ids]
+                if fallback:  # once per events_interval: calls per minute stay independent of the address count
+                    rows += [r for r in (await conn.execute(cold)).all() if r.id not in ids]
             return rows
         hot = and_(deposit_addresses.c.watch_until_ms > now,
                    deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
