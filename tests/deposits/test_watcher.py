@@ -209,7 +209,7 @@ async def test_api_429_5xx_and_garbage_back_off_and_lose_nothing(env, tron, capl
     tron.fail(503, b"", path="gettransactioninfobyid")
     tron.fail(200, b'{"id": 12', path="gettransactioninfobyid")  # truncated JSON
     tron.fail(403, b'{"Error": "key over limit"}', path="gettransactioninfobyid")
-    w = env.watcher()
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, follow_events=False)))
     with caplog.at_level(logging.WARNING):
         for _ in range(200):
             await w.tick()
@@ -331,3 +331,24 @@ async def test_watch_closely_before_the_address_exists_allocates_and_marks(env):
     [row] = await env.rows(select(deposit_addresses))
     assert row.customer_id == cid and row.address == VECTORS[0]
     assert row.watch_until_ms > int(time.time() * 1000) + 800_000  # hot for hot_window (900 s)
+
+
+async def test_events_endpoint_errors_back_off_and_lose_nothing(env, tron, monkeypatch):
+    monkeypatch.setenv("AIGW_TEST_TRON_KEY", "test-key-123")
+    cid, address = await env.customer()
+    tx = tron.transfer(address, 3_000_000, solid=True)
+    tron.fail(429, b'{"Error": "rate limited"}', path="/events", headers={"Retry-After": "0"})
+    tron.fail(200, b'{"success": false}', path="/events")
+    tron.fail(500, b"", path="/events")
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, all_interval=3600)))
+    for _ in range(200):
+        await w.tick()
+        if await balance(env, cid):
+            break
+        await asyncio.sleep(0.02)
+    assert w.backoffs == 3 and not tron.faults
+    assert await balance(env, cid) == 10_500_000 and await statuses(env) == {tx.tx_id: "credited"}
+    events = [r for r in tron.requests if r[1].endswith("/events")]
+    assert events and all(r[3].get("TRON-PRO-API-KEY") == "test-key-123" for r in events)
+    assert all(r[2]["only_confirmed"] == "true" and r[2]["event_name"] == "Transfer" for r in events)
+    await w.close()

@@ -142,6 +142,41 @@ def register(main: click.Group, admin: click.Group) -> None:
 
         _run(run())
 
+    @deposits_group.group("rate")
+    def rate_group() -> None:
+        """An explicit deposit rate, instead of the USD rate of `admin fx set` (recorded)."""
+
+    @rate_group.command("set")
+    @click.argument("rate")
+    @click.option("--note", required=True, help="Why deposits credit at another rate than prices use.")
+    @click.pass_context
+    def rate_set_cmd(ctx, rate, note) -> None:
+        """Credit deposits at RATE TMT per USDT (before the spread) until `rate clear`."""
+        _rate_override(ctx, rate, note)
+
+    @rate_group.command("clear")
+    @click.option("--note", default="back to the USD rate", show_default=True)
+    @click.pass_context
+    def rate_clear_cmd(ctx, note) -> None:
+        """Credit deposits at the USD rate of `admin fx set` again."""
+        _rate_override(ctx, None, note)
+
+    def _rate_override(ctx, rate, note) -> None:
+        from aigateway.deposits.rates import rate_text
+        from aigateway.deposits.service import DepositsService
+
+        config, dcfg = _deposits_config(ctx)
+
+        async def run():
+            async with _engine(config) as engine:
+                service = DepositsService(dcfg, engine)
+                await service.set_rate_override(rate, note)
+                now = await service.rate_now()
+            click.echo(f"deposits now credit at {rate_text(now.effective)} TMT per USDT ({now.source} "
+                       f"{rate_text(now.base)}, spread {dcfg.spread}); recorded")
+
+        _run(run())
+
     @deposits_group.command("retry")
     @click.argument("tx_id")
     @click.pass_context
@@ -241,19 +276,21 @@ def register(main: click.Group, admin: click.Group) -> None:
         config, dcfg = _deposits_config(ctx)
         if (amount is None) == (usdt is None):
             raise click.UsageError("give exactly one of --amount (TMT) or --usdt")
-        if usdt is not None:
-            value = token_base_units(usdt, dcfg.usdt_decimals, "--usdt")
-            units = tmt_units(value, dcfg.usdt_decimals, dcfg.effective_rate)
-            memo = (f"USDT deposit (manual) {token_amount(value, dcfg.usdt_decimals)} USDT @ "
-                    f"{rate_text(dcfg.effective_rate)}: {reason}")
-        else:
-            units = to_units(amount)
-            memo = f"deposit (manual): {reason}"
-        if units <= 0:
-            raise click.ClickException("the credit must be positive")
-
         async def run():
             async with _engine(config) as engine, engine.begin() as conn:
+                if usdt is not None:
+                    from aigateway.deposits.rates import rate_in_force
+
+                    rate = (await rate_in_force(conn, dcfg.rate, dcfg.spread_decimal)).effective
+                    value = token_base_units(usdt, dcfg.usdt_decimals, "--usdt")
+                    units = tmt_units(value, dcfg.usdt_decimals, rate)
+                    memo = (f"USDT deposit (manual) {token_amount(value, dcfg.usdt_decimals)} USDT @ "
+                            f"{rate_text(rate)}: {reason}")
+                else:
+                    units = to_units(amount)
+                    memo = f"deposit (manual): {reason}"
+                if units <= 0:
+                    raise click.ClickException("the credit must be positive")
                 row = await find_customer(conn, customer_ref)
                 ref = f"deposit-manual:{reference or os.urandom(8).hex()}"
                 posted = await post_entry(conn, customer_id=row.id, amount=units, kind="adjustment",
@@ -277,7 +314,15 @@ def register(main: click.Group, admin: click.Group) -> None:
         config, dcfg = _deposits_config(ctx)
 
         async def run():
+            from aigateway.deposits.rates import RateError, rate_in_force
+
             async with _engine(config) as engine, engine.connect() as conn:
+                try:
+                    in_force = await rate_in_force(conn, dcfg.rate, dcfg.spread_decimal)
+                    rate_line = (f"rate {rate_text(in_force.effective)} TMT per USDT ({in_force.source} "
+                                 f"{rate_text(in_force.base)}, spread {dcfg.spread})")
+                except RateError as exc:
+                    rate_line = f"rate: none ({exc})"
                 lease = (await conn.execute(select(deposit_leases))).first()
                 n_addr = await conn.scalar(select(func.count()).select_from(deposit_addresses))
                 n_pending = await conn.scalar(select(func.count()).select_from(deposit_transactions)
@@ -285,8 +330,7 @@ def register(main: click.Group, admin: click.Group) -> None:
                 n_dep = await conn.scalar(select(func.count()).select_from(deposits)
                                           .where(deposits.c.status == "credited"))
             click.echo(f"network {dcfg.network}, API {dcfg.base_url}, USDT {dcfg.usdt_contract}")
-            click.echo(f"rate {rate_text(dcfg.effective_rate)} TMT per USDT (configured {dcfg.rate}, spread "
-                       f"{dcfg.spread}), minimum deposit {dcfg.min_deposit} USDT")
+            click.echo(f"{rate_line}, minimum deposit {dcfg.min_deposit} USDT")
             if lease is not None and lease.expires_ms > now_ms():
                 click.echo(f"active watcher: {lease.holder} (lease {(lease.expires_ms - now_ms()) / 1000:.0f}s left)")
             else:

@@ -45,8 +45,10 @@ class DepositsConfig(BaseModel):
     # USDT contract per network; set one to override the default of that network.
     usdt_contracts: dict[str, str] = Field(default_factory=dict)
     usdt_decimals: int = 6
-    # TMT credited per 1 USDT, as a decimal string; spread is a fraction kept by the operator.
-    rate: str
+    # Deposits credit at the USD rate of `admin fx set` (the prices' rate history) minus
+    # `spread`, a fraction kept by the operator. `rate` is only a fallback used while no USD
+    # rate has ever been recorded; a different deposit rate is `admin deposits rate set`.
+    rate: str | None = None
     spread: str = "0"
     # Smallest deposit credited, in USDT; smaller transfers are recorded but not credited.
     min_deposit: str = "1"
@@ -142,7 +144,9 @@ class DepositsConfig(BaseModel):
 
     @field_validator("rate", "spread", "min_deposit")
     @classmethod
-    def _decimal(cls, v: str, info) -> str:
+    def _decimal(cls, v: str | None, info) -> str | None:
+        if v is None:
+            return None
         try:
             parse_decimal(v, info.field_name)
         except RateError as exc:
@@ -151,7 +155,7 @@ class DepositsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> "DepositsConfig":
-        if self.rate_decimal <= 0:
+        if self.rate is not None and self.rate_decimal <= 0:
             raise ValueError("rate must be positive")
         if not Decimal(0) <= self.spread_decimal < Decimal(1):
             raise ValueError("spread is a fraction from 0 (none) to below 1, e.g. '0.02' for 2%")
@@ -189,7 +193,8 @@ class DepositsConfig(BaseModel):
 
     @property
     def rate_decimal(self) -> Decimal:
-        return parse_decimal(self.rate, "rate")
+        """The fallback rate (see `rates.rate_in_force` for the one in force)."""
+        return parse_decimal(self.rate or "0", "rate")
 
     @property
     def spread_decimal(self) -> Decimal:

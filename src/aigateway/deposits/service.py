@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.service import get_customer
 from aigateway.deposits.config import DepositsConfig
-from aigateway.deposits.rates import rate_text, token_amount
+from aigateway.deposits.rates import RateError, parse_decimal, rate_in_force, rate_text, token_amount
 from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions, deposits
 from aigateway.deposits.tron import derive_address, xpub_fingerprint
 from aigateway.deposits.watcher import now_ms
@@ -130,6 +130,10 @@ class DepositsService:
                 select(deposits).where(deposits.c.customer_id == customer_id)
                 .order_by(deposits.c.created_at.desc(), deposits.c.id.desc()).limit(limit)
             )).all()
+            try:
+                rate = rate_text((await rate_in_force(conn, cfg.rate, cfg.spread_decimal)).effective)
+            except RateError:
+                rate = None  # no rate set yet: the tab shows none rather than a wrong one
         credited = [d for d in done if d.status == "credited"]
         ignored = [d for d in done if d.status != "credited"]
         return {
@@ -137,7 +141,7 @@ class DepositsService:
             "network": cfg.network,
             "token": "USDT (TRC-20)",
             "contract": cfg.usdt_contract,
-            "rate": rate_text(cfg.effective_rate),
+            "rate": rate,
             "min_deposit": token_amount(cfg.min_deposit_units, cfg.usdt_decimals),
             "pending": [{"tx_id": p.tx_id, "amount_usdt": _usdt(p.value, cfg.usdt_decimals),
                          "seen_at": _iso(p.seen_at)} for p in pending],
@@ -162,7 +166,9 @@ class DepositsService:
                 raise LookupError(f"{address} is not one of our deposit addresses")
             # discovery reads from cursor - overlap; cursor = since reads a little more, never less
             await conn.execute(update(deposit_addresses).where(deposit_addresses.c.id == row.id)
-                               .values(cursor_ms=max(0, since_ms), last_polled_ms=0))
+                               .values(cursor_ms=max(0, since_ms), last_polled_ms=0,
+                                       # polled on the next pass, also when discovery follows events
+                                       watch_until_ms=now_ms() + int(self.config.hot_window * 1000)))
             result = await conn.execute(
                 update(deposit_transactions).where(deposit_transactions.c.address_id == row.id)
                 .where(deposit_transactions.c.status.in_(("expired", "rejected")))
@@ -210,6 +216,20 @@ class DepositsService:
         async with self.engine.connect() as conn:
             return list((await conn.execute(select(deposit_history).where(deposit_history.c.tx_id == tx_id.lower())
                                             .order_by(deposit_history.c.id))).all())
+
+    async def set_rate_override(self, rate: str | None, note: str) -> None:
+        """Record an explicit deposit rate (None: back to the USD rate of `admin fx set`)."""
+        from aigateway.deposits.tables import deposit_rate_overrides
+
+        value = None if rate is None else rate_text(parse_decimal(rate, "rate"))
+        if value is not None and parse_decimal(value, "rate") <= 0:
+            raise RateError("a rate must be positive")
+        async with self.engine.begin() as conn:
+            await conn.execute(deposit_rate_overrides.insert().values(rate=value, note=note, created_at=utcnow()))
+
+    async def rate_now(self):
+        async with self.engine.connect() as conn:
+            return await rate_in_force(conn, self.config.rate, self.config.spread_decimal)
 
     async def close(self) -> None:
         if self._tasks:

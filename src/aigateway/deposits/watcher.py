@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aigateway.billing.ledger import insert_ignoring_duplicates, post_entry
 from aigateway.deposits.client import ApiUnavailable, SeenTransfer, TronGridClient
 from aigateway.deposits.config import DepositsConfig
-from aigateway.deposits.rates import rate_text, tmt_units, token_amount
+from aigateway.deposits.rates import rate_in_force, rate_text, tmt_units, token_amount
 from aigateway.accounts.tables import customers
 from aigateway.deposits.tables import (
     deposit_addresses,
@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "watcher"
 EVENTS_CURSOR = "usdt_events"
 _MAX_BIGINT = 2**63 - 1
-_STALE_PENDING_MS = 3_600_000  # after an hour unsolidified, check less often
+_STALE_PENDING_MS = 3_600_000
+_FIRST_FOLLOW_MS = 3_600_000  # how far back the event follower starts on its very first run  # after an hour unsolidified, check less often
 
 
 def now_ms() -> int:
@@ -352,8 +353,12 @@ class Watcher:
         async with self.engine.connect() as conn:
             cursor = await conn.scalar(select(deposit_cursors.c.cursor_ms)
                                        .where(deposit_cursors.c.name == EVENTS_CURSOR))
-        if cursor is None:  # first run: from now on (older deposits: `rescan`, or the per-address fallback)
-            cursor = now_ms() - int(cfg.events_overlap * 1000)
+        if cursor is None:
+            # First run: from the oldest address's allocation (nothing can be paid to it before), but
+            # at most an hour back; anything older is the per-address fallback's and `rescan`'s.
+            async with self.engine.connect() as conn:
+                oldest = await conn.scalar(select(func.min(deposit_addresses.c.cursor_ms)))
+            cursor = max(oldest if oldest is not None else now_ms(), now_ms() - _FIRST_FOLLOW_MS)
             async with self.engine.begin() as conn:
                 await conn.execute(insert_ignoring_duplicates(conn, deposit_cursors).values(
                     name=EVENTS_CURSOR, cursor_ms=cursor, updated_ms=now_ms()))
@@ -584,14 +589,16 @@ class Watcher:
 
     async def _credit(self, row, info: dict, transfers: list, stats: PassStats) -> str:
         cfg = self.config
-        rate = cfg.effective_rate
-        rate_s = rate_text(rate)
-        units_by_log = self._check_amounts(row, transfers, rate)
         ceiling = cfg.review_above_units
         block_number = info.get("blockNumber") if isinstance(info.get("blockNumber"), int) else None
         block_ts = info.get("blockTimeStamp") if isinstance(info.get("blockTimeStamp"), int) else None
         notes, any_credit = [], False
         async with self.engine.begin() as conn:
+            # the rate in force now, read in the crediting transaction (recorded on the deposit)
+            in_force = await rate_in_force(conn, cfg.rate, cfg.spread_decimal)
+            rate = in_force.effective
+            rate_s = rate_text(rate)
+            units_by_log = self._check_amounts(row, transfers, rate)
             big = [t for t in transfers if ceiling is not None and t.value > ceiling]
             if big and not await self._approved(conn, row.tx_id):
                 total = token_amount(sum(t.value for t in big), cfg.usdt_decimals)
@@ -610,7 +617,7 @@ class Watcher:
                         tx_id=row.tx_id, log_index=t.log_index, customer_id=row.customer_id,
                         address_id=row.address_id, address=row.address, network=cfg.network,
                         contract=self._contract, from_address=address_from_hex(t.from_hex),
-                        amount_usdt=t.value, decimals=cfg.usdt_decimals, rate=rate_s, base_rate=cfg.rate,
+                        amount_usdt=t.value, decimals=cfg.usdt_decimals, rate=rate_s, base_rate=rate_text(in_force.base),
                         spread=cfg.spread, amount_tmt=units, status="credited" if credited else "below_minimum",
                         ledger_reference=reference if credited else None, block_number=block_number,
                         block_timestamp_ms=block_ts, created_at=utcnow(),
