@@ -18,8 +18,8 @@ def _deposits_config(ctx: click.Context):
     config = _config(ctx)
     try:
         deposits = deposits_config(config.deposits)
-    except Exception as exc:
-        raise click.ClickException(f"config [deposits]: {exc}") from exc
+    except ValueError as exc:  # DepositsConfigError: one line, secrets never included
+        raise click.ClickException(f"config: {str(exc).splitlines()[0] if str(exc) else 'invalid'}") from None
     if deposits is None:
         raise click.ClickException("deposits are not configured: add a [deposits] section (see README)")
     return config, deposits

@@ -7,10 +7,11 @@ deposit addresses but can never spend from them.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aigateway.deposits.rates import RateError, effective_rate, parse_decimal, token_base_units
 from aigateway.deposits.tron import AddressError, XpubError, address_hex, validate_xpub
@@ -219,9 +220,36 @@ class DepositsConfig(BaseModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class DepositsConfigError(ValueError):
+    """A bad `[deposits]` section, as ONE line that never contains a value from it."""
+
+
+# Extended keys (xpub/xprv and their testnet/segwit kin) and long base58/hex runs: what a secret looks like.
+_SECRETISH = re.compile(r"\b[xtyzuv](?:pub|prv)[1-9A-HJ-NP-Za-km-z]{8,}|[1-9A-HJ-NP-Za-km-z]{40,}|[0-9a-fA-F]{40,}")
+
+
+def redact(text: str) -> str:
+    """Hazard: library messages may quote the offending value (a private key pasted as xpub)."""
+    return _SECRETISH.sub("[redacted]", text)
+
+
+def describe(exc: ValidationError, section: str = "deposits") -> str:
+    """`[section] field: message; ...` from the error's locations and messages, never its inputs."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err.get("loc", ())) or "section"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {redact(msg)}")
+    return f"[{section}] " + "; ".join(parts)
+
+
 def deposits_config(section: dict) -> DepositsConfig | None:
-    """The validated section, or None when deposits are not configured (or disabled)."""
+    """The validated section, or None when deposits are not configured (or disabled).
+    Raises DepositsConfigError (one line, no secrets) when the section is wrong."""
     if not section:
         return None
-    config = DepositsConfig.model_validate(section)
+    try:
+        config = DepositsConfig.model_validate(section)
+    except ValidationError as exc:
+        raise DepositsConfigError(describe(exc)) from None
     return config if config.enabled else None
