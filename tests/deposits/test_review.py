@@ -132,3 +132,27 @@ def test_review_commands_list_retry_approve_reject(tmp_path, tron, monkeypatch):
     assert bad.tx_id in cli("admin", "deposits", "list", "--status", "needs_review")  # still out of range
     assert "0.000000" in cli("admin", "balance", "--customer", "1")
     assert "no transaction" in cli("admin", "deposits", "retry", "ab" * 32, ok=False)
+
+
+async def test_the_deposit_tab_overview_says_how_far_each_deposit_got(env, tron):
+    from aigateway.portal.pages import _deposit_view
+
+    cid, address = await env.customer()
+    waiting = tron.transfer(address, 2_000_000, confirmed=False)
+    credited = tron.transfer(address, 3_000_000, solid=True)
+    failed = tron.transfer(address, 4_000_000, solid=True, result="REVERT")
+    held = tron.transfer(address, HUGE, solid=True)
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, follow_events=False)))
+    env.service.watch_closely(cid)
+    await env.service.close()
+    await w.run_pass()
+    await w.run_pass()
+    view = await env.service.overview(cid)
+    progress = {r["tx_id"]: r["progress"] for key in ("pending", "credited", "ignored") for r in view[key]}
+    assert progress[waiting.tx_id].startswith("seen on chain")
+    assert progress[credited.tx_id] == "credited 10.500000 TMT at 3.50 TMT per USDT"
+    assert progress[failed.tx_id].startswith("not credited: the transaction failed on chain")
+    assert progress[held.tx_id] == "not credited: held for a review by the operator"
+    rows = {r["tx_id"]: r for r in _deposit_view(view)["rows"]}  # what the tab lists
+    assert rows[held.tx_id]["label"] == "Not credited" and "review" in rows[held.tx_id]["note"]
+    assert rows[credited.tx_id]["tmt"] == "10.500000" and rows[waiting.tx_id]["label"] == "Pending"

@@ -35,6 +35,29 @@ def _usdt(value: str | int, decimals: int) -> str:
         return str(value)
 
 
+# Seen transactions that were not credited, and why, as the customer reads it (internal
+# errors stay in the operator's note: `admin deposits list --status ...`).
+_NOT_CREDITED = {
+    "needs_review": "held for a review by the operator",
+    "rejected": "the transaction failed on chain or is not a USDT transfer to this address",
+    "expired": "not confirmed on chain within the waiting time; the operator can check it again",
+}
+
+
+def _not_credited_reason(row) -> str:
+    if row.status == "rejected" and row.note and row.note.startswith("rejected by the operator: "):
+        return row.note
+    return _NOT_CREDITED.get(row.status, row.status)
+
+
+def _pending_progress(row) -> str:
+    if row.failures:
+        return "seen on chain; crediting is delayed and retried automatically"
+    if row.checks:
+        return "seen on chain; waiting for confirmation"
+    return "seen on chain"
+
+
 class DepositsService:
     """Implements `appkeys.DepositsPort`; `bind(engine)` before use."""
 
@@ -130,6 +153,11 @@ class DepositsService:
                 select(deposits).where(deposits.c.customer_id == customer_id)
                 .order_by(deposits.c.created_at.desc(), deposits.c.id.desc()).limit(limit)
             )).all()
+            unresolved = (await conn.execute(
+                select(deposit_transactions).where(deposit_transactions.c.customer_id == customer_id)
+                .where(deposit_transactions.c.status.in_(tuple(_NOT_CREDITED)))
+                .order_by(deposit_transactions.c.seen_at.desc()).limit(limit)
+            )).all()
             try:
                 rate = rate_text((await rate_in_force(conn, cfg.rate, cfg.spread_decimal)).effective)
             except RateError:
@@ -143,14 +171,21 @@ class DepositsService:
             "contract": cfg.usdt_contract,
             "rate": rate,
             "min_deposit": token_amount(cfg.min_deposit_units, cfg.usdt_decimals),
+            # Each row carries `progress`: what happened so far, in the customer's words.
             "pending": [{"tx_id": p.tx_id, "amount_usdt": _usdt(p.value, cfg.usdt_decimals),
-                         "seen_at": _iso(p.seen_at)} for p in pending],
+                         "seen_at": _iso(p.seen_at), "progress": _pending_progress(p)} for p in pending],
             "credited": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
                           "amount_tmt": format_tmt(d.amount_tmt), "rate": d.rate,
-                          "credited_at": _iso(d.created_at)} for d in credited],
+                          "credited_at": _iso(d.created_at),
+                          "progress": f"credited {format_tmt(d.amount_tmt)} TMT at {d.rate} TMT per USDT"}
+                         for d in credited],
             # Recorded but not credited (below the minimum deposit).
             "ignored": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
-                         "reason": "below the minimum deposit", "seen_at": _iso(d.created_at)} for d in ignored],
+                         "reason": "below the minimum deposit", "progress": "not credited: below the minimum deposit",
+                         "seen_at": _iso(d.created_at)} for d in ignored]
+            + [{"tx_id": t.tx_id, "amount_usdt": _usdt(t.value, cfg.usdt_decimals),
+                "reason": _not_credited_reason(t), "progress": f"not credited: {_not_credited_reason(t)}",
+                "seen_at": _iso(t.seen_at)} for t in unresolved],
         }
 
     # -- operator tools ---------------------------------------------------------------------
