@@ -19,6 +19,7 @@ from aigateway.store.metadata import utcnow
 from tests.deposits.conftest import deposits_section, make_env
 
 CHAIN_PATHS = ("/v1/", "/walletsolidity/")
+TRAFFIC = 100.0  # unrelated USDT transfers per second
 
 
 async def _add_addresses(env, start: int, count: int) -> list[str]:
@@ -94,11 +95,15 @@ async def _credit_latency(env, watcher, tron, address: str, cid: int, hot: bool)
 
 
 async def test_100k_addresses_cost_no_more_calls_and_cold_is_credited_in_bound(sqlite_url, tron):
-    cfg = DepositsConfig.model_validate(deposits_section(
-        tron.url, events_interval=0.3, all_interval=3600, hot_interval=0.2, pending_interval=0.2, tick=0.05))
+    if os.environ.get("AIGW_DEPOSITS_DEFAULTS"):  # measure the README figures with the default intervals
+        cfg = DepositsConfig.model_validate(deposits_section(
+            tron.url, events_interval=3.0, all_interval=600, hot_interval=10, pending_interval=10, tick=1.0))
+    else:
+        cfg = DepositsConfig.model_validate(deposits_section(
+            tron.url, events_interval=0.3, all_interval=3600, hot_interval=0.2, pending_interval=0.2, tick=0.05))
     env = await make_env(sqlite_url, cfg)
     try:
-        with Traffic(tron):
+        with Traffic(tron, TRAFFIC):
             small = await _add_addresses(env, 0, 100)
             w = env.watcher()
             await w.run_pass()
@@ -108,9 +113,11 @@ async def test_100k_addresses_cost_no_more_calls_and_cold_is_credited_in_bound(s
             await w2.run_pass()
             at_100k = await _calls_per_pass(env, w2, tron, 5)
             assert len(w2._ours) == 100_000
-            # 1 events page + 1 fallback listing per follow; never one per address
-            assert at_100 == at_100k == [2] * 5, (at_100, at_100k)
+            # events pages (traffic / 200 per follow) + 1 fallback listing; never one per address
+            pages = -(-int(cfg.events_interval * TRAFFIC) // 200)
+            assert at_100 == at_100k and set(at_100k) <= {pages + 1, pages + 2}, (at_100, at_100k)
 
+            window_start, window_calls = time.monotonic(), _chain_calls(tron)
             cold = random.randint(50_000, 99_999)
             cold_latency = await _credit_latency(env, w2, tron,
                                                  (await env.rows(select(deposit_addresses.c.address)
@@ -121,8 +128,10 @@ async def test_100k_addresses_cost_no_more_calls_and_cold_is_credited_in_bound(s
                                    .values(watch_until_ms=int(time.time() * 1000) + 600_000))
             hot_latency = await _credit_latency(env, w2, tron, small[7], 1_007, hot=True)
         bound = cfg.events_interval + cfg.tick + 1.0  # one follow interval, one tick, slack for a busy machine
+        minutes = (time.monotonic() - window_start) / 60
         print(f"\n100k addresses: calls/pass {at_100k}; credit latency cold {cold_latency:.2f}s "
-              f"hot {hot_latency:.2f}s (bound {bound:.2f}s)")
+              f"hot {hot_latency:.2f}s (bound {bound:.2f}s); chain calls/min while running "
+              f"{(_chain_calls(tron) - window_calls) / minutes:.1f}")
         assert cold_latency <= bound and hot_latency <= bound, (cold_latency, hot_latency)
     finally:
         await env.close()

@@ -352,3 +352,27 @@ async def test_events_endpoint_errors_back_off_and_lose_nothing(env, tron, monke
     assert events and all(r[3].get("TRON-PRO-API-KEY") == "test-key-123" for r in events)
     assert all(r[2]["only_confirmed"] == "true" and r[2]["event_name"] == "Transfer" for r in events)
     await w.close()
+
+
+async def test_failed_with_a_success_receipt_is_rejected_with_a_true_note(env, tron):
+    _cid, address = await env.customer()
+    tx = tron.transfer(address, 3_000_000, solid=True)
+    body = tx.info()
+    body["result"] = "FAILED"  # top level says FAILED, the receipt says SUCCESS: not credited
+    tx.info = lambda: body
+    await full_pass(env, env.watcher())
+    [row] = await env.rows(select(deposit_transactions))
+    assert row.status == "rejected" and "transaction result FAILED" in row.note
+    assert "receipt result" not in row.note  # the receipt did say SUCCESS: no misleading quote of it
+
+
+async def test_a_foreign_token_is_logged_once_not_on_every_poll(env, tron, caplog):
+    _cid, address = await env.customer()
+    tron.ignore_contract_filter = True  # the listing shows a token of another contract
+    tron.transfer(address, 5_000_000, contract=OTHER_CONTRACT, solid=True)
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, follow_events=False)))
+    with caplog.at_level(logging.INFO):
+        for _ in range(4):
+            await full_pass(env, w)
+    assert caplog.text.count("not the configured USDT") == 1
+    assert await statuses(env) == {}
