@@ -376,3 +376,13 @@ async def test_a_foreign_token_is_logged_once_not_on_every_poll(env, tron, caplo
             await full_pass(env, w)
     assert caplog.text.count("not the configured USDT") == 1
     assert await statuses(env) == {}
+
+
+async def test_an_allocated_address_is_matched_by_the_follower_at_once(env, tron):
+    w = env.watcher()
+    env.service.watcher = w  # as in `aigateway serve`
+    await w.follow_events()
+    cid, address = await env.customer()  # allocated after the set was loaded
+    assert w._ours[address][1] == cid
+    tx = tron.transfer(address, 2_000_000, solid=True)
+    assert await w.follow_events() == 1 and await statuses(env) == {tx.tx_id: "pending"}

@@ -329,13 +329,17 @@ def register(main: click.Group, admin: click.Group) -> None:
                                               .where(deposit_transactions.c.status == "pending"))
                 n_dep = await conn.scalar(select(func.count()).select_from(deposits)
                                           .where(deposits.c.status == "credited"))
+                n_review = await conn.scalar(select(func.count()).select_from(deposit_transactions)
+                                             .where(deposit_transactions.c.status == "needs_review"))
             click.echo(f"network {dcfg.network}, API {dcfg.base_url}, USDT {dcfg.usdt_contract}")
             click.echo(f"{rate_line}, minimum deposit {dcfg.min_deposit} USDT")
             if lease is not None and lease.expires_ms > now_ms():
                 click.echo(f"active watcher: {lease.holder} (lease {(lease.expires_ms - now_ms()) / 1000:.0f}s left)")
             else:
                 click.echo("active watcher: none")
-            click.echo(f"{n_addr} address(es), {n_pending} pending transaction(s), {n_dep} credited deposit(s)")
+            click.echo(f"{n_addr} address(es), {n_pending} pending transaction(s), {n_dep} credited deposit(s)"
+                       + (f", {n_review} needing review (`admin deposits list --status needs_review`)"
+                          if n_review else ""))
 
         _run(run())
 

@@ -87,11 +87,13 @@ class DepositsService:
                     last = await conn.scalar(select(func.max(deposit_addresses.c.derivation_index)))
                     index = 0 if last is None else last + 1
                     address = derive_address(self.config.xpub, index)
-                    await conn.execute(deposit_addresses.insert().values(
+                    new_id = (await conn.execute(deposit_addresses.insert().values(
                         customer_id=customer_id, derivation_index=index, address=address,
                         xpub_fp=self._xpub_fp, network=self.config.network, cursor_ms=now_ms(),
-                        last_polled_ms=0, watch_until_ms=0))
+                        last_polled_ms=0, watch_until_ms=0).returning(deposit_addresses.c.id))).scalar_one()
                 log.info("deposits: customer %d gets address %s (index %d)", customer_id, address, index)
+                if self.watcher is not None:  # the in-process follower matches it from the next event on
+                    self.watcher.add_address(address, new_id, customer_id)
                 return address
             except IntegrityError:
                 # Another process took this customer or this index at the same moment: look again.

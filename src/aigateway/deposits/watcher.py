@@ -334,6 +334,10 @@ class Watcher:
 
     # -- following the contract's events ------------------------------------------------------
 
+    def add_address(self, address: str, address_id: int, customer_id: int) -> None:
+        """An address allocated in this process: matched at once (other processes' by refresh)."""
+        self._ours[address] = (address_id, customer_id)
+
     async def refresh_addresses(self) -> int:
         """Add addresses allocated since the last call to the in-memory set (new ids only)."""
         query = (select(deposit_addresses.c.id, deposit_addresses.c.address, deposit_addresses.c.customer_id)
