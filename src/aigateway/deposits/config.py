@@ -88,10 +88,11 @@ class DepositsConfig(BaseModel):
     # Deposits above this many USDT wait for `admin deposits approve TX` (none: no ceiling).
     review_above: str | None = "10000"
     # Discovery follows the USDT contract's confirmed Transfer events (one cursor for all
-    # addresses, cost independent of the number of customers) every `events_interval` seconds;
-    # `events_overlap` extra seconds are re-read before the cursor (the cursor's own block is always re-read;
-    # confirmed blocks arrive in order, so 0 is enough and re-reading costs pages at busy times). The per-address listing then only
-    # runs for addresses whose Deposit tab is open and as a slow fallback (`all_interval`).
+    # addresses, cost independent of the number of customers) every `events_interval` seconds.
+    # `events_overlap` extra seconds are re-read before the cursor (the cursor's own block is
+    # always re-read; confirmed blocks arrive in order, so 0 is enough, and re-reading costs
+    # pages at busy times). The per-address listing then only runs for addresses whose Deposit
+    # tab is open, for `rescan`, and as a slow fallback (`fallback_batch` per follow).
     follow_events: bool = True
     events_interval: float = 3.0
     events_overlap: float = 0.0
@@ -172,6 +173,8 @@ class DepositsConfig(BaseModel):
                      "events_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        if self.fallback_batch < 0 or self.events_overlap < 0:
+            raise ValueError("fallback_batch and events_overlap must not be negative")
         if self.max_failures < 1:
             raise ValueError("max_failures must be at least 1")
         if not 1 <= self.page_limit <= 200:

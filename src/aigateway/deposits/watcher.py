@@ -20,6 +20,11 @@ One pass:
    crash, a restart or a second watcher racing this one can never credit twice, and a
    crash before the commit just leaves the transaction pending for the next pass.
 
+Isolation: an error specific to one transaction (bad data, an amount out of range, a failing
+write) never stops the pass: that row backs off with the error in its note and is parked as
+`needs_review` after `max_failures` (at once when the amount is out of range or above the
+approval ceiling), while the others are credited on time.
+
 Only one watcher is active at a time: it holds a lease row in the database, renewed while
 it works. The API answering 429/403/5xx or garbage stops the pass and backs off
 exponentially; nothing was consumed, so the next pass reads the same data again.
@@ -60,8 +65,8 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "watcher"
 EVENTS_CURSOR = "usdt_events"
 _MAX_BIGINT = 2**63 - 1
-_STALE_PENDING_MS = 3_600_000
-_FIRST_FOLLOW_MS = 3_600_000  # how far back the event follower starts on its very first run  # after an hour unsolidified, check less often
+_STALE_PENDING_MS = 3_600_000  # after an hour unsolidified, check less often
+_FIRST_FOLLOW_MS = 3_600_000  # how far back the event follower starts on its very first run
 
 
 def now_ms() -> int:
@@ -621,7 +626,8 @@ class Watcher:
                         tx_id=row.tx_id, log_index=t.log_index, customer_id=row.customer_id,
                         address_id=row.address_id, address=row.address, network=cfg.network,
                         contract=self._contract, from_address=address_from_hex(t.from_hex),
-                        amount_usdt=t.value, decimals=cfg.usdt_decimals, rate=rate_s, base_rate=rate_text(in_force.base),
+                        amount_usdt=t.value, decimals=cfg.usdt_decimals, rate=rate_s,
+                        base_rate=rate_text(in_force.base),
                         spread=cfg.spread, amount_tmt=units, status="credited" if credited else "below_minimum",
                         ledger_reference=reference if credited else None, block_number=block_number,
                         block_timestamp_ms=block_ts, created_at=utcnow(),
@@ -636,9 +642,9 @@ class Watcher:
                 if inserted is None:
                     notes.append(f"log {t.log_index}: already credited")
                     continue
-                stats.credited += 1  # by this process: racing verifiers each report only their own
                 await post_entry(conn, customer_id=row.customer_id, amount=units, kind="deposit",
                                  reference=reference, memo=deposit_memo(t.value, cfg.usdt_decimals, rate_s))
+                stats.credited += 1  # by this process: racing verifiers each report only their own
                 notes.append(f"log {t.log_index}: {amount} USDT credited")
                 log.info("deposits: credited customer %d %s USDT @ %s (tx %s log %d)", row.customer_id, amount,
                          rate_s, row.tx_id, t.log_index)
