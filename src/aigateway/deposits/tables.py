@@ -35,6 +35,7 @@ deposit_addresses = Table(
 )
 
 Index("ix_deposit_addresses_last_polled", deposit_addresses.c.last_polled_ms)  # the fallback's oldest-first
+Index("ix_deposit_addresses_watch_until", deposit_addresses.c.watch_until_ms)  # open tabs, every tick
 
 # Every incoming USDT transfer discovered for one of our addresses, until it is resolved:
 # pending (seen, not yet solidified) -> credited | ignored (below minimum) | rejected | expired.

@@ -69,6 +69,12 @@ _STALE_PENDING_MS = 3_600_000  # after an hour unsolidified, check less often
 _FIRST_FOLLOW_MS = 3_600_000  # how far back the event follower starts on its very first run
 
 
+def _without_credentials(url: str) -> str:
+    """Hazard: an operator may put a key in the URL (https://user:key@host); never log it."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -177,7 +183,7 @@ class Watcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Pass after pass until `stop` is set; errors are logged, never fatal."""
         log.info("deposits watcher %s: watching %s USDT (%s) via %s", self.holder, self.config.network,
-                 self._contract, self.config.base_url)
+                 self._contract, _without_credentials(self.config.base_url))
         self._stop = stop
         try:
             while not stop.is_set():

@@ -19,6 +19,7 @@ def upgrade() -> None:
     with op.batch_alter_table('deposit_transactions') as batch:
         batch.add_column(sa.Column('failures', sa.Integer(), nullable=False, server_default='0'))
     op.create_index('ix_deposit_addresses_last_polled', 'deposit_addresses', ['last_polled_ms'], unique=False)
+    op.create_index('ix_deposit_addresses_watch_until', 'deposit_addresses', ['watch_until_ms'], unique=False)
     op.create_table(
         'deposit_history',
         sa.Column('id', _BigId, autoincrement=True, nullable=False),
@@ -51,6 +52,7 @@ def downgrade() -> None:
     op.drop_table('deposit_rate_overrides')
     op.drop_table('deposit_cursors')
     op.drop_index('ix_deposit_history_tx', table_name='deposit_history')
+    op.drop_index('ix_deposit_addresses_watch_until', table_name='deposit_addresses')
     op.drop_index('ix_deposit_addresses_last_polled', table_name='deposit_addresses')
     op.drop_table('deposit_history')
     with op.batch_alter_table('deposit_transactions') as batch:
