@@ -32,7 +32,7 @@ def _config(ctx: click.Context, *, demo: bool = False) -> Config:
     try:
         config = load_config(ctx.obj["config_path"])
     except Exception as exc:  # pydantic/toml errors: say what is wrong, not a traceback
-        raise click.ClickException(f"config: {exc}") from exc
+        raise click.ClickException(f"config: {_config_error(exc)}") from None
     if demo or ctx.obj["demo"]:
         from aigateway.demo.setup import demo_config
 
@@ -60,7 +60,10 @@ def serve(ctx, host, port, demo, access_log, log_level) -> None:
         config.server.host = host
     if port:
         config.server.port = port
-    app = create_app(config) if not (demo or ctx.obj["demo"]) else _demo_app(config)
+    try:
+        app = create_app(config) if not (demo or ctx.obj["demo"]) else _demo_app(config)
+    except ValueError as exc:  # a concern's config section is wrong (e.g. DepositsConfigError): one line
+        raise click.ClickException(f"config: {_config_error(exc)}") from None
     try:
         import uvloop
 
@@ -69,6 +72,19 @@ def serve(ctx, host, port, demo, access_log, log_level) -> None:
         pass
     web.run_app(app, host=config.server.host, port=config.server.port, access_log=logging.getLogger(
         "aiohttp.access") if access_log else None, print=lambda *_: None, handler_cancellation=False)
+
+
+def _config_error(exc: Exception) -> str:
+    """One line naming the fields at fault, never their values (they may be keys or passwords)."""
+    from pydantic import ValidationError
+
+    from aigateway.deposits.config import redact
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'config'}: "
+                         f"{redact(str(e.get('msg', 'invalid')))}"
+                         for e in exc.errors(include_url=False, include_input=False, include_context=False))
+    return redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
 
 def _demo_app(config: Config):

@@ -39,6 +39,7 @@ def deposits_section(api_url: str, **overrides) -> dict:
         "hot_interval": 0.2,
         "all_interval": 0.4,
         "pending_interval": 0.2,
+        "events_interval": 0.3,
         "tick": 0.05,
         "cursor_overlap": 60,
         "requests_per_second": 1000,

@@ -4,6 +4,9 @@
   `{"data": [...], "success": true, "meta": {"at", "page_size", "fingerprint", "links": {"next"}}}`,
   honouring only_to, only_confirmed, contract_address, min_timestamp, order_by, limit and
   fingerprint paging (fingerprint and links.next only when another page follows).
+- `GET /v1/contracts/{contract}/events` answers the same envelope with one Transfer event per
+  transaction of that contract (`result.from/to` as 0x-hex, `result.value`), honouring
+  event_name, only_confirmed, min_block_timestamp, order_by, limit and fingerprint paging.
 - `POST /walletsolidity/gettransactioninfobyid` answers `{}` until the transaction is
   solidified, then a TransactionInfo: `receipt.result`, `log[]` with `address` as 40 hex
   digits (no 41 prefix), `topics` [Transfer signature, from, to as 32-byte hex], `data`.
@@ -61,6 +64,22 @@ class FakeTx:
             "to": self.to,
             "type": "Transfer",
             "value": str(self.value),
+        }
+
+    def event(self) -> dict:
+        return {
+            "block_number": self.block_number,
+            "block_timestamp": self.block_timestamp,
+            "caller_contract_address": self.contract,
+            "contract_address": self.contract,
+            "event_index": 0,
+            "event_name": "Transfer",
+            "result": {"0": "0x" + address_hex(self.sender), "1": "0x" + address_hex(self.to), "2": str(self.value),
+                       "from": "0x" + address_hex(self.sender), "to": "0x" + address_hex(self.to),
+                       "value": str(self.value)},
+            "result_type": {"from": "address", "to": "address", "value": "uint256"},
+            "event": "Transfer(address indexed from, address indexed to, uint256 value)",
+            "transaction_id": self.tx_id,
         }
 
     def info(self) -> dict:
@@ -136,6 +155,7 @@ class FakeTronGrid:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults])
         app.router.add_get("/v1/accounts/{address}/transactions/trc20", self._trc20)
+        app.router.add_get("/v1/contracts/{contract}/events", self._events)
         app.router.add_post("/walletsolidity/gettransactioninfobyid", self._info)
         app.router.add_get("/walletsolidity/gettransactioninfobyid", self._info)
         return app
@@ -183,6 +203,34 @@ class FakeTronGrid:
             query = "&".join(f"{k}={v}" for k, v in nxt.items())
             meta["links"] = {"next": f"{self.url}{request.path}?{query}"}
         return web.json_response({"data": [t.listing() for t in page], "success": True, "meta": meta})
+
+    async def _events(self, request: web.Request) -> web.Response:
+        contract = request.match_info["contract"]
+        q = request.query
+        limit = min(int(q.get("limit", "20")), 200)
+        min_ts = int(q.get("min_block_timestamp", "0"))
+        with self._lock:
+            rows = [t for t in self.txs if t.listed and t.contract == contract and t.block_timestamp >= min_ts
+                    and q.get("event_name", "Transfer") == "Transfer"]
+        if q.get("only_confirmed") == "true":
+            rows = [t for t in rows if t.confirmed]
+        descending = q.get("order_by", "block_timestamp,desc").endswith("desc")
+        rows.sort(key=lambda t: (t.block_timestamp, t.block_number), reverse=descending)
+        return self._paged(request, [t.event() for t in rows], limit)
+
+    def _paged(self, request: web.Request, rows: list, limit: int) -> web.Response:
+        q = request.query
+        start = int(base64.urlsafe_b64decode(q["fingerprint"]).decode()) if "fingerprint" in q else 0
+        page = rows[start:start + limit]
+        end = start + len(page)
+        meta: dict = {"at": int(time.time() * 1000), "page_size": len(page)}
+        if end < len(rows):
+            fingerprint = base64.urlsafe_b64encode(str(end).encode()).decode()
+            meta["fingerprint"] = fingerprint
+            nxt = dict(q)
+            nxt["fingerprint"] = fingerprint
+            meta["links"] = {"next": f"{self.url}{request.path}?" + "&".join(f"{k}={v}" for k, v in nxt.items())}
+        return web.json_response({"data": page, "success": True, "meta": meta})
 
     async def _info(self, request: web.Request) -> web.Response:
         if request.method == "POST":

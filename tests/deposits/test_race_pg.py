@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from aigateway.accounts.tables import customers
 from aigateway.billing.ledger import ledger_sum
 from aigateway.billing.tables import ledger_entries
-from aigateway.deposits.tables import deposit_addresses, deposits
-from aigateway.deposits.watcher import Watcher
+from aigateway.deposits.tables import deposit_addresses, deposit_transactions, deposits
+from aigateway.deposits.watcher import PassStats, Watcher
 from aigateway.store.db import create_engine
 from tests.deposits.conftest import make_env
 from tests.deposits.test_watcher import full_pass
@@ -51,8 +51,14 @@ async def test_two_watchers_racing_on_postgres_credit_once(pg_url, dcfg, tron):
         # Head-on: both verify and credit the same pending transactions at the same moment.
         rows = await a._due_pending(10**15)
         assert len(rows) == 12
-        await asyncio.gather(*[w.verify(r) for r in rows for w in (a, b)])
+        stats = {a: PassStats(), b: PassStats()}
+        await asyncio.gather(*[w.verify(r, stats[w]) for r in rows for w in (a, b)])
         assert calls == {a: 12, b: 12}
+        # each reports only what it credited itself (no "15 credited" in both), and the loser of a
+        # race does not overwrite the winner's note with "already credited"
+        assert stats[a].credited + stats[b].credited == n_logs  # 12 transactions, 15 logs
+        notes = [n for (n,) in await env.rows(select(deposit_transactions.c.note))]
+        assert len(notes) == 12 and not any("already credited" in n for n in notes), notes
         # And whole passes racing, with a new transfer for each customer.
         for cid, address in await env.rows(select(deposit_addresses.c.customer_id, deposit_addresses.c.address)):
             tron.transfer(address, 2_000_000, solid=True)

@@ -7,7 +7,8 @@ from aigateway.store.db import create_engine
 from aigateway.store.metadata import load_all_tables
 from aigateway.store.migrate import upgrade
 
-OURS = {"deposit_addresses", "deposit_transactions", "deposits", "deposit_leases"}
+OURS = {"deposit_addresses", "deposit_transactions", "deposits", "deposit_leases", "deposit_history",
+        "deposit_cursors", "deposit_rate_overrides"}
 
 
 async def test_migration_matches_tables(sqlite_url):

@@ -185,9 +185,11 @@ async def test_a_crash_between_discovery_and_credit_loses_nothing(env, tron, mon
 
     monkeypatch.setattr(watcher_module, "post_entry", power_cut)
     crashing = env.watcher()
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         assert await crashing.tick()
-    assert "power cut" in caplog.text
+    assert "power cut" in caplog.text  # the row backs off with the error in its note
+    [seen] = await env.rows(select(deposit_transactions))
+    assert seen.failures == 1 and "power cut" in seen.note
     assert await env.rows(select(deposits)) == [] and await statuses(env) == {tx.tx_id: "pending"}
     monkeypatch.undo()
     await crashing.close()
@@ -207,7 +209,7 @@ async def test_api_429_5xx_and_garbage_back_off_and_lose_nothing(env, tron, capl
     tron.fail(503, b"", path="gettransactioninfobyid")
     tron.fail(200, b'{"id": 12', path="gettransactioninfobyid")  # truncated JSON
     tron.fail(403, b'{"Error": "key over limit"}', path="gettransactioninfobyid")
-    w = env.watcher()
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, follow_events=False)))
     with caplog.at_level(logging.WARNING):
         for _ in range(200):
             await w.tick()
@@ -247,7 +249,8 @@ async def test_only_one_watcher_is_active_at_a_time(env, tron):
 
 
 async def test_opened_deposit_tab_is_polled_often_others_rarely(env, tron):
-    cfg = DepositsConfig.model_validate(deposits_section(tron.url, all_interval=60, hot_interval=0.1))
+    cfg = DepositsConfig.model_validate(deposits_section(tron.url, all_interval=60, hot_interval=0.1,
+                                                        follow_events=False))  # per-address mode
     service = env.service.__class__(cfg, env.engine)
     c1, a1 = await env.customer()
     _c2, a2 = await env.customer()
@@ -309,7 +312,10 @@ async def test_a_damaged_usdt_log_is_retried_not_rejected(env, tron):
     tx.logs = [damaged]
     w = env.watcher()
     await w.tick()
-    assert w.backoffs == 1 and await statuses(env) == {tx.tx_id: "pending"}
+    # a problem of this one transaction: the row backs off, the watcher does not
+    assert w.backoffs == 0 and await statuses(env) == {tx.tx_id: "pending"}
+    [row] = await env.rows(select(deposit_transactions))
+    assert row.failures == 1 and "malformed" in row.note
     tx.logs = None  # the API answers properly again
     await full_pass(env, w)
     assert await statuses(env) == {tx.tx_id: "credited"} and await balance(env, cid) == 10_500_000
@@ -325,3 +331,58 @@ async def test_watch_closely_before_the_address_exists_allocates_and_marks(env):
     [row] = await env.rows(select(deposit_addresses))
     assert row.customer_id == cid and row.address == VECTORS[0]
     assert row.watch_until_ms > int(time.time() * 1000) + 800_000  # hot for hot_window (900 s)
+
+
+async def test_events_endpoint_errors_back_off_and_lose_nothing(env, tron, monkeypatch):
+    monkeypatch.setenv("AIGW_TEST_TRON_KEY", "test-key-123")
+    cid, address = await env.customer()
+    tx = tron.transfer(address, 3_000_000, solid=True)
+    tron.fail(429, b'{"Error": "rate limited"}', path="/events", headers={"Retry-After": "0"})
+    tron.fail(200, b'{"success": false}', path="/events")
+    tron.fail(500, b"", path="/events")
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, all_interval=3600)))
+    for _ in range(200):
+        await w.tick()
+        if await balance(env, cid):
+            break
+        await asyncio.sleep(0.02)
+    assert w.backoffs == 3 and not tron.faults
+    assert await balance(env, cid) == 10_500_000 and await statuses(env) == {tx.tx_id: "credited"}
+    events = [r for r in tron.requests if r[1].endswith("/events")]
+    assert events and all(r[3].get("TRON-PRO-API-KEY") == "test-key-123" for r in events)
+    assert all(r[2]["only_confirmed"] == "true" and r[2]["event_name"] == "Transfer" for r in events)
+    await w.close()
+
+
+async def test_failed_with_a_success_receipt_is_rejected_with_a_true_note(env, tron):
+    _cid, address = await env.customer()
+    tx = tron.transfer(address, 3_000_000, solid=True)
+    body = tx.info()
+    body["result"] = "FAILED"  # top level says FAILED, the receipt says SUCCESS: not credited
+    tx.info = lambda: body
+    await full_pass(env, env.watcher())
+    [row] = await env.rows(select(deposit_transactions))
+    assert row.status == "rejected" and "transaction result FAILED" in row.note
+    assert "receipt result" not in row.note  # the receipt did say SUCCESS: no misleading quote of it
+
+
+async def test_a_foreign_token_is_logged_once_not_on_every_poll(env, tron, caplog):
+    _cid, address = await env.customer()
+    tron.ignore_contract_filter = True  # the listing shows a token of another contract
+    tron.transfer(address, 5_000_000, contract=OTHER_CONTRACT, solid=True)
+    w = env.watcher(DepositsConfig.model_validate(deposits_section(tron.url, follow_events=False)))
+    with caplog.at_level(logging.INFO):
+        for _ in range(4):
+            await full_pass(env, w)
+    assert caplog.text.count("not the configured USDT") == 1
+    assert await statuses(env) == {}
+
+
+async def test_an_allocated_address_is_matched_by_the_follower_at_once(env, tron):
+    w = env.watcher()
+    env.service.watcher = w  # as in `aigateway serve`
+    await w.follow_events()
+    cid, address = await env.customer()  # allocated after the set was loaded
+    assert w._ours[address][1] == cid
+    tx = tron.transfer(address, 2_000_000, solid=True)
+    assert await w.follow_events() == 1 and await statuses(env) == {tx.tx_id: "pending"}

@@ -1,7 +1,10 @@
 """A small client for a TronGrid-compatible HTTP API.
 
-Two calls are used:
-- `GET /v1/accounts/{address}/transactions/trc20`: discovery, paged by `meta.fingerprint`;
+Three calls are used:
+- `GET /v1/contracts/{contract}/events`: the USDT contract's confirmed Transfer events in
+  block-timestamp order, paged by `meta.fingerprint` (discovery for every address at once);
+- `GET /v1/accounts/{address}/transactions/trc20`: one address's transfers, paged by
+  `meta.fingerprint` (the Deposit tab, `rescan`, and the slow fallback);
 - `POST /walletsolidity/gettransactioninfobyid`: the receipt and logs of a transaction as
   seen by the solidity node, i.e. only once its block is irreversible (`{}` before that).
 
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 
 import aiohttp
 import orjson
+
+from aigateway.deposits.tron import AddressError, address_from_hex, is_valid_address
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +135,33 @@ class TronGridClient:
         fp = meta.get("fingerprint")
         return Page(transfers, fp if isinstance(fp, str) and fp else None)
 
+    async def contract_events_page(self, contract: str, *, min_block_timestamp: int, limit: int,
+                                   fingerprint: str | None = None) -> Page:
+        """One page of the contract's confirmed Transfer events, oldest first. With a fingerprint all
+        other parameters must stay the same (TronGrid's paging rule)."""
+        params = {
+            "event_name": "Transfer",
+            "only_confirmed": "true",
+            "min_block_timestamp": str(min_block_timestamp),
+            "order_by": "block_timestamp,asc",
+            "limit": str(limit),
+        }
+        if fingerprint:
+            params["fingerprint"] = fingerprint
+        body = await self._request("GET", f"/v1/contracts/{contract}/events", params=params)
+        if not isinstance(body, dict) or body.get("success") is not True or not isinstance(body.get("data"), list):
+            raise ApiUnavailable(f"events of {contract} have an unexpected shape: {str(body)[:200]}")
+        transfers = []
+        for item in body["data"]:
+            seen = _seen_event(item, contract)
+            if seen is None:
+                log.debug("deposits: skipping an event that is not a well-formed Transfer: %.200s", item)
+                continue
+            transfers.append(seen)
+        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
+        fp = meta.get("fingerprint")
+        return Page(transfers, fp if isinstance(fp, str) and fp else None)
+
     async def solid_transaction_info(self, tx_id: str) -> dict | None:
         """The solidified TransactionInfo, or None while the transaction is not solidified."""
         body = await self._request("POST", "/walletsolidity/gettransactioninfobyid", json={"value": tx_id})
@@ -157,5 +189,24 @@ def _seen_transfer(item) -> SeenTransfer | None:
     contract = token.get("address")
     if not isinstance(contract, str) or not isinstance(value, (str, int)) or isinstance(ts, bool) \
             or not isinstance(ts, int):
+        return None
+    return SeenTransfer(tx_id.lower(), to, str(value), contract, ts)
+
+
+def _seen_event(item, contract: str) -> SeenTransfer | None:
+    """A Transfer event as TronGrid lists it: `result.to` is 0x-hex, 41-hex or base58."""
+    if not isinstance(item, dict) or item.get("event_name") != "Transfer":
+        return None
+    tx_id, ts, result = item.get("transaction_id"), item.get("block_timestamp"), item.get("result")
+    if not (isinstance(tx_id, str) and len(tx_id) == 64 and isinstance(result, dict)) \
+            or isinstance(ts, bool) or not isinstance(ts, int):
+        return None
+    to, value = result.get("to"), result.get("value")
+    if not isinstance(to, str) or not isinstance(value, (str, int)):
+        return None
+    try:
+        bytes.fromhex(tx_id)
+        to = to if is_valid_address(to) else address_from_hex(to)
+    except (ValueError, AddressError):
         return None
     return SeenTransfer(tx_id.lower(), to, str(value), contract, ts)

@@ -18,8 +18,8 @@ def _deposits_config(ctx: click.Context):
     config = _config(ctx)
     try:
         deposits = deposits_config(config.deposits)
-    except Exception as exc:
-        raise click.ClickException(f"config [deposits]: {exc}") from exc
+    except ValueError as exc:  # DepositsConfigError: one line, secrets never included
+        raise click.ClickException(f"config: {str(exc).splitlines()[0] if str(exc) else 'invalid'}") from None
     if deposits is None:
         raise click.ClickException("deposits are not configured: add a [deposits] section (see README)")
     return config, deposits
@@ -79,25 +79,39 @@ def register(main: click.Group, admin: click.Group) -> None:
 
     @deposits_group.command("list")
     @click.option("--customer", "customer_ref", default=None, help="Only this customer (id or email).")
+    @click.option("--status", default=None,
+                  type=click.Choice(["pending", "needs_review", "credited", "ignored", "rejected", "expired"]),
+                  help="Seen transactions in this state, with their notes (default: verified deposits).")
     @click.option("--limit", type=int, default=50, show_default=True)
     @click.pass_context
-    def list_cmd(ctx, customer_ref, limit) -> None:
-        """Deposits verified on chain: credited ones and those below the minimum."""
+    def list_cmd(ctx, customer_ref, status, limit) -> None:
+        """Deposits verified on chain, or (--status) transactions seen in one state and why."""
         from sqlalchemy import select
 
         from aigateway.accounts.service import find_customer
         from aigateway.deposits.rates import token_amount
-        from aigateway.deposits.tables import deposits
+        from aigateway.deposits.tables import deposit_transactions, deposits
         from aigateway.money import format_tmt
 
-        config, _dcfg = _deposits_config(ctx)
+        config, dcfg = _deposits_config(ctx)
 
         async def run():
             async with _engine(config) as engine, engine.connect() as conn:
-                query = select(deposits).order_by(deposits.c.id.desc()).limit(limit)
+                table = deposit_transactions if status else deposits
+                query = select(table).order_by(table.c.id.desc()).limit(limit)
+                if status:
+                    query = query.where(table.c.status == status)
                 if customer_ref:
-                    query = query.where(deposits.c.customer_id == (await find_customer(conn, customer_ref)).id)
+                    query = query.where(table.c.customer_id == (await find_customer(conn, customer_ref)).id)
                 rows = (await conn.execute(query)).all()
+            if status:
+                for r in rows:
+                    amount = token_amount(int(r.value), dcfg.usdt_decimals) if r.value.isdigit() else r.value
+                    click.echo(f"{r.status:<12} customer {r.customer_id:<6} {amount:>14} USDT  {r.tx_id}  "
+                               f"failures={r.failures}" + (f"  ({r.note})" if r.note else ""))
+                if not rows:
+                    click.echo(f"no transactions are {status}")
+                return
             click.echo(f"{'id':>5} {'customer':>8} {'USDT':>14} {'rate':>10} {'TMT':>16}  {'status':<13} "
                        f"{'when':<16} tx:log")
             for d in rows:
@@ -106,6 +120,84 @@ def register(main: click.Group, admin: click.Group) -> None:
                            f"{d.created_at:%Y-%m-%d %H:%M} {d.tx_id}:{d.log_index}")
 
         _run(run())
+
+    def _review(ctx, tx_id: str, action: str, reason: str | None) -> None:
+        import getpass
+
+        from aigateway.deposits.service import DepositsService
+
+        config, dcfg = _deposits_config(ctx)
+        try:
+            actor = f"operator {getpass.getuser()}"
+        except Exception:  # no login name (containers): still recorded as the operator
+            actor = "operator"
+
+        async def run():
+            async with _engine(config) as engine:
+                n = await DepositsService(dcfg, engine).review(tx_id, action, actor, reason)
+            done = {"retry": "will be checked again on the next pass",
+                    "approve": "approved: credited on the next pass",
+                    "reject": "rejected"}[action]
+            click.echo(f"{tx_id}: {done} ({n} row(s); recorded in the deposit's history)")
+
+        _run(run())
+
+    @deposits_group.group("rate")
+    def rate_group() -> None:
+        """An explicit deposit rate, instead of the USD rate of `admin fx set` (recorded)."""
+
+    @rate_group.command("set")
+    @click.argument("rate")
+    @click.option("--note", required=True, help="Why deposits credit at another rate than prices use.")
+    @click.pass_context
+    def rate_set_cmd(ctx, rate, note) -> None:
+        """Credit deposits at RATE TMT per USDT (before the spread) until `rate clear`."""
+        _rate_override(ctx, rate, note)
+
+    @rate_group.command("clear")
+    @click.option("--note", default="back to the USD rate", show_default=True)
+    @click.pass_context
+    def rate_clear_cmd(ctx, note) -> None:
+        """Credit deposits at the USD rate of `admin fx set` again."""
+        _rate_override(ctx, None, note)
+
+    def _rate_override(ctx, rate, note) -> None:
+        from aigateway.deposits.rates import rate_text
+        from aigateway.deposits.service import DepositsService
+
+        config, dcfg = _deposits_config(ctx)
+
+        async def run():
+            async with _engine(config) as engine:
+                service = DepositsService(dcfg, engine)
+                await service.set_rate_override(rate, note)
+                now = await service.rate_now()
+            click.echo(f"deposits now credit at {rate_text(now.effective)} TMT per USDT ({now.source} "
+                       f"{rate_text(now.base)}, spread {dcfg.spread}); recorded")
+
+        _run(run())
+
+    @deposits_group.command("retry")
+    @click.argument("tx_id")
+    @click.pass_context
+    def retry_cmd(ctx, tx_id) -> None:
+        """Check a parked, rejected or expired transaction again (failures reset)."""
+        _review(ctx, tx_id, "retry", None)
+
+    @deposits_group.command("approve")
+    @click.argument("tx_id")
+    @click.pass_context
+    def approve_cmd(ctx, tx_id) -> None:
+        """Allow a deposit above the `review_above` ceiling to be credited (amounts still range-checked)."""
+        _review(ctx, tx_id, "approve", None)
+
+    @deposits_group.command("reject")
+    @click.argument("tx_id")
+    @click.option("--reason", required=True, help="Why it is not credited (shown to the customer).")
+    @click.pass_context
+    def reject_cmd(ctx, tx_id, reason) -> None:
+        """Never credit this transaction automatically."""
+        _review(ctx, tx_id, "reject", reason)
 
     @deposits_group.command("pending")
     @click.option("--all", "show_all", is_flag=True, help="Also resolved ones (rejected, expired, ...).")
@@ -184,19 +276,21 @@ def register(main: click.Group, admin: click.Group) -> None:
         config, dcfg = _deposits_config(ctx)
         if (amount is None) == (usdt is None):
             raise click.UsageError("give exactly one of --amount (TMT) or --usdt")
-        if usdt is not None:
-            value = token_base_units(usdt, dcfg.usdt_decimals, "--usdt")
-            units = tmt_units(value, dcfg.usdt_decimals, dcfg.effective_rate)
-            memo = (f"USDT deposit (manual) {token_amount(value, dcfg.usdt_decimals)} USDT @ "
-                    f"{rate_text(dcfg.effective_rate)}: {reason}")
-        else:
-            units = to_units(amount)
-            memo = f"deposit (manual): {reason}"
-        if units <= 0:
-            raise click.ClickException("the credit must be positive")
-
         async def run():
             async with _engine(config) as engine, engine.begin() as conn:
+                if usdt is not None:
+                    from aigateway.deposits.rates import rate_in_force
+
+                    rate = (await rate_in_force(conn, dcfg.rate, dcfg.spread_decimal)).effective
+                    value = token_base_units(usdt, dcfg.usdt_decimals, "--usdt")
+                    units = tmt_units(value, dcfg.usdt_decimals, rate)
+                    memo = (f"USDT deposit (manual) {token_amount(value, dcfg.usdt_decimals)} USDT @ "
+                            f"{rate_text(rate)}: {reason}")
+                else:
+                    units = to_units(amount)
+                    memo = f"deposit (manual): {reason}"
+                if units <= 0:
+                    raise click.ClickException("the credit must be positive")
                 row = await find_customer(conn, customer_ref)
                 ref = f"deposit-manual:{reference or os.urandom(8).hex()}"
                 posted = await post_entry(conn, customer_id=row.id, amount=units, kind="adjustment",
@@ -220,21 +314,32 @@ def register(main: click.Group, admin: click.Group) -> None:
         config, dcfg = _deposits_config(ctx)
 
         async def run():
+            from aigateway.deposits.rates import RateError, rate_in_force
+
             async with _engine(config) as engine, engine.connect() as conn:
+                try:
+                    in_force = await rate_in_force(conn, dcfg.rate, dcfg.spread_decimal)
+                    rate_line = (f"rate {rate_text(in_force.effective)} TMT per USDT ({in_force.source} "
+                                 f"{rate_text(in_force.base)}, spread {dcfg.spread})")
+                except RateError as exc:
+                    rate_line = f"rate: none ({exc})"
                 lease = (await conn.execute(select(deposit_leases))).first()
                 n_addr = await conn.scalar(select(func.count()).select_from(deposit_addresses))
                 n_pending = await conn.scalar(select(func.count()).select_from(deposit_transactions)
                                               .where(deposit_transactions.c.status == "pending"))
                 n_dep = await conn.scalar(select(func.count()).select_from(deposits)
                                           .where(deposits.c.status == "credited"))
+                n_review = await conn.scalar(select(func.count()).select_from(deposit_transactions)
+                                             .where(deposit_transactions.c.status == "needs_review"))
             click.echo(f"network {dcfg.network}, API {dcfg.base_url}, USDT {dcfg.usdt_contract}")
-            click.echo(f"rate {rate_text(dcfg.effective_rate)} TMT per USDT (configured {dcfg.rate}, spread "
-                       f"{dcfg.spread}), minimum deposit {dcfg.min_deposit} USDT")
+            click.echo(f"{rate_line}, minimum deposit {dcfg.min_deposit} USDT")
             if lease is not None and lease.expires_ms > now_ms():
                 click.echo(f"active watcher: {lease.holder} (lease {(lease.expires_ms - now_ms()) / 1000:.0f}s left)")
             else:
                 click.echo("active watcher: none")
-            click.echo(f"{n_addr} address(es), {n_pending} pending transaction(s), {n_dep} credited deposit(s)")
+            click.echo(f"{n_addr} address(es), {n_pending} pending transaction(s), {n_dep} credited deposit(s)"
+                       + (f", {n_review} needing review (`admin deposits list --status needs_review`)"
+                          if n_review else ""))
 
         _run(run())
 

@@ -1,4 +1,10 @@
-"""USDT -> TMT with integers and Decimal only.
+"""USDT -> TMT with integers and Decimal only, and the one rate deposits credit at.
+
+The rate in force (`rate_in_force`) is, in order: an explicit deposit-rate override the
+operator set with `admin deposits rate set` (recorded, newest wins; `rate clear` ends it);
+else the current USD rate of the same history prices use (`admin fx set USD ...`); else,
+only when no USD rate was ever recorded, the legacy `[deposits] rate`. The spread applies to
+each. There is no second rate to keep in sync by hand.
 
 A transfer's value is in the token's base units (USDT: 6 decimals). The credit is
     value / 10**decimals  *  rate * (1 - spread)   TMT
@@ -8,7 +14,11 @@ the exact amount, and loses at most one unit to rounding.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal, localcontext
+
+from sqlalchemy import desc, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway import money
 from aigateway.money import UNITS_PER_TMT
@@ -64,3 +74,37 @@ def rate_text(rate: Decimal) -> str:
     text = format(rate.normalize(), "f")
     whole, _, frac = text.partition(".")
     return f"{whole}.{frac.ljust(2, '0')}"
+
+
+@dataclass(frozen=True, slots=True)
+class RateInForce:
+    base: Decimal  # TMT per USDT before the spread
+    spread: Decimal
+    source: str  # "fx USD" | "deposit override" | "config"
+
+    @property
+    def effective(self) -> Decimal:
+        return effective_rate(self.base, self.spread)
+
+
+async def override_rate(conn: AsyncConnection) -> Decimal | None:
+    from aigateway.deposits.tables import deposit_rate_overrides
+
+    row = (await conn.execute(select(deposit_rate_overrides.c.rate)
+                              .order_by(desc(deposit_rate_overrides.c.id)).limit(1))).first()
+    return parse_decimal(row.rate, "deposit rate override") if row is not None and row.rate else None
+
+
+async def rate_in_force(conn: AsyncConnection, rate: str | None, spread: Decimal) -> RateInForce:
+    """The rate a deposit credits at now (see the module docstring). RateError when there is none."""
+    from aigateway.pricing.fx import current_rate
+
+    override = await override_rate(conn)
+    if override is not None:
+        return RateInForce(override, spread, "deposit override")
+    usd = await current_rate(conn, "USD")
+    if usd is not None:
+        return RateInForce(usd, spread, "fx USD")
+    if rate is not None:
+        return RateInForce(parse_decimal(rate, "rate"), spread, "config")
+    raise RateError("no USD rate is set: `aigateway admin fx set USD <TMT per USD>`")

@@ -34,6 +34,9 @@ deposit_addresses = Table(
     Column("watch_until_ms", BigInteger, nullable=False, default=0),
 )
 
+Index("ix_deposit_addresses_last_polled", deposit_addresses.c.last_polled_ms)  # the fallback's oldest-first
+Index("ix_deposit_addresses_watch_until", deposit_addresses.c.watch_until_ms)  # open tabs, every tick
+
 # Every incoming USDT transfer discovered for one of our addresses, until it is resolved:
 # pending (seen, not yet solidified) -> credited | ignored (below minimum) | rejected | expired.
 # Discovery writes here first, so a crash before crediting loses nothing.
@@ -52,6 +55,9 @@ deposit_transactions = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False, default=utcnow),
     Column("next_check_ms", BigInteger, nullable=False, default=0),
     Column("resolved_at", DateTime(timezone=True), nullable=True),
+    # Consecutive errors while processing this row (not API outages): it backs off, growing,
+    # and is parked as needs_review after `max_failures`, so one bad row never blocks the rest.
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("tx_id", "address_id", name="uq_deposit_transactions_tx_address"),
 )
 Index("ix_deposit_transactions_status_next", deposit_transactions.c.status, deposit_transactions.c.next_check_ms)
@@ -94,4 +100,39 @@ deposit_leases = Table(
     Column("name", String(40), primary_key=True),
     Column("holder", String(120), nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
+)
+
+# What happened to a seen transaction, and who did it: parked by the watcher, retried,
+# approved or rejected by the operator (`admin deposits retry|approve|reject`). Append-only.
+deposit_history = Table(
+    "deposit_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("tx_id", String(64), nullable=False),
+    Column("action", String(20), nullable=False),  # parked | held | retry | approve | reject
+    Column("actor", String(120), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+Index("ix_deposit_history_tx", deposit_history.c.tx_id, deposit_history.c.id)
+
+# Discovery cursors of the contract-event follower (name -> block timestamp ms reached):
+# the follower resumes from here, minus an overlap, after a restart.
+deposit_cursors = Table(
+    "deposit_cursors",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("cursor_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# An explicit deposit rate set by the operator (`admin deposits rate set|clear`); the newest
+# row is in force, rate NULL = none (deposits follow the USD rate of `admin fx set`). Append-only.
+deposit_rate_overrides = Table(
+    "deposit_rate_overrides",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rate", String(40), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )

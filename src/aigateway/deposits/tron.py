@@ -118,8 +118,8 @@ def _account_node(xpub: str):
         raise XpubError("the deposit key must be an account-level extended public key starting with 'xpub'")
     try:
         node = Bip44.FromExtendedKey(xpub, Bip44Coins.TRON)
-    except Exception as exc:  # bip_utils raises several types for malformed keys
-        raise XpubError(f"not a valid extended public key: {exc}") from exc
+    except Exception:  # bip_utils raises several types; their text may quote the key: never echo it
+        raise XpubError("not a valid extended public key (wrong length, characters or checksum)") from None
     if not node.IsPublicOnly():
         raise XpubError("the extended key carries a private key; use the xpub")
     if not node.IsLevel(Bip44Levels.ACCOUNT):
