@@ -95,12 +95,16 @@ async def _hit(conn: AsyncConnection, check: Check, now_ms: int) -> int | None:
     """The one conditional upsert: the streak's hits after counting, or None when refused."""
     policy = check.policy
     stale = t.c.last_ms < now_ms - int(policy.forget * 1000)
-    allowed = or_(stale, t.c.last_ms + policy.delay_ms_sql(t.c.hits) <= now_ms)
+    # `hits < free` on its own: replicas' clocks (and two requests' "now") are not ordered, and a
+    # free attempt must never be refused because another one stamped a slightly later time.
+    allowed = or_(stale, t.c.hits < policy.free, t.c.last_ms + policy.delay_ms_sql(t.c.hits) <= now_ms)
     stmt = _insert(conn).values(key_hash=check.key, scope=policy.scope, label=check.label, hits=1,
                                 last_ms=now_ms)
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.c.key_hash],
-        set_={"hits": case((stale, 1), else_=t.c.hits + 1), "last_ms": now_ms, "label": check.label},
+        set_={"hits": case((stale, 1), else_=t.c.hits + 1),
+              "last_ms": case((t.c.last_ms > now_ms, t.c.last_ms), else_=now_ms),  # never moves back
+              "label": check.label},
         where=allowed,
     ).returning(t.c.hits)
     return (await conn.execute(stmt)).scalar_one_or_none()

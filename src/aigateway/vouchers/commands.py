@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import getpass
 import io
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -75,7 +76,10 @@ def register(main: click.Group, admin: click.Group) -> None:
 
         units, expires_at = to_units(amount), _expiry(expires)
         # Open the file first: a batch whose codes could not be written would be lost money.
-        sink = open(out, "x", newline="", encoding="utf-8") if out else None  # noqa: SIM115
+        try:
+            sink = open(out, "x", newline="", encoding="utf-8") if out else None  # noqa: SIM115
+        except OSError as exc:  # exists: never overwrite an earlier batch's only copy
+            raise click.ClickException(f"cannot create {out}: {exc.strerror}") from exc
 
         async def run():
             async with _db(ctx) as engine, engine.begin() as conn:
@@ -94,9 +98,13 @@ def register(main: click.Group, admin: click.Group) -> None:
 
         try:
             _run(run())
-        finally:
-            if sink is not None:
+        except BaseException:
+            if sink is not None:  # nothing was committed: leave no half-written file behind
                 sink.close()
+                os.unlink(out)
+            raise
+        if sink is not None:
+            sink.close()
 
     @vouchers_group.command("list")
     @click.pass_context
