@@ -131,3 +131,13 @@ def test_a_thousand_guessed_codes_are_throttled_and_credit_nothing(gateway, visi
     # even a real code is refused while the lock lasts
     assert redeem(v, real[0])["e"] == ["wait"]
     assert gateway.sql("SELECT count(*) FROM vouchers WHERE status = 'active'")[0][0] == 50
+
+
+def test_successful_redemptions_never_lock_a_customer(gateway):
+    from tests.vouchers.conftest import logged_in
+
+    client, cid = logged_in(gateway, "reseller@example.com")
+    _, issued = make_batch(gateway, "2.5", ACCOUNT.free + 3, "many")
+    for code in issued:
+        assert "r" in redeem(client, code)
+    assert balance_units(gateway, cid) == to_units("2.5") * len(issued) == gateway.ledger_sum(cid)
