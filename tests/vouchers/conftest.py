@@ -10,7 +10,8 @@ from aigateway.vouchers.service import create_batch
 from tests.portal.conftest import PortalClient, browser, visitor  # noqa: F401  (fixtures)
 
 
-def make_batch(server, amount: str, count: int, label: str, expires_at: datetime | None = None) -> tuple[int, list[str]]:
+def make_batch(server, amount: str, count: int, label: str,
+               expires_at: datetime | None = None) -> tuple[int, list[str]]:
     async def make():
         async with server.engine.begin() as conn:
             return await create_batch(conn, amount=to_units(amount), count=count, label=label,

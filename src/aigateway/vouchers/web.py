@@ -9,6 +9,7 @@ cannot be used to show someone a credit that did not happen.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jinja2
@@ -19,11 +20,14 @@ from aigateway.appkeys import ENGINE
 from aigateway.portal.base import PORTAL, client_ip, redirect, render, require_session
 from aigateway.vouchers.service import REFUSED, Redeemed, redeem, redeemed_by, wait_message
 
+log = logging.getLogger(__name__)
+
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static/vouchers"
 
-TYPO = "This code has a typo: please check every character."
+TYPO = ("This code has a typo or is incomplete: a voucher code has 20 characters (XXXX-XXXX-XXXX-XXXX-XXXX). "
+        "Please check every character.")
 
 
 def setup(app: web.Application) -> None:
@@ -45,7 +49,11 @@ async def redeem_view(request: web.Request) -> web.Response:
     if isinstance(outcome, Redeemed):
         wallet = request.app[GATEWAY].wallet
         if wallet is not None:
-            await wallet.refresh()  # the header balance shows the credit at once
+            try:
+                await wallet.refresh()  # the header balance shows the credit at once
+            except Exception:  # hazard: the credit is committed; never turn it into an error page
+                log.warning("vouchers: wallet refresh after a credit failed; the periodic refresh will catch up",
+                            exc_info=True)
         return redirect(f"/deposit/voucher?r={outcome.voucher_id}")
     if outcome.reason == "wait":
         return redirect(f"/deposit/voucher?e=wait&s={int(outcome.wait + 0.999)}")
@@ -54,7 +62,7 @@ async def redeem_view(request: web.Request) -> web.Response:
 
 async def result_page(request: web.Request) -> web.Response:
     session = require_session(request)
-    credited, error, status = None, None, 200
+    credited, error = None, None
     ref = request.query.get("r", "")
     reason = request.query.get("e", "")
     if ref.isdigit() and len(ref) < 19:
@@ -66,5 +74,4 @@ async def result_page(request: web.Request) -> web.Response:
         error = wait_message(float(seconds) if seconds.isdigit() and len(seconds) < 7 else 60.0)
     elif reason or (ref and credited is None):
         error = REFUSED
-    return await render(request, "voucher_result.html", status=status, tab="deposit", credited=credited,
-                        voucher_error=error)
+    return await render(request, "voucher_result.html", tab="deposit", credited=credited, voucher_error=error)
