@@ -81,4 +81,11 @@ def test_redeem_a_voucher_in_the_browser(gateway, browser, tmp_path, monkeypatch
         page.get_by_role("button", name="Redeem").click()
     expect(page.get_by_role("alert")).to_contain_text("This code cannot be redeemed.")
     shot(page, "vouchers-4-refused")
+
+    # at phone width the form stays usable
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/deposit")
+    form_box = page.get_by_role("button", name="Redeem").bounding_box()
+    assert form_box is not None and form_box["x"] + form_box["width"] <= 390
+    shot(page, "vouchers-5-phone")
     ctx.close()
