@@ -22,7 +22,8 @@ def call(gateway, key: str, model: str, endpoint: str = "chat") -> tuple[int, di
     if endpoint == "chat":
         path, body = "/chat/completions", {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
     else:
-        path, body = "/embeddings", {"model": model, "input": "Hi"}
+        # Long enough that the hold (bounded by the body's bytes) covers the fake's 100 prompt tokens.
+        path, body = "/embeddings", {"model": model, "input": "Hi there. " * 12}
 
     async def post():
         async with aiohttp.ClientSession() as session:

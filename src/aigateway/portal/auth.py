@@ -61,25 +61,22 @@ async def login(request: web.Request) -> web.Response:
     if not email or not password:
         return await fail(400, "Enter your email and password.")
     ip = client_ip(request)
-    wait = await throttle.seconds_to_wait(engine, email, ip)
-    if wait > 0:
-        seconds = math.ceil(wait)
-        return await fail(429, f"Too many failed login attempts. Please wait {seconds} second"
-                               f"{'s' if seconds != 1 else ''} and try again.")
+    # Counted before the password is checked, in one atomic step (see throttle.py).
+    verdict = await throttle.attempt(engine, email, ip)
+    if not verdict.allowed:
+        return await fail(429, _wait_message(verdict.wait))
     async with engine.connect() as conn:
         row = (await conn.execute(select(customers.c.id, customers.c.password_hash, customers.c.status)
                                   .where(customers.c.email == email))).first()
     ok = await verify_password(row.password_hash if row else None, password)
     if not ok or row is None:
-        failures = await throttle.record_failure(engine, email, ip)
-        delay = throttle.delay_after(failures)
-        if delay:
-            return await fail(401, f"{WRONG} Too many failed attempts: wait {math.ceil(delay)} seconds "
+        if verdict.wait:
+            return await fail(401, f"{WRONG} Too many failed attempts: wait {math.ceil(verdict.wait)} seconds "
                                    "before the next try.")
         return await fail(401, WRONG)
     if row.status != "active":
         return await fail(403, "This account is disabled. Please contact support.")
-    await throttle.clear(engine, email, ip)
+    await throttle.succeeded(engine, email, ip)
     if PasswordHasher().check_needs_rehash(row.password_hash):  # parameters were raised since
         new_hash = await hash_password(password)
         async with engine.begin() as conn:
@@ -90,6 +87,12 @@ async def login(request: web.Request) -> web.Response:
     set_cookie(request, response, session_cookie_name(request), token,
                max_age=int(portal.session_ttl.total_seconds()))
     return response
+
+
+def _wait_message(wait: float) -> str:
+    seconds = math.ceil(wait)
+    return (f"Too many failed login attempts. Please wait {seconds} second{'s' if seconds != 1 else ''} "
+            "and try again.")
 
 
 async def register_page(request: web.Request) -> web.Response:

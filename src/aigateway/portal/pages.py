@@ -126,6 +126,7 @@ async def revoke_key_view(request: web.Request) -> web.Response:
 
 KIND_LABELS = {"deposit": "USDT deposit", "credit": "Credit", "adjustment": "Adjustment", "usage": "API usage",
                "charge": "API request"}
+KIND_LABELS["voucher"] = "Voucher"  # credits of the vouchers concern
 
 
 # Shown when a ledger entry has no memo.

@@ -20,7 +20,8 @@ portal_sessions = Table(
 )
 Index("ix_portal_sessions_expires_at", portal_sessions.c.expires_at)
 
-# One row per (email, client IP) with recent failed logins; deleted on success.
+# No longer written: login throttling moved to aigateway.throttle (throttle_counters). Kept until a
+# portal migration drops it. (Was: one row per (email, client IP) with recent failed logins.)
 portal_login_failures = Table(
     "portal_login_failures",
     metadata,

@@ -1,76 +1,49 @@
-"""Slowing down password guessing: failed logins per (email, client IP).
+"""Slowing down password guessing: the login rule on the shared atomic throttle.
 
-The first FREE_FAILURES failures cost nothing (people mistype). After that,
-each further attempt for the same email from the same address must wait
-2, 4, 8, ... seconds (at most MAX_DELAY) after the previous failure, and is
-refused before the password is even checked. A success clears the counter;
-counters older than FORGET_AFTER are forgotten. Kept in the database, so
-every replica sees the same counts.
+Three limits, each "the first N attempts of a streak are free, then every further
+attempt waits 2, 4, 8, ... s (at most 5 min) after the previous one", a streak
+forgotten after an hour without attempts:
+  - per (email, client IP): N = 3   the usual case: one person mistyping, or one attacker;
+  - per email, from any IP: N = 10  guesses spread over many addresses;
+  - per client IP, any email: N = 20  one password tried against many emails.
+An attempt is counted BEFORE the password is checked, in one atomic step with the
+check (see aigateway.throttle.service), so simultaneous guesses cannot slip past.
+A successful login ends the (email, IP) streak and uncounts itself from the other two.
 """
 
 from __future__ import annotations
 
-import hashlib
-from datetime import timedelta
+from aigateway.throttle import service
+from aigateway.throttle.service import Check, Policy, Verdict
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+PAIR = Policy("login:pair", free=3, base=2.0, cap=300.0, forget=3600.0)
+ACCOUNT = Policy("login:account", free=10, base=2.0, cap=300.0, forget=3600.0)
+IP = Policy("login:ip", free=20, base=2.0, cap=300.0, forget=3600.0)
 
-from aigateway.billing.ledger import insert_ignoring_duplicates
-from aigateway.portal.sessions import aware
-from aigateway.portal.tables import portal_login_failures
-from aigateway.store.metadata import utcnow
-
-FREE_FAILURES = 3
-MAX_DELAY = 300.0
-FORGET_AFTER = timedelta(hours=1)
+FREE_FAILURES = PAIR.free
+MAX_DELAY = PAIR.cap
 
 
 def delay_after(failures: int) -> float:
-    """Seconds an attempt must wait after the last of `failures` consecutive failures."""
-    if failures < FREE_FAILURES:
-        return 0.0
-    return min(2.0 ** (failures - FREE_FAILURES + 1), MAX_DELAY)
+    """Seconds an attempt must wait after the last of `failures` consecutive failures (one email, one IP)."""
+    return PAIR.delay_after(failures)
 
 
-def _key(email: str, ip: str) -> str:
-    return hashlib.sha256(f"{email.strip().lower()}|{ip}".encode()).hexdigest()
+def _checks(email: str, ip: str) -> list[Check]:
+    email = email.strip().lower()
+    return [Check(PAIR, f"{email}|{ip}"), Check(ACCOUNT, email), Check(IP, ip)]
 
 
-async def seconds_to_wait(engine: AsyncEngine, email: str, ip: str) -> float:
-    async with engine.connect() as conn:
-        row = (await conn.execute(select(portal_login_failures).where(
-            portal_login_failures.c.key_hash == _key(email, ip)))).first()
-    if row is None:
-        return 0.0
-    since = (utcnow() - aware(row.last_failed_at)).total_seconds()
-    if since > FORGET_AFTER.total_seconds():
-        return 0.0
-    return max(0.0, delay_after(row.failures) - since)
+async def attempt(engine, email: str, ip: str) -> Verdict:
+    """Count a login attempt before its password is checked; refused attempts are not checked."""
+    return await service.attempt(engine, _checks(email, ip))
 
 
-async def record_failure(engine: AsyncEngine, email: str, ip: str) -> int:
-    """Count a failed attempt; returns the consecutive failures so far."""
-    key, now = _key(email, ip), utcnow()
-    table = portal_login_failures
-    async with engine.begin() as conn:
-        await conn.execute(insert_ignoring_duplicates(conn, table).values(key_hash=key, failures=0,
-                                                                          last_failed_at=now))
-        row = (await conn.execute(select(table.c.failures, table.c.last_failed_at)
-                                  .where(table.c.key_hash == key))).one()
-        fresh = now - aware(row.last_failed_at) <= FORGET_AFTER
-        failures = (row.failures if fresh else 0) + 1
-        await conn.execute(update(table).where(table.c.key_hash == key)
-                           .values(failures=failures, last_failed_at=now))
-    return failures
+async def succeeded(engine, email: str, ip: str) -> None:
+    pair, account, by_ip = _checks(email, ip)
+    await service.forgive(engine, pair, clear=True)
+    await service.forgive(engine, account)
+    await service.forgive(engine, by_ip)
 
 
-async def clear(engine: AsyncEngine, email: str, ip: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(delete(portal_login_failures).where(portal_login_failures.c.key_hash == _key(email, ip)))
-
-
-async def purge_stale(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(delete(portal_login_failures)
-                           .where(portal_login_failures.c.last_failed_at < utcnow() - FORGET_AFTER))
+purge_stale = service.purge_stale

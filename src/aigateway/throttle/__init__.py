@@ -1,0 +1,1 @@
+"""Atomic attempt throttling shared by every concern (login, voucher redemption)."""

@@ -1,0 +1,1 @@
+"""Prepaid voucher codes the operator sells for cash: a second way to top up."""
