@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -106,11 +107,27 @@ def same_origin(request: web.Request, origin: str) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc in hosts
 
 
+# Characters a redirect target may not hold, raw or percent-encoded: browsers drop
+# tab/CR/LF inside URLs ("/\t/evil" becomes "//evil", another host) and read a
+# backslash as a slash; aiohttp refuses CR/LF in a header, after the session exists.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def safe_next(target: str | None, default: str = "/dashboard") -> str:
-    """Only local paths: never an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to redirect to after login, or `default`: never an open redirect.
+
+    The target is parsed: no scheme, no host, a path starting with one "/", and no
+    control character, space or backslash anywhere, raw or percent-encoded."""
+    if not target or len(target) > 2000:
         return default
-    return target
+    if _UNSAFE.search(target) or _UNSAFE.search(unquote(target)):
+        return default
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or not parts.path.startswith("/") or parts.path.startswith("//")):
+        return default
+    # ASCII only in a header: anything else is percent-encoded (existing escapes kept).
+    return quote(target, safe="/?&=%:@!$'()*+,;-._~#")
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
@@ -184,5 +201,11 @@ async def render(request: web.Request, template: str, *, status: int = 200, tab:
 
 
 def redirect(location: str) -> web.Response:
-    """303 See Other: after a POST the browser follows with a GET."""
+    """303 See Other: after a POST the browser follows with a GET.
+
+    Hazard: a control character in a header makes aiohttp fail while sending, after
+    the handler's work (a new session) is done; callers pass safe_next() targets, and
+    anything unexpected still goes to the dashboard rather than to an empty reply."""
+    if _UNSAFE.search(location):
+        location = "/dashboard"
     return web.Response(status=303, headers={"Location": location})
