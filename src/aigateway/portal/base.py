@@ -163,6 +163,11 @@ def require_session(request: web.Request) -> Session:
     return session
 
 
+def session_token(request: web.Request) -> str:
+    """The session cookie's value (only for a request that has a session)."""
+    return request.cookies.get(session_cookie_name(request), "")
+
+
 class LoginRequired(Exception):
     pass
 

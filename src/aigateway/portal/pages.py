@@ -19,8 +19,16 @@ from aigateway.accounts.tables import api_keys
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
 from aigateway.money import format_tmt
-from aigateway.portal import chart
-from aigateway.portal.base import PORTAL, available_balance, not_found, redirect, render, require_session
+from aigateway.portal import chart, flash
+from aigateway.portal.base import (
+    PORTAL,
+    available_balance,
+    not_found,
+    redirect,
+    render,
+    require_session,
+    session_token,
+)
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 
 log = logging.getLogger(__name__)
@@ -70,9 +78,12 @@ async def _keys_page(request: web.Request, *, status: int = 200, new_key: dict |
 
 
 async def keys(request: web.Request) -> web.Response:
+    require_session(request)
+    shown = await flash.take(request.app[ENGINE], session_token(request))
+    new_key = shown.get("new_key") if shown else None
     notice = "Key revoked. Requests made with it are now refused (401)." if request.query.get("m") == "revoked" \
         else None
-    return await _keys_page(request, notice=notice)
+    return await _keys_page(request, notice=notice, new_key=new_key)
 
 
 async def create_key_view(request: web.Request) -> web.Response:
@@ -92,9 +103,11 @@ async def create_key_view(request: web.Request) -> web.Response:
             return await _keys_page(request, status=400, error=f"You already have {limit} active keys. "
                                                                "Revoke one you no longer use first.")
         key_id, new = await create_key(conn, session.customer_id, name)
-    # The secret is in this one response only (never stored, never redirected through a URL).
-    response = await _keys_page(request, status=201, new_key={"id": key_id, "name": name, "secret": new.secret})
-    return response
+    # Post/redirect/get: the secret goes, sealed, into the session's one-time flash and is
+    # shown once by the GET; a reload repeats that GET (no new key, secret gone).
+    await flash.put(request.app[ENGINE], session_token(request), {"new_key": {"id": key_id, "name": name,
+                                                                             "secret": new.secret}})
+    return redirect("/keys")
 
 
 async def revoke_key_view(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
-from aigateway.portal import auth, pages
+from aigateway.portal import auth, flash, pages
 from aigateway.portal.base import (
     PORTAL,
     SESSION,
@@ -79,6 +79,7 @@ async def _housekeeping(app: web.Application, periodic) -> None:
     async def purge() -> None:
         await purge_expired(engine)
         await purge_stale(engine)
+        await flash.purge_expired(engine)
 
     periodic.every(600.0, purge, "portal-purge")
 
