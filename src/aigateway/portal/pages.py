@@ -279,9 +279,27 @@ async def models(request: web.Request) -> web.Response:
     return await render(request, "models.html", tab="models", models=rows, updated=updated)
 
 
+# The portal text's example models: used in the docs when the gateway serves them.
+SPEC_CHAT_MODEL = "llama-3.1-70b"
+SPEC_EMBEDDING_MODEL = "nomic-embed-text"
+
+
+def example_model(catalog, kind: str, preferred: str) -> str:
+    """The model the docs' examples name: `preferred` when it is served as `kind`, else the
+    first served model of that kind (config order), so a pasted example never 404s.
+    With none served, `preferred` stays as a placeholder."""
+    served = [m.name for m in catalog.models.values() if m.servable and m.type == kind]
+    if preferred in served:
+        return preferred
+    return served[0] if served else preferred
+
+
 async def docs(request: web.Request) -> web.Response:
     base = request.app[CONFIG].server.base_url
-    return await render(request, "docs.html", tab="docs", base=base, api_base=base + "/v1")
+    catalog = request.app[GATEWAY].catalog
+    return await render(request, "docs.html", tab="docs", base=base, api_base=base + "/v1",
+                        chat_model=example_model(catalog, "chat", SPEC_CHAT_MODEL),
+                        embed_model=example_model(catalog, "embedding", SPEC_EMBEDDING_MODEL))
 
 
 async def home(request: web.Request) -> web.Response:
