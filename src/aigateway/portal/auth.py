@@ -35,7 +35,6 @@ MESSAGES = {
     "expired": "Please log in to continue.",
 }
 
-TAKEN = "An account with this email already exists. Log in instead, or use another email."
 WRONG = "Wrong email or password."
 
 
@@ -123,9 +122,19 @@ async def register(request: web.Request) -> web.Response:
         async with engine.begin() as conn:
             await create_customer(conn, email, password_hash)
     except (AccountError, IntegrityError):  # taken (IntegrityError: two sign-ups raced)
-        return await fail(409, TAKEN)
+        # The same answer as a new account (after the same password hashing): the form
+        # must not tell anyone which emails have an account here.
+        log.info("portal: sign-up for an email that already has an account")
+        return redirect("/login?m=created")
     log.info("portal: new customer registered")
     return redirect("/login?m=created")
+
+
+async def logout_page(request: web.Request) -> web.Response:
+    """GET /logout (a typed or bookmarked address): ask, since logging out is a POST."""
+    if session_of(request) is None:
+        return redirect("/login")
+    return await render(request, "logout.html")
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -46,6 +46,7 @@ class Portal:
     env: jinja2.Environment
     resources: set = field(default_factory=set)  # the aiohttp resources that are portal pages
     static_version: str = ""
+    demo: bool = False  # `serve --demo`: mock models; every page says so
 
     @property
     def session_ttl(self) -> timedelta:
@@ -54,6 +55,7 @@ class Portal:
 
 PORTAL = web.AppKey("portal", Portal)
 SESSION = web.RequestKey("portal.session", object)  # the Session, or None when anonymous
+LOCALE = web.RequestKey("portal.locale", str)  # "en", "ru" or "tk"
 
 
 class PortalError(Exception):
@@ -163,6 +165,11 @@ def require_session(request: web.Request) -> Session:
     return session
 
 
+def locale_of(request: web.Request) -> str:
+    """The customer's language for this request (see portal.i18n)."""
+    return request.get(LOCALE, "en")
+
+
 def session_token(request: web.Request) -> str:
     """The session cookie's value (only for a request that has a session)."""
     return request.cookies.get(session_cookie_name(request), "")
@@ -198,6 +205,7 @@ async def render(request: web.Request, template: str, *, status: int = 200, tab:
             header_balance = await available_balance(request, session.customer_id)
     html = portal.env.get_template(template).render(
         site=portal.settings.title, session=session, csrf=csrf, tab=tab, header_balance=header_balance,
+        demo=portal.demo, locale=locale_of(request),
         static=lambda name: static_url(request, name), path=request.path, **context)
     response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     for name, value in cookies.items():

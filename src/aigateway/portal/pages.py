@@ -8,6 +8,8 @@ import io
 import logging
 from datetime import date, datetime, timezone
 
+from urllib.parse import quote
+
 import segno
 from aiohttp import web
 from markupsafe import Markup
@@ -18,8 +20,8 @@ from aigateway.accounts.service import AccountError, create_key, list_keys, revo
 from aigateway.accounts.tables import api_keys
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
-from aigateway.money import format_tmt
 from aigateway.portal import chart, flash
+from aigateway.portal.formatting import tmt_text
 from aigateway.portal.base import (
     PORTAL,
     available_balance,
@@ -27,6 +29,7 @@ from aigateway.portal.base import (
     redirect,
     render,
     require_session,
+    locale_of,
     session_token,
 )
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
@@ -193,7 +196,7 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
             for r in rows:
                 at = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=timezone.utc)
                 writer.writerow([at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r.kind,
-                                 format_tmt(r.amount), _csv_text(r.memo), _csv_text(r.reference)])
+                                 tmt_text(r.amount, "csv"), _csv_text(r.memo), _csv_text(r.reference)])
             await response.write(buffer.getvalue().encode())
             buffer.seek(0)
             buffer.truncate()
@@ -203,10 +206,12 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
 
 # ------------------------------------------------------------------ deposit
 
-def qr_svg(address: str) -> Markup:
+def qr_svg(address: str, label: str = "QR code of your deposit address") -> Markup:
+    """The address as a QR code: an inline SVG image whose accessible name is `label`."""
     # segno draws the code as one <path>; the address is data of the code, not markup.
-    return Markup(segno.make(address, error="m").svg_inline(scale=5, border=3, dark="#0f172a", light="#ffffff",
-                                                            svgclass="qr", omitsize=True))
+    svg = segno.make(address, error="m").svg_inline(scale=5, border=3, dark="#0f172a", light="#ffffff",
+                                                    svgclass="qr", omitsize=True)
+    return Markup(svg.replace("<svg ", str(Markup('<svg role="img" aria-label="{}" ').format(label)), 1))
 
 
 def _moment(value) -> datetime | None:
@@ -264,10 +269,18 @@ async def deposit(request: web.Request) -> web.Response:
 
 
 async def deposit_status(request: web.Request) -> web.Response:
-    """The pending/credited lists alone, polled by the Deposit tab's script."""
+    """The pending/credited lists alone, polled by the Deposit tab's script.
+
+    The header X-Portal-Balance carries the available balance as the header shows it
+    (percent-encoded: locales group digits with non-ASCII spaces), so the page's balance
+    follows a deposit credit without a reload."""
     session = require_session(request)
     state = await _deposit_state(request, session.customer_id)
-    return await render(request, "_deposit_lists.html", show_balance=False, **state)
+    response = await render(request, "_deposit_lists.html", show_balance=False, **state)
+    balance = await available_balance(request, session.customer_id)
+    response.headers["X-Portal-Balance"] = quote(tmt_text(balance, "balance", locale_of(request)))
+    response.headers["X-Portal-Balance-Exact"] = quote(tmt_text(balance, "usage", locale_of(request)))
+    return response
 
 
 # ------------------------------------------------------------------ public pages

@@ -14,6 +14,7 @@ import time
 from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
+from aigateway.demo.setup import DEMO_PROVIDER
 from aigateway.portal import auth, flash, pages
 from aigateway.portal.base import (
     PORTAL,
@@ -47,14 +48,15 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def setup(app: web.Application) -> None:
     settings = PortalSettings.model_validate(app[CONFIG].portal)
-    portal = Portal(settings=settings, env=make_env(), static_version=static_version())
+    portal = Portal(settings=settings, env=make_env(), static_version=static_version(),
+                    demo=DEMO_PROVIDER in app[CONFIG].providers)
     app[PORTAL] = portal
     r = app.router
     routes = [
         r.add_get("/", pages.home),
         r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
         r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
-        r.add_post("/logout", auth.logout),
+        r.add_get("/logout", auth.logout_page), r.add_post("/logout", auth.logout),
         r.add_get("/dashboard", pages.dashboard),
         r.add_get("/keys", pages.keys), r.add_post("/keys", pages.create_key_view),
         r.add_post("/keys/{key_id}/revoke", pages.revoke_key_view),
@@ -138,16 +140,21 @@ async def portal_middleware(request: web.Request, handler):
     portal = request.app[PORTAL]
     resource = request.match_info.route.resource
     if resource is None or resource not in portal.resources:
-        return await handler(request)
+        if not _browser_page(request):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            # a browser on an unknown address: the portal's own styled page, not plain text
+            request[SESSION] = await _session(request)
+            return await _error_page(request, exc)
     request[STARTED] = time.perf_counter()
     static = request[STATIC_REQUEST] = request.path.startswith(STATIC_URL + "/")
     try:
         if static:
             response = await handler(request)
         else:
-            token = request.cookies.get(session_cookie_name(request))
-            request[SESSION] = (await load_session(request.app[ENGINE], token, portal.session_ttl)
-                                if token else None)
+            request[SESSION] = await _session(request)
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 await _check_csrf(request)
             response = await handler(request)
@@ -161,8 +168,36 @@ async def portal_middleware(request: web.Request, handler):
             raise
         if static:
             raise
-        response = await render(request, "error.html", status=exc.status, heading=exc.reason,
-                                message="The request could not be handled.")
+        response = await _error_page(request, exc)
+    return response
+
+
+def _browser_page(request: web.Request) -> bool:
+    """A browser asking for a page: not an API client, not the API's or operator's paths
+    (those keep their own error format)."""
+    path = request.path
+    if path == "/v1" or path.startswith(("/v1/", "/admin", "/healthz")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+async def _session(request: web.Request):
+    token = request.cookies.get(session_cookie_name(request))
+    return await load_session(request.app[ENGINE], token, request.app[PORTAL].session_ttl) if token else None
+
+
+ERROR_TEXT = {
+    404: ("Page not found", "This page does not exist, or it belongs to another account."),
+    405: ("Not available this way", "This address cannot be opened like this. Use the links and buttons "
+                                    "of the portal."),
+}
+
+
+async def _error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    heading, message = ERROR_TEXT.get(exc.status, (exc.reason, "The request could not be handled."))
+    response = await render(request, "error.html", status=exc.status, heading=heading, message=message)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
     return response
 
 
