@@ -23,6 +23,7 @@ from aigateway.portal.base import (
     session_cookie_name,
     session_of,
     set_cookie,
+    translator,
 )
 from aigateway.portal.passwords import WeakPassword, check_strength, hash_password, verify_password
 from aigateway.portal.sessions import create_session, end_session
@@ -103,19 +104,21 @@ async def register(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
 
+    _ = translator(request)
+
     async def fail(status: int, error: str) -> web.Response:
         return await render(request, "register.html", status=status, error=error, email=raw_email.strip())
 
     try:
         email = normalise_email(raw_email)
     except AccountError:
-        return await fail(400, "Enter a valid email address, like name@example.com.")
+        return await fail(400, _("Enter a valid email address, like name@example.com."))
     try:
         check_strength(password, email)
     except WeakPassword as exc:
-        return await fail(400, str(exc))
+        return await fail(400, exc.translated(_))
     if password != confirm:
-        return await fail(400, "The two passwords do not match.")
+        return await fail(400, _("The two passwords do not match."))
     engine = request.app[ENGINE]
     password_hash = await hash_password(password)
     try:

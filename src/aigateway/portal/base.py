@@ -18,6 +18,7 @@ from sqlalchemy import select
 from aigateway.accounts.tables import customers
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 
 STATIC = Path(__file__).parent / "static"
@@ -43,7 +44,8 @@ class PortalSettings(BaseModel):
 @dataclass
 class Portal:
     settings: PortalSettings
-    env: jinja2.Environment
+    envs: dict[str, jinja2.Environment]  # one per language
+    translations: dict  # locale -> gettext catalog
     resources: set = field(default_factory=set)  # the aiohttp resources that are portal pages
     static_version: str = ""
     demo: bool = False  # `serve --demo`: mock models; every page says so
@@ -67,7 +69,8 @@ class PortalError(Exception):
 
 
 def not_found() -> PortalError:
-    return PortalError(404, "Not found", "This page does not exist, or it belongs to another account.")
+    return PortalError(404, i18n.N_("Page not found"),
+                       i18n.N_("This page does not exist, or it belongs to another account."))
 
 
 def static_version() -> str:
@@ -170,6 +173,11 @@ def locale_of(request: web.Request) -> str:
     return request.get(LOCALE, "en")
 
 
+def translator(request: web.Request):
+    """gettext for this request's language, for messages made in Python."""
+    return request.app[PORTAL].translations[locale_of(request)].gettext
+
+
 def session_token(request: web.Request) -> str:
     """The session cookie's value (only for a request that has a session)."""
     return request.cookies.get(session_cookie_name(request), "")
@@ -203,9 +211,10 @@ async def render(request: web.Request, template: str, *, status: int = 200, tab:
         header_balance = context.get("balance")
         if header_balance is None:
             header_balance = await available_balance(request, session.customer_id)
-    html = portal.env.get_template(template).render(
+    locale = locale_of(request)
+    html = portal.envs[locale].get_template(template).render(
         site=portal.settings.title, session=session, csrf=csrf, tab=tab, header_balance=header_balance,
-        demo=portal.demo, locale=locale_of(request),
+        demo=portal.demo, locale=locale, languages=i18n.NAMES,
         static=lambda name: static_url(request, name), path=request.path, **context)
     response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     for name, value in cookies.items():

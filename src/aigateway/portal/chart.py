@@ -13,17 +13,18 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from aigateway.portal.i18n import N_
 from aigateway.portal.formatting import axis_places, day_label, number, short_day, tmt_text
 from aigateway.portal.queries import UsageSummary
 
 PALETTE = ("#4f46e5", "#0d9488", "#f59e0b", "#e11d48", "#0284c7", "#7c3aed", "#94a3b8")
 MAX_SERIES = 6  # the biggest models get a colour each; the rest share "Other models"
-OTHER = "Other models"
+OTHER = N_("Other models")
 
 METRICS = {
-    "cost": "Cost (TMT)",
-    "tokens": "Tokens",
-    "requests": "Requests",
+    "cost": N_("Cost (TMT)"),
+    "tokens": N_("Tokens"),
+    "requests": N_("Requests"),
 }
 
 # Two drawings of the same data: a wide one, and a narrow one for phones (CSS shows one),
@@ -102,15 +103,14 @@ def _draw(summary: UsageSummary, metric: str, words: Words, *, width: int, heigh
     plot_w, plot_h = width - left - RIGHT, height - TOP - BOTTOM
     slot = plot_w / len(summary.days)
     bar = max(2.0, slot * 0.68)
+    title = _("%(metric)s per day, last %(days)s days") % {"metric": _(METRICS[metric]), "days": len(summary.days)}
+    desc = _("Stacked bars, one per day (UTC), coloured by model. Total %(total)s.") % {
+        "total": fmt(metric, getattr(summary.total, metric), words)}
     out = [
         f'<svg class="chart chart-{name}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="chart-title-{name} chart-desc-{name}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="chart-title-{name}">'
-        f'{escape(_("%(metric)s per day, last %(days)s days") % {"metric": _(METRICS[metric]), "days": len(summary.days)})}'
-        '</title>',
-        f'<desc id="chart-desc-{name}">'
-        f'{escape(_("Stacked bars, one per day (UTC), coloured by model. Total %(total)s.") % {"total": fmt(metric, getattr(summary.total, metric), words)})}'
-        '</desc>',
+        f'<title id="chart-title-{name}">{escape(title)}</title>',
+        f'<desc id="chart-desc-{name}">{escape(desc)}</desc>',
     ]
     for value, label in ticks:  # grid and y-axis labels
         y = TOP + plot_h - plot_h * value / top

@@ -96,8 +96,10 @@ def when(value: datetime | None, locale: str = "en", *, with_time: bool = True) 
     return format_datetime(utc(value), pattern, tzinfo=timezone.utc, locale=locale) + " UTC"
 
 
-def day_label(value: date, locale: str = "en") -> str:
-    """A UTC day: 'Mon 5 Jan 2026'."""
+def day_label(value: date | str, locale: str = "en") -> str:
+    """A UTC day ('2026-01-05' or a date): 'Mon 5 Jan 2026'."""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
     return format_date(value, "EEE d MMM y", locale=locale)
 
 

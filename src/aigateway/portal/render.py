@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jinja2
 
-from aigateway.portal import formatting
+from aigateway.portal import formatting, i18n
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -50,14 +50,19 @@ def day_label(ctx, value) -> str:
     return formatting.day_label(value, _locale(ctx))
 
 
-def make_env() -> jinja2.Environment:
+def make_env(translations=None) -> jinja2.Environment:
+    """The templates in one language (`translations`: a gettext catalog; None is English)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # every template, whatever its file name
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.policies["ext.i18n.trimmed"] = True  # msgids without the template's line breaks
+    # newstyle: translations are autoescaped like any other output, %(name)s filled in safely
+    env.install_gettext_translations(translations or i18n.load(i18n.DEFAULT), newstyle=True)
     env.filters.update(tmt=tmt, tmt_text=tmt_text, when=when, time_utc=time_utc, number=number,
                        day_label=day_label)
     return env

@@ -15,8 +15,9 @@ from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
 from aigateway.demo.setup import DEMO_PROVIDER
-from aigateway.portal import auth, flash, pages
+from aigateway.portal import auth, flash, i18n, pages
 from aigateway.portal.base import (
+    LOCALE,
     PORTAL,
     SESSION,
     STATIC,
@@ -33,6 +34,7 @@ from aigateway.portal.base import (
     session_cookie_name,
     static_version,
 )
+from aigateway.portal.i18n import N_
 from aigateway.portal.render import make_env
 from aigateway.portal.sessions import load_session, purge_expired
 from aigateway.portal.throttle import purge_stale
@@ -48,12 +50,15 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def setup(app: web.Application) -> None:
     settings = PortalSettings.model_validate(app[CONFIG].portal)
-    portal = Portal(settings=settings, env=make_env(), static_version=static_version(),
+    translations = {locale: i18n.load(locale) for locale in i18n.LOCALES}  # .po compiled here, at start
+    portal = Portal(settings=settings, envs={k: make_env(t) for k, t in translations.items()},
+                    translations=translations, static_version=static_version(),
                     demo=DEMO_PROVIDER in app[CONFIG].providers)
     app[PORTAL] = portal
     r = app.router
     routes = [
         r.add_get("/", pages.home),
+        r.add_get("/lang/{code}", pages.language),
         r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
         r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
         r.add_get("/logout", auth.logout_page), r.add_post("/logout", auth.logout),
@@ -89,7 +94,7 @@ async def _housekeeping(app: web.Application, periodic) -> None:
 async def _check_csrf(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(request, origin):
-        raise PortalError(403, "Request refused", "This form was sent from another site, so it was refused.")
+        raise PortalError(403, N_("Request refused"), N_("This form was sent from another site, so it was refused."))
     form = await request.post()
     sent = form.get("csrf")
     session = request[SESSION]
@@ -100,9 +105,9 @@ async def _check_csrf(request: web.Request) -> None:
     else:
         expected = session.csrf_token
     if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise PortalError(403, "Page expired",
-                          "This form has expired or did not come from this site. Go back, reload the page "
-                          "and try again.")
+        raise PortalError(403, N_("Page expired"),
+                          N_("This form has expired or did not come from this site. Go back, reload the page "
+                             "and try again."))
 
 
 STARTED = web.RequestKey("portal.started", float)  # perf_counter() when the portal middleware took it
@@ -147,8 +152,11 @@ async def portal_middleware(request: web.Request, handler):
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
             # a browser on an unknown address: the portal's own styled page, not plain text
             request[SESSION] = await _session(request)
+            request[LOCALE] = i18n.choose(request.cookies.get(i18n.COOKIE),
+                                          request.headers.get("Accept-Language", ""))
             return await _error_page(request, exc)
     request[STARTED] = time.perf_counter()
+    request[LOCALE] = i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("Accept-Language", ""))
     static = request[STATIC_REQUEST] = request.path.startswith(STATIC_URL + "/")
     try:
         if static:
@@ -186,15 +194,16 @@ async def _session(request: web.Request):
     return await load_session(request.app[ENGINE], token, request.app[PORTAL].session_ttl) if token else None
 
 
+# Translated where error.html shows them.
 ERROR_TEXT = {
-    404: ("Page not found", "This page does not exist, or it belongs to another account."),
-    405: ("Not available this way", "This address cannot be opened like this. Use the links and buttons "
-                                    "of the portal."),
+    404: (N_("Page not found"), N_("This page does not exist, or it belongs to another account.")),
+    405: (N_("Not available this way"), N_("This address cannot be opened like this. Use the links and buttons "
+                                          "of the portal.")),
 }
 
 
 async def _error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
-    heading, message = ERROR_TEXT.get(exc.status, (exc.reason, "The request could not be handled."))
+    heading, message = ERROR_TEXT.get(exc.status, (exc.reason, N_("The request could not be handled.")))
     response = await render(request, "error.html", status=exc.status, heading=heading, message=message)
     if exc.status == 405 and "Allow" in exc.headers:
         response.headers["Allow"] = exc.headers["Allow"]
