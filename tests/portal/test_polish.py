@@ -99,3 +99,21 @@ def test_demo_mode_shows_a_banner_on_every_page(start_gateway, mock_upstream, sq
     for path in ("/login", "/register", "/models", "/docs"):
         assert 'data-testid="demo-banner"' in PortalClient(server).get(path).text, path
     assert 'data-testid="demo-banner"' not in PortalClient(gateway).get("/login").text
+
+
+@pytest.mark.parametrize("locale", ["en", "ru", "tk"])
+def test_the_fast_money_format_agrees_with_babel(locale):
+    from decimal import ROUND_DOWN, Decimal
+
+    from babel.numbers import format_decimal
+
+    from aigateway.portal.formatting import number
+
+    for units in (0, 10_000, 3_500_094, -3_500_094, 999_999_999, 1_234_567_890_123, -7_000_001):
+        for context, places in (("balance", 2), ("usage", 6)):
+            exact = (Decimal(units) / 1_000_000).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+            if exact == 0 and units:
+                continue  # "<0.01", checked above
+            babel = format_decimal(exact, format="#,##0." + "0" * places, locale=locale, decimal_quantization=False)
+            assert tmt_text(units, context, locale) == babel, (units, context)
+        assert number(units, locale) == format_decimal(units, locale=locale)

@@ -18,11 +18,12 @@ and the CSV export always carries it. Times are shown in UTC, labelled "UTC".
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timezone
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
 from markupsafe import Markup, escape
 
 from aigateway.money import UNITS_PER_TMT
@@ -36,24 +37,46 @@ def _pattern(places: int) -> str:
     return "#,##0" + ("." + "0" * places if places else "")
 
 
+@functools.cache
+def _symbols(locale: str) -> tuple[str, str, str]:
+    """(group, decimal, minus) of a locale, read once from Babel (CLDR)."""
+    return get_group_symbol(locale), get_decimal_symbol(locale), get_minus_sign_symbol(locale)
+
+
+def _decimal(value: Decimal | int, places: int, locale: str) -> str:
+    """What babel's format_decimal(value, "#,##0.00…") gives for the portal's three locales
+    (3-digit groups), at a fraction of its cost: the dashboard formats hundreds of amounts.
+    tests/portal/test_polish.py checks the two agree."""
+    group, point, minus = _symbols(locale)
+    text = f"{abs(value):,.{places}f}" if places else f"{abs(value):,}"
+    text = text.replace(",", "\0").replace(".", point).replace("\0", group)
+    return (minus if value < 0 else "") + text
+
+
 def tmt_text(units: int | None, context: str = "balance", locale: str = "en", *, sign: bool = False,
              places: int | None = None) -> str:
     """`units` micro-TMT as text in `context` (see the module docstring) for `locale`.
-    `sign` puts a "+" before positive amounts (ledger entries)."""
+    `sign` puts a "+" before positive amounts (ledger entries). Integer arithmetic only."""
     if units is None:
         return "—"
+    units = int(units)
     if context == "csv":
-        return str((Decimal(units) * _UNIT).quantize(Decimal("0.000001")))
+        whole, frac = divmod(abs(units), UNITS_PER_TMT)
+        return f"{'-' if units < 0 else ''}{whole}.{frac:06d}"
     if places is None:
         places = PLACES[context]
-    exact = Decimal(units) * _UNIT
-    shown = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUNDING.get(context, ROUND_DOWN))
+    step = 10 ** (6 - places)
+    kept, rest = divmod(abs(units), step)
+    if rest and ROUNDING.get(context, ROUND_DOWN) == ROUND_UP:
+        kept += 1
+    group, point, minus = _symbols(locale)
     plus = "+" if sign and units > 0 else ""
-    if units != 0 and shown == 0:  # e.g. a 0.000052 charge at 2 places
-        smallest = format_decimal(Decimal(1).scaleb(-places), format=_pattern(places), locale=locale)
-        return f"{'-' if units < 0 else plus}<{smallest}"
-    text = format_decimal(shown, format=_pattern(places), locale=locale, decimal_quantization=False)
-    return plus + text
+    negative = minus if units < 0 else ""
+    if units != 0 and kept == 0:  # e.g. a 0.000052 charge at 2 places
+        return f"{negative or plus}<0{point}{'0' * (places - 1)}1"
+    whole, frac = divmod(kept, 10 ** places)
+    text = f"{whole:,}".replace(",", group) + (f"{point}{frac:0{places}d}" if places else "")
+    return (negative or plus) + text
 
 
 def tmt_exact(units: int | None, locale: str = "en") -> str:
@@ -81,7 +104,11 @@ def axis_places(step_units: float) -> int:
 
 
 def number(value: int | float | Decimal | None, locale: str = "en") -> str:
-    return "—" if value is None else format_decimal(value, locale=locale)
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return _decimal(value, 0, locale)
+    return format_decimal(value, locale=locale)
 
 
 def utc(value: datetime) -> datetime:
@@ -96,6 +123,7 @@ def when(value: datetime | None, locale: str = "en", *, with_time: bool = True) 
     return format_datetime(utc(value), pattern, tzinfo=timezone.utc, locale=locale) + " UTC"
 
 
+@functools.lru_cache(maxsize=4096)
 def day_label(value: date | str, locale: str = "en") -> str:
     """A UTC day ('2026-01-05' or a date): 'Mon 5 Jan 2026'."""
     if isinstance(value, str):
@@ -103,6 +131,7 @@ def day_label(value: date | str, locale: str = "en") -> str:
     return format_date(value, "EEE d MMM y", locale=locale)
 
 
+@functools.lru_cache(maxsize=4096)
 def short_day(value: date, locale: str = "en") -> str:
     """A chart axis day: '5 Jan'."""
     return format_date(value, "d MMM", locale=locale)
