@@ -71,3 +71,16 @@ def test_journey_in_each_language(deposits_gateway, browser, code):
         shot(page, f"i18n-{code}-phone{path.replace('/', '-')}")
     assert problems == []
     ctx.close()
+
+
+def test_public_pages_at_phone_width_in_each_language(gateway, browser):
+    for code in ("en", "ru", "tk"):
+        ctx = browser.new_context(viewport=PHONE, base_url=gateway.url, extra_http_headers={"Accept-Language": code})
+        page = ctx.new_page()
+        for path in ("/login", "/register", "/models"):
+            page.goto(path)
+            expect(page.locator("html")).to_have_attribute("lang", code)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{code} {path} scrolls sideways on a phone ({width}px)"
+            shot(page, f"i18n-{code}-phone-public{path.replace('/', '-')}")
+        ctx.close()

@@ -57,7 +57,8 @@ def test_phone_tabs_hint_header_balance_after_a_deposit_and_links(deposits_gatew
     bar = page.locator("[data-scroll-hint]")
     assert bar.evaluate("b => b.scrollWidth > b.clientWidth")
     expect(tabs).to_have_class("tabs more-right")
-    assert tabs.evaluate("t => getComputedStyle(t, '::after').opacity") == "1"
+    # (the hint fades in over .15 s)
+    page.wait_for_function("getComputedStyle(document.querySelector('nav.tabs'), '::after').opacity === '1'")
     shot(page, "polish-phone-dashboard-tabs")
     bar.evaluate("b => { b.scrollLeft = b.scrollWidth; }")
     expect(tabs).to_have_class("tabs more-left")
