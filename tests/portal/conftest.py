@@ -99,6 +99,9 @@ class PortalClient:
 
     def create_key(self, name: str) -> tuple[Response, str | None]:
         r = self.form("/keys", "/keys", {"name": name})
+        if r.status_code == 303:  # post/redirect/get: the secret is on the page redirected to
+            assert r.headers["Location"] == "/keys"
+            r = self.get("/keys")
         match = re.search(r'value="(gw_[A-Za-z0-9_-]+)"', r.text)
         return r, match.group(1) if match else None
 

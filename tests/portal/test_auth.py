@@ -49,8 +49,6 @@ def test_registration_messages(visitor):
     v = visitor()
     assert v.register("taken@example.com").status_code == 303
     cases = [
-        (dict(email="taken@example.com"), 409, "An account with this email already exists"),
-        (dict(email="TAKEN@example.com"), 409, "An account with this email already exists"),
         (dict(email="weak@example.com", password="short"), 400, "Password is too weak: use at least 10 characters."),
         (dict(email="weak@example.com", password="password123"), 400, "Password is too weak: it is too common"),
         (dict(email="weak@example.com", password="aaaaaaaaaaaa"), 400, "Password is too weak: it is too common"),

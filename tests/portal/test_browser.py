@@ -11,7 +11,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from aigateway.portal.render import tmt
+from aigateway.portal.formatting import tmt_text
 from tests.portal.conftest import PASSWORD, shot, wait_usage
 
 pytestmark = pytest.mark.browser
@@ -118,7 +118,7 @@ def test_customer_journey(gateway, browser):
 
     # --- the dashboard shows the usage and the lower balance
     go(page, "Dashboard")
-    assert page.get_by_test_id("balance").inner_text() == tmt(10_000_000 - cost)
+    assert page.get_by_test_id("balance").inner_text() == tmt_text(10_000_000 - cost)
     chart = page.locator("svg.chart-wide")
     expect(chart).to_be_visible()
     assert chart.locator("rect[fill]").count() >= 2  # two models on today's bar
@@ -135,7 +135,7 @@ def test_customer_journey(gateway, browser):
     go(page, "Transactions")
     rows = page.locator("table.tx-table tbody tr")
     assert rows.count() == 2
-    assert "API usage" in rows.nth(0).inner_text() and f"-{tmt(cost)}" in rows.nth(0).inner_text()
+    assert "API usage" in rows.nth(0).inner_text() and tmt_text(-cost, sign=True) in rows.nth(0).inner_text()
     assert "Credit" in rows.nth(1).inner_text() and "+10.00" in rows.nth(1).inner_text()
     shot(page, "08-transactions")
     click_and_wait(page, page.get_by_role("link", name="3 requests"))

@@ -64,9 +64,10 @@ def test_models_page_lists_servable_models_with_prices(visitor):
     page = html.unescape(visitor().get("/models").text)
     assert "All models available for use via the API. Prices are per 1 million tokens and update automatically." in page
     row = re.search(r"<code>llama-3\.1-70b</code>.*?</tr>", page, re.S).group(0)
-    assert "Chat" in row and "0.35 TMT" in row and "1.40 TMT" in row and "8,192" in row
+    text = re.sub(r"<[^>]+>", "", row)  # prices: 4 places (portal.formatting, context "price")
+    assert "Chat" in text and "0.3500 TMT" in text and "1.4000 TMT" in text and "8,192" in text
     row = re.search(r"<code>nomic-embed-text</code>.*?</tr>", page, re.S).group(0)
-    assert "Embedding" in row and "0.02 TMT" in row
+    assert "Embedding" in row and "0.0200 TMT" in re.sub(r"<[^>]+>", "", row)
     assert "unpriced-model" not in page  # not servable until priced
     assert "Prices last updated" in page and "UTC" in page
 
@@ -91,7 +92,7 @@ def test_deposit_tab_with_deposits(deposits_gateway):
     assert "Important:</strong> Only send USDT (TRC-20) to this address. Sending other tokens may result in " \
            "permanent loss." in page
     assert "<strong>3.50</strong> TMT" in page and "5 USDT" in page
-    assert "15.50" in page and "20.00" in page and "70.00" in page and "2026-01-05 09:30 UTC" in page
+    assert "15.50" in page and "20.00" in page and "70.00" in page and "5 Jan 2026, 09:30 UTC" in page
     assert "Not credited" in page and "below the minimum deposit" in page and "TRC-20" in page
     assert fake.watched == [cid]
     # the live list the tab polls

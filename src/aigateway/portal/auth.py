@@ -23,6 +23,7 @@ from aigateway.portal.base import (
     session_cookie_name,
     session_of,
     set_cookie,
+    translator,
 )
 from aigateway.portal.passwords import WeakPassword, check_strength, hash_password, verify_password
 from aigateway.portal.sessions import create_session, end_session
@@ -35,7 +36,6 @@ MESSAGES = {
     "expired": "Please log in to continue.",
 }
 
-TAKEN = "An account with this email already exists. Log in instead, or use another email."
 WRONG = "Wrong email or password."
 
 
@@ -107,28 +107,40 @@ async def register(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     confirm = str(form.get("confirm", ""))
 
+    _ = translator(request)
+
     async def fail(status: int, error: str) -> web.Response:
         return await render(request, "register.html", status=status, error=error, email=raw_email.strip())
 
     try:
         email = normalise_email(raw_email)
     except AccountError:
-        return await fail(400, "Enter a valid email address, like name@example.com.")
+        return await fail(400, _("Enter a valid email address, like name@example.com."))
     try:
         check_strength(password, email)
     except WeakPassword as exc:
-        return await fail(400, str(exc))
+        return await fail(400, exc.translated(_))
     if password != confirm:
-        return await fail(400, "The two passwords do not match.")
+        return await fail(400, _("The two passwords do not match."))
     engine = request.app[ENGINE]
     password_hash = await hash_password(password)
     try:
         async with engine.begin() as conn:
             await create_customer(conn, email, password_hash)
     except (AccountError, IntegrityError):  # taken (IntegrityError: two sign-ups raced)
-        return await fail(409, TAKEN)
+        # The same answer as a new account (after the same password hashing): the form
+        # must not tell anyone which emails have an account here.
+        log.info("portal: sign-up for an email that already has an account")
+        return redirect("/login?m=created")
     log.info("portal: new customer registered")
     return redirect("/login?m=created")
+
+
+async def logout_page(request: web.Request) -> web.Response:
+    """GET /logout (a typed or bookmarked address): ask, since logging out is a POST."""
+    if session_of(request) is None:
+        return redirect("/login")
+    return await render(request, "logout.html")
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from aiohttp import web
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from aigateway.accounts.tables import customers
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 
 STATIC = Path(__file__).parent / "static"
@@ -42,9 +44,11 @@ class PortalSettings(BaseModel):
 @dataclass
 class Portal:
     settings: PortalSettings
-    env: jinja2.Environment
+    envs: dict[str, jinja2.Environment]  # one per language
+    translations: dict  # locale -> gettext catalog
     resources: set = field(default_factory=set)  # the aiohttp resources that are portal pages
     static_version: str = ""
+    demo: bool = False  # `serve --demo`: mock models; every page says so
 
     @property
     def session_ttl(self) -> timedelta:
@@ -53,6 +57,7 @@ class Portal:
 
 PORTAL = web.AppKey("portal", Portal)
 SESSION = web.RequestKey("portal.session", object)  # the Session, or None when anonymous
+LOCALE = web.RequestKey("portal.locale", str)  # "en", "ru" or "tk"
 
 
 class PortalError(Exception):
@@ -64,7 +69,8 @@ class PortalError(Exception):
 
 
 def not_found() -> PortalError:
-    return PortalError(404, "Not found", "This page does not exist, or it belongs to another account.")
+    return PortalError(404, i18n.N_("Page not found"),
+                       i18n.N_("This page does not exist, or it belongs to another account."))
 
 
 def static_version() -> str:
@@ -106,11 +112,27 @@ def same_origin(request: web.Request, origin: str) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc in hosts
 
 
+# Characters a redirect target may not hold, raw or percent-encoded: browsers drop
+# tab/CR/LF inside URLs ("/\t/evil" becomes "//evil", another host) and read a
+# backslash as a slash; aiohttp refuses CR/LF in a header, after the session exists.
+_UNSAFE = re.compile(r"[\x00-\x20\x7f\\]")
+
+
 def safe_next(target: str | None, default: str = "/dashboard") -> str:
-    """Only local paths: never an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A local path to redirect to after login, or `default`: never an open redirect.
+
+    The target is parsed: no scheme, no host, a path starting with one "/", and no
+    control character, space or backslash anywhere, raw or percent-encoded."""
+    if not target or len(target) > 2000:
         return default
-    return target
+    if _UNSAFE.search(target) or _UNSAFE.search(unquote(target)):
+        return default
+    parts = urlsplit(target)
+    if (parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//")
+            or not parts.path.startswith("/") or parts.path.startswith("//")):
+        return default
+    # ASCII only in a header: anything else is percent-encoded (existing escapes kept).
+    return quote(target, safe="/?&=%:@!$'()*+,;-._~#")
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
@@ -146,6 +168,21 @@ def require_session(request: web.Request) -> Session:
     return session
 
 
+def locale_of(request: web.Request) -> str:
+    """The customer's language for this request (see portal.i18n)."""
+    return request.get(LOCALE, "en")
+
+
+def translator(request: web.Request):
+    """gettext for this request's language, for messages made in Python."""
+    return request.app[PORTAL].translations[locale_of(request)].gettext
+
+
+def session_token(request: web.Request) -> str:
+    """The session cookie's value (only for a request that has a session)."""
+    return request.cookies.get(session_cookie_name(request), "")
+
+
 class LoginRequired(Exception):
     pass
 
@@ -174,8 +211,10 @@ async def render(request: web.Request, template: str, *, status: int = 200, tab:
         header_balance = context.get("balance")
         if header_balance is None:
             header_balance = await available_balance(request, session.customer_id)
-    html = portal.env.get_template(template).render(
+    locale = locale_of(request)
+    html = portal.envs[locale].get_template(template).render(
         site=portal.settings.title, session=session, csrf=csrf, tab=tab, header_balance=header_balance,
+        demo=portal.demo, locale=locale, languages=i18n.NAMES,
         static=lambda name: static_url(request, name), path=request.path, **context)
     response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
     for name, value in cookies.items():
@@ -184,5 +223,11 @@ async def render(request: web.Request, template: str, *, status: int = 200, tab:
 
 
 def redirect(location: str) -> web.Response:
-    """303 See Other: after a POST the browser follows with a GET."""
+    """303 See Other: after a POST the browser follows with a GET.
+
+    Hazard: a control character in a header makes aiohttp fail while sending, after
+    the handler's work (a new session) is done; callers pass safe_next() targets, and
+    anything unexpected still goes to the dashboard rather than to an empty reply."""
+    if _UNSAFE.search(location):
+        location = "/dashboard"
     return web.Response(status=303, headers={"Location": location})

@@ -8,20 +8,23 @@ screen readers and copy-paste.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from aigateway.money import UNITS_PER_TMT
+from aigateway.portal.i18n import N_
+from aigateway.portal.formatting import axis_places, day_label, number, short_day, tmt_text
 from aigateway.portal.queries import UsageSummary
 
 PALETTE = ("#4f46e5", "#0d9488", "#f59e0b", "#e11d48", "#0284c7", "#7c3aed", "#94a3b8")
 MAX_SERIES = 6  # the biggest models get a colour each; the rest share "Other models"
-OTHER = "Other models"
+OTHER = N_("Other models")
 
 METRICS = {
-    "cost": "Cost (TMT)",
-    "tokens": "Tokens",
-    "requests": "Requests",
+    "cost": N_("Cost (TMT)"),
+    "tokens": N_("Tokens"),
+    "requests": N_("Requests"),
 }
 
 # Two drawings of the same data: a wide one, and a narrow one for phones (CSS shows one),
@@ -39,18 +42,6 @@ def compact(n: float) -> str:
             text = f"{n / limit:.1f}".rstrip("0").rstrip(".")
             return text + suffix
     return f"{n:g}" if n != int(n) else str(int(n))
-
-
-def tmt_short(units: float) -> str:
-    value = units / UNITS_PER_TMT
-    if value == 0:
-        return "0"
-    if value >= 1000:
-        return compact(value)
-    for places in (2, 3, 4, 5, 6):
-        if abs(value) >= 10 ** -(places - 1) or places == 6:
-            return f"{value:.{places}f}".rstrip("0").rstrip(".")
-    return f"{value:.6f}"
 
 
 def _nice_max(peak: float) -> tuple[float, float]:
@@ -77,31 +68,49 @@ def series_of(summary: UsageSummary, metric: str) -> list[tuple[str, str, list[s
     return series
 
 
-def fmt(metric: str, value: float) -> str:
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Words:
+    """The locale and translator the chart's labels are written with."""
+
+    locale: str = "en"
+    gettext: Callable[[str], str] = _identity
+
+
+def fmt(metric: str, value: float, words: Words = Words()) -> str:
     if metric == "cost":
-        return tmt_short(value) + " TMT"
-    return f"{int(value):,}"
+        return tmt_text(int(value), "usage", words.locale) + " TMT"
+    return number(int(value), words.locale)
 
 
-def render(summary: UsageSummary, metric: str) -> Markup:
-    return Markup(_draw(summary, metric, **WIDE) + _draw(summary, metric, **NARROW))
+def render(summary: UsageSummary, metric: str, words: Words = Words()) -> Markup:
+    return Markup(_draw(summary, metric, words, **WIDE) + _draw(summary, metric, words, **NARROW))
 
 
-def _draw(summary: UsageSummary, metric: str, *, width: int, height: int, label_every: int, name: str) -> str:
+def _draw(summary: UsageSummary, metric: str, words: Words, *, width: int, height: int, label_every: int,
+          name: str) -> str:
+    _ = words.gettext
     series = series_of(summary, metric)
     peak = max((getattr(d, metric) for d in summary.days), default=0)
     top, step = _nice_max(peak)
-    ticks = [(step * i, tmt_short(step * i) if metric == "cost" else compact(step * i)) for i in range(5)]
+    places = axis_places(step)
+    ticks = [(step * i, tmt_text(int(step * i), "axis", words.locale, places=places) if metric == "cost"
+              else compact(step * i)) for i in range(5)]
     left = 14 + CHAR_W * max(len(label) for _, label in ticks)
     plot_w, plot_h = width - left - RIGHT, height - TOP - BOTTOM
     slot = plot_w / len(summary.days)
     bar = max(2.0, slot * 0.68)
+    title = _("%(metric)s per day, last %(days)s days") % {"metric": _(METRICS[metric]), "days": len(summary.days)}
+    desc = _("Stacked bars, one per day (UTC), coloured by model. Total %(total)s.") % {
+        "total": fmt(metric, getattr(summary.total, metric), words)}
     out = [
         f'<svg class="chart chart-{name}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="chart-title-{name} chart-desc-{name}" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="chart-title-{name}">{escape(METRICS[metric])} per day, last {len(summary.days)} days</title>',
-        f'<desc id="chart-desc-{name}">Stacked bars, one per day (UTC), coloured by model. '
-        f'Total {escape(fmt(metric, getattr(summary.total, metric)))}.</desc>',
+        f'<title id="chart-title-{name}">{escape(title)}</title>',
+        f'<desc id="chart-desc-{name}">{escape(desc)}</desc>',
     ]
     for value, label in ticks:  # grid and y-axis labels
         y = TOP + plot_h - plot_h * value / top
@@ -111,7 +120,9 @@ def _draw(summary: UsageSummary, metric: str, *, width: int, height: int, label_
     for i, d in enumerate(summary.days):
         x = left + slot * i + (slot - bar) / 2
         base = TOP + plot_h
-        lines = [f"{d.day:%a %d %b %Y}: {d.requests:,} requests, {d.tokens:,} tokens, {tmt_short(d.cost)} TMT"]
+        lines = [_("%(day)s: %(requests)s requests, %(tokens)s tokens, %(cost)s") % {
+            "day": day_label(d.day, words.locale), "requests": number(d.requests, words.locale),
+            "tokens": number(d.tokens, words.locale), "cost": fmt("cost", d.cost, words)}]
         segments = []
         for label, colour, names in series:
             value = sum(d.by_model.get(n, {}).get(metric, 0) for n in names)
@@ -121,7 +132,7 @@ def _draw(summary: UsageSummary, metric: str, *, width: int, height: int, label_
             base -= h
             segments.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{max(h, 0.8):.1f}" '
                             f'fill="{colour}"/>')
-            lines.append(f"{label}: {fmt(metric, value)}")
+            lines.append(f"{_(label) if label == OTHER else label}: {fmt(metric, value, words)}")
         out.append('<g class="day">')
         out.append(f"<title>{escape(chr(10).join(lines))}</title>")
         # an invisible full-height target, so the tooltip also works on short or empty bars
@@ -132,7 +143,7 @@ def _draw(summary: UsageSummary, metric: str, *, width: int, height: int, label_
             # today's label ends at the right edge instead of overflowing it
             cx, anchor = (left + slot * (i + 1), "end") if i == last else (left + slot * i + slot / 2, "middle")
             out.append(f'<text class="axis" x="{cx:.1f}" y="{height - 8}" text-anchor="{anchor}">'
-                       f'{d.day.day} {d.day:%b}</text>')
+                       f'{escape(short_day(d.day, words.locale))}</text>')
     out.append(f'<line class="baseline" x1="{left:.1f}" x2="{width - RIGHT}" y1="{TOP + plot_h}" '
                f'y2="{TOP + plot_h}"/>')
     out.append("</svg>")

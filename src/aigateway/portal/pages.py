@@ -8,6 +8,8 @@ import io
 import logging
 from datetime import date, datetime, timezone
 
+from urllib.parse import quote
+
 import segno
 from aiohttp import web
 from markupsafe import Markup
@@ -18,9 +20,22 @@ from aigateway.accounts.service import AccountError, create_key, list_keys, revo
 from aigateway.accounts.tables import api_keys
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
-from aigateway.money import format_tmt
-from aigateway.portal import chart
-from aigateway.portal.base import PORTAL, available_balance, not_found, redirect, render, require_session
+from aigateway.portal import chart, flash, i18n
+from aigateway.portal.base import (
+    PORTAL,
+    available_balance,
+    locale_of,
+    not_found,
+    redirect,
+    render,
+    require_session,
+    safe_next,
+    session_token,
+    set_cookie,
+    translator,
+)
+from aigateway.portal.formatting import tmt_text
+from aigateway.portal.i18n import N_
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 
 log = logging.getLogger(__name__)
@@ -45,7 +60,9 @@ async def dashboard(request: web.Request) -> web.Response:
     balance = await available_balance(request, session.customer_id)
     return await render(
         request, "dashboard.html", tab="dashboard", balance=balance, summary=summary, metric=metric,
-        metrics=chart.METRICS, chart_svg=None if summary.empty else chart.render(summary, metric),
+        metrics=chart.METRICS, other=chart.OTHER,
+        chart_svg=None if summary.empty else chart.render(summary, metric,
+                                                          chart.Words(locale_of(request), translator(request))),
         legend=chart.legend(summary, metric), days_desc=list(reversed(summary.days)))
 
 
@@ -70,31 +87,38 @@ async def _keys_page(request: web.Request, *, status: int = 200, new_key: dict |
 
 
 async def keys(request: web.Request) -> web.Response:
-    notice = "Key revoked. Requests made with it are now refused (401)." if request.query.get("m") == "revoked" \
+    require_session(request)
+    shown = await flash.take(request.app[ENGINE], session_token(request))
+    new_key = shown.get("new_key") if shown else None
+    _ = translator(request)
+    notice = _("Key revoked. Requests made with it are now refused (401).") if request.query.get("m") == "revoked" \
         else None
-    return await _keys_page(request, notice=notice)
+    return await _keys_page(request, notice=notice, new_key=new_key)
 
 
 async def create_key_view(request: web.Request) -> web.Response:
     session = require_session(request)
     form = await request.post()
     name = str(form.get("name", "")).strip()
+    _ = translator(request)
     if not name:
-        return await _keys_page(request, status=400, error="Give the key a name, e.g. the app that will use it.")
+        return await _keys_page(request, status=400, error=_("Give the key a name, e.g. the app that will use it."))
     if len(name) > 100:
-        return await _keys_page(request, status=400, error="The name is too long: at most 100 characters.",
+        return await _keys_page(request, status=400, error=_("The name is too long: at most 100 characters."),
                                 name=name[:100])
     limit = request.app[PORTAL].settings.max_keys
     async with request.app[ENGINE].begin() as conn:
         count = await conn.scalar(select(func.count()).select_from(api_keys).where(
             api_keys.c.customer_id == session.customer_id, api_keys.c.revoked_at.is_(None)))
         if count >= limit:
-            return await _keys_page(request, status=400, error=f"You already have {limit} active keys. "
-                                                               "Revoke one you no longer use first.")
+            return await _keys_page(request, status=400, error=_(
+                "You already have %(limit)s active keys. Revoke one you no longer use first.") % {"limit": limit})
         key_id, new = await create_key(conn, session.customer_id, name)
-    # The secret is in this one response only (never stored, never redirected through a URL).
-    response = await _keys_page(request, status=201, new_key={"id": key_id, "name": name, "secret": new.secret})
-    return response
+    # Post/redirect/get: the secret goes, sealed, into the session's one-time flash and is
+    # shown once by the GET; a reload repeats that GET (no new key, secret gone).
+    await flash.put(request.app[ENGINE], session_token(request), {"new_key": {"id": key_id, "name": name,
+                                                                             "secret": new.secret}})
+    return redirect("/keys")
 
 
 async def revoke_key_view(request: web.Request) -> web.Response:
@@ -124,14 +148,13 @@ async def revoke_key_view(request: web.Request) -> web.Response:
 
 # ------------------------------------------------------------------ transactions
 
-KIND_LABELS = {"deposit": "USDT deposit", "credit": "Credit", "adjustment": "Adjustment", "usage": "API usage",
-               "charge": "API request"}
-KIND_LABELS["voucher"] = "Voucher"  # credits of the vouchers concern
+KIND_LABELS = {"deposit": N_("USDT deposit"), "credit": N_("Credit"), "adjustment": N_("Adjustment"),
+               "usage": N_("API usage"), "charge": N_("API request"), "voucher": N_("Voucher")}
 
 
 # Shown when a ledger entry has no memo.
-DEFAULT_DETAILS = {"deposit": "USDT (TRC-20) deposit credited", "credit": "Added by the operator",
-                   "adjustment": "Balance correction"}
+DEFAULT_DETAILS = {"deposit": N_("USDT (TRC-20) deposit credited"), "credit": N_("Added by the operator"),
+                   "adjustment": N_("Balance correction")}
 
 
 async def transactions(request: web.Request) -> web.Response:
@@ -181,7 +204,7 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
             for r in rows:
                 at = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=timezone.utc)
                 writer.writerow([at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r.kind,
-                                 format_tmt(r.amount), _csv_text(r.memo), _csv_text(r.reference)])
+                                 tmt_text(r.amount, "csv"), _csv_text(r.memo), _csv_text(r.reference)])
             await response.write(buffer.getvalue().encode())
             buffer.seek(0)
             buffer.truncate()
@@ -191,10 +214,12 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
 
 # ------------------------------------------------------------------ deposit
 
-def qr_svg(address: str) -> Markup:
+def qr_svg(address: str, label: str = "QR code of your deposit address") -> Markup:
+    """The address as a QR code: an inline SVG image whose accessible name is `label`."""
     # segno draws the code as one <path>; the address is data of the code, not markup.
-    return Markup(segno.make(address, error="m").svg_inline(scale=5, border=3, dark="#0f172a", light="#ffffff",
-                                                            svgclass="qr", omitsize=True))
+    svg = segno.make(address, error="m").svg_inline(scale=5, border=3, dark="#0f172a", light="#ffffff",
+                                                    svgclass="qr", omitsize=True)
+    return Markup(svg.replace("<svg ", str(Markup('<svg role="img" aria-label="{}" ').format(label)), 1))
 
 
 def _moment(value) -> datetime | None:
@@ -209,21 +234,21 @@ def _moment(value) -> datetime | None:
     return None
 
 
-def _deposit_view(overview: dict) -> dict:
+def _deposit_view(overview: dict, _=lambda text: text) -> dict:
     """The port's overview, with defaults for anything missing, as the template shows it."""
     network = str(overview.get("network") or "")
     if "TRC" not in network.upper():
         network = f"TRC-20 (TRON {network})" if network else "TRC-20"
     rows = []
     for d in overview.get("pending") or []:
-        rows.append({"status": "pending", "label": "Pending", "tx_id": d.get("tx_id", ""),
+        rows.append({"status": "pending", "label": _("Pending"), "tx_id": d.get("tx_id", ""),
                      "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None, "note": None})
     for d in overview.get("credited") or []:
-        rows.append({"status": "deposit", "label": "Credited", "tx_id": d.get("tx_id", ""),
+        rows.append({"status": "deposit", "label": _("Credited"), "tx_id": d.get("tx_id", ""),
                      "at": _moment(d.get("credited_at")), "usdt": d.get("amount_usdt"),
                      "tmt": d.get("amount_tmt"), "note": None})
     for d in overview.get("ignored") or []:
-        rows.append({"status": "muted", "label": "Not credited", "tx_id": d.get("tx_id", ""),
+        rows.append({"status": "muted", "label": _("Not credited"), "tx_id": d.get("tx_id", ""),
                      "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
                      "note": d.get("reason")})
     return {"rate": overview.get("rate"), "network": network, "min_deposit": overview.get("min_deposit"),
@@ -241,21 +266,31 @@ async def _deposit_state(request: web.Request, customer_id: int) -> dict:
     except Exception:
         log.exception("deposits: overview failed for customer %s", customer_id)
         return {"configured": True, "failed": True}
-    return {"configured": True, "failed": False, "address": address, "overview": _deposit_view(overview)}
+    return {"configured": True, "failed": False, "address": address,
+            "overview": _deposit_view(overview, translator(request))}
 
 
 async def deposit(request: web.Request) -> web.Response:
     session = require_session(request)
     state = await _deposit_state(request, session.customer_id)
-    qr = qr_svg(state["address"]) if state.get("address") else None
+    _ = translator(request)
+    qr = qr_svg(state["address"], _("QR code of your deposit address")) if state.get("address") else None
     return await render(request, "deposit.html", tab="deposit", qr=qr, **state)
 
 
 async def deposit_status(request: web.Request) -> web.Response:
-    """The pending/credited lists alone, polled by the Deposit tab's script."""
+    """The pending/credited lists alone, polled by the Deposit tab's script.
+
+    The header X-Portal-Balance carries the available balance as the header shows it
+    (percent-encoded: locales group digits with non-ASCII spaces), so the page's balance
+    follows a deposit credit without a reload."""
     session = require_session(request)
     state = await _deposit_state(request, session.customer_id)
-    return await render(request, "_deposit_lists.html", show_balance=False, **state)
+    response = await render(request, "_deposit_lists.html", show_balance=False, **state)
+    balance = await available_balance(request, session.customer_id)
+    response.headers["X-Portal-Balance"] = quote(tmt_text(balance, "balance", locale_of(request)))
+    response.headers["X-Portal-Balance-Exact"] = quote(tmt_text(balance, "usage", locale_of(request)))
+    return response
 
 
 # ------------------------------------------------------------------ public pages
@@ -267,9 +302,37 @@ async def models(request: web.Request) -> web.Response:
     return await render(request, "models.html", tab="models", models=rows, updated=updated)
 
 
+# The portal text's example models: used in the docs when the gateway serves them.
+SPEC_CHAT_MODEL = "llama-3.1-70b"
+SPEC_EMBEDDING_MODEL = "nomic-embed-text"
+
+
+def example_model(catalog, kind: str, preferred: str) -> str:
+    """The model the docs' examples name: `preferred` when it is served as `kind`, else the
+    first served model of that kind (config order), so a pasted example never 404s.
+    With none served, `preferred` stays as a placeholder."""
+    served = [m.name for m in catalog.models.values() if m.servable and m.type == kind]
+    if preferred in served:
+        return preferred
+    return served[0] if served else preferred
+
+
 async def docs(request: web.Request) -> web.Response:
     base = request.app[CONFIG].server.base_url
-    return await render(request, "docs.html", tab="docs", base=base, api_base=base + "/v1")
+    catalog = request.app[GATEWAY].catalog
+    return await render(request, "docs.html", tab="docs", base=base, api_base=base + "/v1",
+                        chat_model=example_model(catalog, "chat", SPEC_CHAT_MODEL),
+                        embed_model=example_model(catalog, "embedding", SPEC_EMBEDDING_MODEL))
+
+
+async def language(request: web.Request) -> web.Response:
+    """The language switcher: remember the choice for a year, go back to the page."""
+    code = request.match_info["code"]
+    if code not in i18n.LOCALES:
+        raise not_found()
+    response = redirect(safe_next(request.query.get("next"), "/"))
+    set_cookie(request, response, i18n.COOKIE, code, max_age=365 * 24 * 3600)
+    return response
 
 
 async def home(request: web.Request) -> web.Response:

@@ -32,22 +32,34 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a real password, only used to equalise timing")
 
 
+def N_(text: str) -> str:  # marks a message for the portal's catalogs (see portal.i18n)
+    return text
+
+
 class WeakPassword(ValueError):
-    pass
+    """str() is the English message; `template` % `params` is what a translation fills in."""
+
+    def __init__(self, template: str, **params) -> None:
+        super().__init__(template % params)
+        self.template, self.params = template, params
+
+    def translated(self, gettext) -> str:
+        return gettext(self.template) % self.params
 
 
 def check_strength(password: str, email: str = "") -> None:
     """Raise WeakPassword with a message the customer can act on."""
     if len(password) < MIN_LENGTH:
-        raise WeakPassword(f"Password is too weak: use at least {MIN_LENGTH} characters.")
+        raise WeakPassword(N_("Password is too weak: use at least %(n)s characters."), n=MIN_LENGTH)
     if len(password) > MAX_LENGTH:
-        raise WeakPassword(f"Password is too long: use at most {MAX_LENGTH} characters.")
+        raise WeakPassword(N_("Password is too long: use at most %(n)s characters."), n=MAX_LENGTH)
     lowered = password.lower()
     if lowered in _COMMON or len(set(lowered)) < 4:
-        raise WeakPassword("Password is too weak: it is too common or too repetitive. Choose a less predictable one.")
+        raise WeakPassword(N_("Password is too weak: it is too common or too repetitive. "
+                              "Choose a less predictable one."))
     local = email.strip().lower().partition("@")[0]
     if len(local) >= 4 and local in lowered:
-        raise WeakPassword("Password is too weak: it must not contain your email address.")
+        raise WeakPassword(N_("Password is too weak: it must not contain your email address."))
 
 
 async def hash_password(password: str) -> str:

@@ -1,58 +1,68 @@
-"""Jinja2 templates (autoescaped) and the filters the pages share."""
+"""Jinja2 templates (autoescaped) and the filters the pages share.
+
+Every filter formats for the page's locale (the `locale` template variable), through
+portal.formatting: one place decides how money, numbers and times look.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import jinja2
 
-from aigateway.money import format_tmt
+from aigateway.portal import formatting, i18n
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def tmt(units: int | None, min_places: int = 2) -> str:
-    """Exact TMT with thousands separators, trailing zeros trimmed to `min_places`:
-    10000000 -> '10.00', 1234567 -> '1.234567', -120 -> '-0.00012'."""
-    if units is None:
-        return "—"
-    text = format_tmt(units)
-    whole, _, frac = text.partition(".")
-    frac = frac.rstrip("0").ljust(min_places, "0")
-    sign = "-" if whole.startswith("-") else ""
-    whole = f"{int(whole.lstrip('-')):,}"
-    return f"{sign}{whole}.{frac}" if frac else f"{sign}{whole}"
+def _locale(ctx) -> str:
+    return ctx.get("locale") or "en"
 
 
-def signed_tmt(units: int) -> str:
-    return ("+" if units > 0 else "") + tmt(units)
+@jinja2.pass_context
+def tmt(ctx, units: int | None, context: str = "balance", sign: bool = False):
+    """Money as HTML: the amount for `context`, the exact value in its title when rounded."""
+    return formatting.tmt_html(units, context, _locale(ctx), sign=sign)
 
 
-def when(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
-        return "—"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime(fmt) + " UTC"
+@jinja2.pass_context
+def tmt_text(ctx, units: int | None, context: str = "balance", sign: bool = False) -> str:
+    return formatting.tmt_text(units, context, _locale(ctx), sign=sign)
 
 
-def number(value: int | float | Decimal | None) -> str:
-    return "—" if value is None else f"{value:,}"
+@jinja2.pass_context
+def when(ctx, value, with_time: bool = True) -> str:
+    return formatting.when(value, _locale(ctx), with_time=with_time)
 
 
-def day_label(value: date) -> str:
-    return f"{value:%a} {value.day} {value:%b %Y}"
+@jinja2.pass_context
+def time_utc(ctx, value) -> str:
+    return formatting.time_utc(value, _locale(ctx))
 
 
-def make_env() -> jinja2.Environment:
+@jinja2.pass_context
+def number(ctx, value) -> str:
+    return formatting.number(value, _locale(ctx))
+
+
+@jinja2.pass_context
+def day_label(ctx, value) -> str:
+    return formatting.day_label(value, _locale(ctx))
+
+
+def make_env(translations=None) -> jinja2.Environment:
+    """The templates in one language (`translations`: a gettext catalog; None is English)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # every template, whatever its file name
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters.update(tmt=tmt, signed_tmt=signed_tmt, when=when, number=number, day_label=day_label)
+    env.policies["ext.i18n.trimmed"] = True  # msgids without the template's line breaks
+    # newstyle: translations are autoescaped like any other output, %(name)s filled in safely
+    env.install_gettext_translations(translations or i18n.load(i18n.DEFAULT), newstyle=True)
+    env.filters.update(tmt=tmt, tmt_text=tmt_text, when=when, time_utc=time_utc, number=number,
+                       day_label=day_label)
     return env

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
-from aigateway.portal.tables import portal_sessions
+from aigateway.portal.tables import portal_flash, portal_sessions
 from aigateway.store.metadata import utcnow
 
 
@@ -28,7 +28,7 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def _hash(token: str) -> str:
+def session_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -47,7 +47,7 @@ async def create_session(engine: AsyncEngine, customer_id: int, ttl: timedelta) 
     now = utcnow()
     async with engine.begin() as conn:
         await conn.execute(portal_sessions.insert().values(
-            id_hash=_hash(token), customer_id=customer_id, csrf_token=secrets.token_urlsafe(32),
+            id_hash=session_hash(token), customer_id=customer_id, csrf_token=secrets.token_urlsafe(32),
             created_at=now, expires_at=now + ttl))
     return token
 
@@ -56,7 +56,7 @@ async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Sessi
     """The live session for a cookie value, or None. Sliding expiry, written at most once a day."""
     if not token or len(token) > 100:
         return None
-    id_hash = _hash(token)
+    id_hash = session_hash(token)
     query = (
         select(portal_sessions.c.customer_id, portal_sessions.c.csrf_token, portal_sessions.c.expires_at,
                customers.c.email, customers.c.status)
@@ -82,6 +82,7 @@ async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Sessi
 async def end_session(engine: AsyncEngine, session: Session) -> None:
     async with engine.begin() as conn:
         await conn.execute(delete(portal_sessions).where(portal_sessions.c.id_hash == session.id_hash))
+        await conn.execute(delete(portal_flash).where(portal_flash.c.session_hash == session.id_hash))
 
 
 async def purge_expired(engine: AsyncEngine) -> None:

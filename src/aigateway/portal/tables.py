@@ -5,7 +5,7 @@ a random id, and the table only its SHA-256, so a leaked table cannot be
 replayed as cookies.
 """
 
-from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, String, Table
+from sqlalchemy import Column, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Table
 
 from aigateway.store.metadata import metadata, utcnow
 
@@ -30,3 +30,15 @@ portal_login_failures = Table(
     Column("last_failed_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
 Index("ix_portal_login_failures_last_failed_at", portal_login_failures.c.last_failed_at)
+
+# A one-time message for the next page of a session (post/redirect/get): a new API key's
+# secret travels here from the POST to the GET that shows it once. The payload is
+# encrypted with a key derived from the session cookie, which the database never holds.
+portal_flash = Table(
+    "portal_flash",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),  # portal_sessions.id_hash
+    Column("payload", LargeBinary, nullable=False),  # nonce | AES-GCM ciphertext | tag
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+Index("ix_portal_flash_created_at", portal_flash.c.created_at)

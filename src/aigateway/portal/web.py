@@ -14,8 +14,10 @@ import time
 from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
-from aigateway.portal import auth, pages
+from aigateway.demo.setup import DEMO_PROVIDER
+from aigateway.portal import auth, flash, i18n, pages
 from aigateway.portal.base import (
+    LOCALE,
     PORTAL,
     SESSION,
     STATIC,
@@ -32,6 +34,7 @@ from aigateway.portal.base import (
     session_cookie_name,
     static_version,
 )
+from aigateway.portal.i18n import N_
 from aigateway.portal.render import make_env
 from aigateway.portal.sessions import load_session, purge_expired
 from aigateway.portal.throttle import purge_stale
@@ -47,14 +50,18 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def setup(app: web.Application) -> None:
     settings = PortalSettings.model_validate(app[CONFIG].portal)
-    portal = Portal(settings=settings, env=make_env(), static_version=static_version())
+    translations = {locale: i18n.load(locale) for locale in i18n.LOCALES}  # .po compiled here, at start
+    portal = Portal(settings=settings, envs={k: make_env(t) for k, t in translations.items()},
+                    translations=translations, static_version=static_version(),
+                    demo=DEMO_PROVIDER in app[CONFIG].providers)
     app[PORTAL] = portal
     r = app.router
     routes = [
         r.add_get("/", pages.home),
+        r.add_get("/lang/{code}", pages.language),
         r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
         r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
-        r.add_post("/logout", auth.logout),
+        r.add_get("/logout", auth.logout_page), r.add_post("/logout", auth.logout),
         r.add_get("/dashboard", pages.dashboard),
         r.add_get("/keys", pages.keys), r.add_post("/keys", pages.create_key_view),
         r.add_post("/keys/{key_id}/revoke", pages.revoke_key_view),
@@ -79,6 +86,7 @@ async def _housekeeping(app: web.Application, periodic) -> None:
     async def purge() -> None:
         await purge_expired(engine)
         await purge_stale(engine)
+        await flash.purge_expired(engine)
 
     periodic.every(600.0, purge, "portal-purge")
 
@@ -86,7 +94,7 @@ async def _housekeeping(app: web.Application, periodic) -> None:
 async def _check_csrf(request: web.Request) -> None:
     origin = request.headers.get("Origin")
     if origin is not None and not same_origin(request, origin):
-        raise PortalError(403, "Request refused", "This form was sent from another site, so it was refused.")
+        raise PortalError(403, N_("Request refused"), N_("This form was sent from another site, so it was refused."))
     form = await request.post()
     sent = form.get("csrf")
     session = request[SESSION]
@@ -97,9 +105,9 @@ async def _check_csrf(request: web.Request) -> None:
     else:
         expected = session.csrf_token
     if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise PortalError(403, "Page expired",
-                          "This form has expired or did not come from this site. Go back, reload the page "
-                          "and try again.")
+        raise PortalError(403, N_("Page expired"),
+                          N_("This form has expired or did not come from this site. Go back, reload the page "
+                             "and try again."))
 
 
 STARTED = web.RequestKey("portal.started", float)  # perf_counter() when the portal middleware took it
@@ -137,16 +145,24 @@ async def portal_middleware(request: web.Request, handler):
     portal = request.app[PORTAL]
     resource = request.match_info.route.resource
     if resource is None or resource not in portal.resources:
-        return await handler(request)
+        if not _browser_page(request):
+            return await handler(request)
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            # a browser on an unknown address: the portal's own styled page, not plain text
+            request[SESSION] = await _session(request)
+            request[LOCALE] = i18n.choose(request.cookies.get(i18n.COOKIE),
+                                          request.headers.get("Accept-Language", ""))
+            return await _error_page(request, exc)
     request[STARTED] = time.perf_counter()
+    request[LOCALE] = i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("Accept-Language", ""))
     static = request[STATIC_REQUEST] = request.path.startswith(STATIC_URL + "/")
     try:
         if static:
             response = await handler(request)
         else:
-            token = request.cookies.get(session_cookie_name(request))
-            request[SESSION] = (await load_session(request.app[ENGINE], token, portal.session_ttl)
-                                if token else None)
+            request[SESSION] = await _session(request)
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 await _check_csrf(request)
             response = await handler(request)
@@ -160,8 +176,37 @@ async def portal_middleware(request: web.Request, handler):
             raise
         if static:
             raise
-        response = await render(request, "error.html", status=exc.status, heading=exc.reason,
-                                message="The request could not be handled.")
+        response = await _error_page(request, exc)
+    return response
+
+
+def _browser_page(request: web.Request) -> bool:
+    """A browser asking for a page: not an API client, not the API's or operator's paths
+    (those keep their own error format)."""
+    path = request.path
+    if path == "/v1" or path.startswith(("/v1/", "/admin", "/healthz")):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+async def _session(request: web.Request):
+    token = request.cookies.get(session_cookie_name(request))
+    return await load_session(request.app[ENGINE], token, request.app[PORTAL].session_ttl) if token else None
+
+
+# Translated where error.html shows them.
+ERROR_TEXT = {
+    404: (N_("Page not found"), N_("This page does not exist, or it belongs to another account.")),
+    405: (N_("Not available this way"), N_("This address cannot be opened like this. Use the links and buttons "
+                                          "of the portal.")),
+}
+
+
+async def _error_page(request: web.Request, exc: web.HTTPException) -> web.Response:
+    heading, message = ERROR_TEXT.get(exc.status, (exc.reason, N_("The request could not be handled.")))
+    response = await render(request, "error.html", status=exc.status, heading=heading, message=message)
+    if exc.status == 405 and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
     return response
 
 

@@ -3,11 +3,21 @@
   "use strict";
   document.documentElement.classList.add("js");
 
+  // The page's words, in its language (set on <body> by the server).
+  function t(name, fallback) {
+    var value = document.body && document.body.getAttribute("data-t-" + name);
+    return value || fallback;
+  }
+
+  function utcTime(date) {
+    return date.toISOString().slice(11, 19) + " UTC";
+  }
+
   function copyText(text, button) {
     function done() {
       var label = button.textContent;
       button.classList.add("copied");
-      button.textContent = "Copied!";
+      button.textContent = t("copied", "Copied!");
       setTimeout(function () { button.classList.remove("copied"); button.textContent = label; }, 1800);
     }
     function fallback() {
@@ -28,11 +38,23 @@
   }
 
   function init() {
-    // On narrow screens the tab bar scrolls: keep the current tab in view.
+    // On narrow screens the tab bar scrolls: keep the current tab in view, and show
+    // a fade with an arrow on each side that has more tabs (classes more-left/more-right).
     var current = document.querySelector('.tabs a[aria-current="page"]');
     if (current && current.parentNode.scrollWidth > current.parentNode.clientWidth) {
       current.parentNode.scrollLeft = current.offsetLeft - current.parentNode.clientWidth / 2 + current.clientWidth / 2;
     }
+    document.querySelectorAll("[data-scroll-hint]").forEach(function (bar) {
+      var nav = bar.parentNode;
+      function update() {
+        var more = bar.scrollWidth - bar.clientWidth;
+        nav.classList.toggle("more-left", bar.scrollLeft > 4);
+        nav.classList.toggle("more-right", more > 4 && bar.scrollLeft < more - 4);
+      }
+      bar.addEventListener("scroll", update, { passive: true });
+      window.addEventListener("resize", update);
+      update();
+    });
 
     // Copy buttons next to read-only fields: <button data-copy="#field-id">
     document.querySelectorAll("[data-copy]").forEach(function (button) {
@@ -69,8 +91,8 @@
       var button = document.createElement("button");
       button.type = "button";
       button.className = "btn btn-sm copy-code";
-      button.textContent = "Copy";
-      button.setAttribute("aria-label", "Copy code");
+      button.textContent = t("copy", "Copy");
+      button.setAttribute("aria-label", t("copy-code", "Copy code"));
       button.addEventListener("click", function () { copyText(pre.innerText, button); });
       wrap.appendChild(button);
     });
@@ -116,23 +138,37 @@
       var url = box.getAttribute("data-refresh");
       var every = Math.max(5, parseInt(box.getAttribute("data-refresh-every"), 10) || 15) * 1000;
       var state = document.querySelector("[data-refresh-state]");
+      var timer = null, busy = false;
+      function later() { clearTimeout(timer); timer = setTimeout(tick, every); }
       function tick() {
-        if (document.hidden) { setTimeout(tick, every); return; }
-        if (state) state.textContent = "Checking for new deposits…";
+        if (document.hidden || busy) { later(); return; }
+        busy = true;
+        if (state) state.textContent = t("checking", "Checking for new deposits…");
         fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
           .then(function (r) {
             if (r.redirected) { window.location.reload(); throw new Error("logged out"); }
             if (!r.ok) throw new Error(r.status);
+            // the header balance follows a credit without a reload
+            var balance = r.headers.get("X-Portal-Balance");
+            var exact = r.headers.get("X-Portal-Balance-Exact");
+            document.querySelectorAll("[data-balance]").forEach(function (el) {
+              if (balance) el.textContent = decodeURIComponent(balance);
+              if (exact && el.parentNode.title) {
+                el.parentNode.title = el.parentNode.title.replace(/:.*$/, ": " + decodeURIComponent(exact) + " TMT");
+              }
+            });
             return r.text();
           })
           .then(function (html) {
             box.innerHTML = html;
-            if (state) state.textContent = "Updated " + new Date().toLocaleTimeString();
+            if (state) state.textContent = t("updated", "Updated {time}").replace("{time}", utcTime(new Date()));
           })
-          .catch(function () { if (state) state.textContent = "Could not refresh; retrying."; })
-          .then(function () { setTimeout(tick, every); });
+          .catch(function () { if (state) state.textContent = t("retry", "Could not refresh; retrying."); })
+          .then(function () { busy = false; later(); });
       }
-      setTimeout(tick, every);
+      // back on the tab: look at once rather than at the next turn
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) tick(); });
+      later();
     });
   }
 

@@ -1,0 +1,145 @@
+"""Languages (issue 13): English, Russian and Turkmen (Latin) through gettext catalogs.
+
+- every string the templates and the portal's Python mark is in each catalog, translated,
+  with the same placeholders and markup;
+- no template shows text that is not marked (so not in the catalogs);
+- the language comes from the remembered switcher, else Accept-Language, else English;
+- numbers, money and dates follow the language (Babel).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from aigateway.portal import i18n
+from aigateway.portal.catalogs import extract
+from tests.portal.conftest import PASSWORD, PortalClient
+
+TEMPLATES = Path(i18n.__file__).parent / "templates"
+# Owned by the deposits/vouchers work at the same time; marked in a later change (see README).
+NOT_YET_MARKED = {"deposit.html", "_deposit_lists.html"}
+# Words that are the same in every language: currency, zone and network names.
+SAME_IN_EVERY_LANGUAGE = {"TMT", "UTC", "USDT", "TRC"}
+ATTRIBUTES = ("aria-label", "title", "placeholder", "alt", "data-confirm", "data-label")
+PLACEHOLDER = re.compile(r"%\(\w+\)s|\{\w+\}|</?\w+[^>]*>")
+
+
+def _catalog(locale: str):
+    with i18n.catalog_path(locale).open("rb") as f:
+        return read_po(f, locale=locale)
+
+
+@pytest.mark.parametrize("locale", ["ru", "tk"])
+def test_every_marked_string_is_translated(locale):
+    catalog = _catalog(locale)
+    missing, broken = [], []
+    for message in extract():
+        if not message.id:
+            continue
+        found = catalog.get(message.id)
+        strings = found.string if found else None
+        if isinstance(strings, tuple | list):
+            ok = found is not None and all(strings)
+            pairs = [(message.id[0], s) for s in strings] if ok else []
+        else:
+            ok = bool(strings)
+            pairs = [(message.id, strings)] if ok else []
+        if not ok:
+            missing.append(message.id)
+        for source, text in pairs:
+            if sorted(PLACEHOLDER.findall(source)) != sorted(PLACEHOLDER.findall(text)):
+                broken.append((source, text))
+    assert not missing, f"{locale}: not in the catalog (run python -m aigateway.portal.catalogs): {missing}"
+    assert not broken, f"{locale}: placeholders or markup differ: {broken}"
+
+
+def test_turkmen_is_written_in_latin_script():
+    for message in _catalog("tk"):
+        text = " ".join(message.string) if isinstance(message.string, tuple | list) else message.string
+        assert not re.search(r"[\u0400-\u04ff]", text or ""), text
+
+
+def _unmarked(source: str) -> list[str]:
+    text = re.sub(r"\{#.*?#\}", " ", source, flags=re.S)
+    text = re.sub(r"\{% block body_class %\}.*?\{% endblock %\}", " ", text)  # a CSS class
+    text = re.sub(r"\{%-?\s*trans\b.*?%\}.*?\{%-?\s*endtrans\s*-?%\}", " ", text, flags=re.S)
+    text = re.sub(r"<(pre|script|svg|style)\b.*?</\1>", " ", text, flags=re.S)
+    found: list[str] = []
+    for name in ATTRIBUTES:
+        for value in re.findall(rf'{name}="([^"]*)"', text):
+            rest = re.sub(r"\{\{.*?\}\}", " ", value)
+            if set(re.findall(r"[A-Za-z]{2,}", rest)) - SAME_IN_EVERY_LANGUAGE:
+                found.append(f'{name}="{value}"')
+    text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}", " ", text, flags=re.S)
+    text = re.sub(r"<[^>]*>", " ", text, flags=re.S)
+    words = re.findall(r"[A-Za-z][A-Za-z'’.-]*", text)
+    found += [w for w in words if w.strip(".-") not in SAME_IN_EVERY_LANGUAGE]
+    return found
+
+
+def test_no_template_shows_text_that_is_not_in_the_catalogs():
+    problems = {}
+    for path in sorted(TEMPLATES.glob("*.html")):
+        if path.name in NOT_YET_MARKED:
+            continue
+        left = _unmarked(path.read_text())
+        if left:
+            problems[path.name] = left
+    assert not problems, f"unmarked template text: {problems}"
+
+
+def test_the_scanner_finds_unmarked_text():
+    assert _unmarked('<p>{{ _("Fine") }}</p><p>Forgotten words</p>') == ["Forgotten", "words"]
+    assert _unmarked('<a title="Plain">{% trans %}Marked{% endtrans %}</a>') == ['title="Plain"']
+    assert _unmarked("<span>{{ x|number }} TMT</span>") == []
+
+
+def test_accept_language_then_the_remembered_switcher(visitor):
+    v = visitor({"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
+    page = v.get("/login").text
+    assert '<html lang="ru">' in page and "<h1>Войти</h1>" in page and "Эл. почта" in page
+    r = v.get("/lang/tk?next=/register")
+    assert r.status_code == 303 and r.headers["Location"] == "/register"
+    assert "gw_lang=tk" in r.headers["Set-Cookie"] and "Max-Age=31536000" in r.headers["Set-Cookie"]
+    page = v.get("/register").text  # the cookie wins over Accept-Language
+    assert '<html lang="tk">' in page and "Hasabyňyzy dörediň" in page
+    assert v.get("/lang/tk?next=//evil.example").headers["Location"] == "/"
+    assert v.get("/lang/de").status_code == 404
+    assert '<html lang="en">' in visitor({"Accept-Language": "de-DE,fr;q=0.8"}).get("/login").text
+    assert '<html lang="tk">' in visitor({"Accept-Language": "tk,ru;q=0.8"}).get("/login").text
+
+
+@pytest.mark.parametrize("code", ["ru", "tk"])
+def test_messages_numbers_and_dates_follow_the_language(visitor, gateway, code):
+    v = visitor({"Accept-Language": code})
+    r = v.register("weak@example.com", "short")
+    expected = {"ru": "Слишком слабый пароль: используйте не меньше 10 символов.",
+                "tk": "Açar söz gowşak: azyndan 10 nyşan ulanyň."}[code]
+    assert expected in r.text
+    cid = v.signup(f"lang-{code}@example.com")
+    gateway.credit(cid, "1234.5", "test:big")
+    dashboard = v.get("/dashboard").text
+    assert "1\xa0234,50" in dashboard  # Babel: grouping and decimal sign of the language
+    page = v.get("/transactions").text
+    month = {"ru": "янв.|февр.|мар.|апр.|мая|июн.|июл.|авг.|сент.|окт.|нояб.|дек.",
+             "tk": "ýan|few|mart|apr|maý|iýun|iýul|awg|sen|okt|noý|dek"}[code]
+    assert re.search(rf"\d+ ({month}) \d{{4}}, \d\d:\d\d UTC", page), "date not in the language"
+    assert "+1\xa0234,50" in page
+    csv_text = v.get("/transactions/export.csv").text
+    assert ",credit,1234.500000," in csv_text  # the CSV is for machines: the same in every language
+
+
+def test_every_language_renders_every_page(visitor, gateway):
+    for code in i18n.LOCALES:
+        v = PortalClient(gateway, {"Accept-Language": code})
+        v.signup(f"pages-{code}@example.com")
+        v.create_key("k")
+        for path in ("/dashboard", "/keys", "/transactions", "/deposit", "/models", "/docs", "/logout",
+                     "/no-such-page"):
+            r = v.get(path, headers={"Accept": "text/html"})
+            assert r.status_code in (200, 404) and f'<html lang="{code}">' in r.text, (code, path)
+        assert PASSWORD not in v.get("/keys").text
