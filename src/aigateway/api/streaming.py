@@ -25,7 +25,7 @@ from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
 from aigateway.api.sse import SSEFilter
-from aigateway.api.tokens import count_chat_prompt
+from aigateway.api.tokens import count_chat_prompt, ensure_loaded
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ async def _relay(gateway, call, request, route, upstream, sse: SSEFilter, first:
         counts = usage_counts(sse.usage)
         estimated = counts is None
         if counts is None:
+            await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
             counts = (count_chat_prompt(call.body.get("messages", [])), sse.generated_tokens())
         if client_gone and upstream_error is None:
             upstream_error = "client disconnected"

@@ -11,6 +11,7 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.api.tokens import ensure_loaded
 
 # Our own (input, output) count for a response whose upstream sent no usage.
 Estimator = Callable[[Call, dict | None], tuple[int, int]]
@@ -31,6 +32,7 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
     counts = usage_counts(payload.get("usage")) if payload else None
     estimated = counts is None
     if counts is None:
+        await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
         counts = estimate(call, payload)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
