@@ -155,10 +155,10 @@ def raw_garbage(draw, key: str) -> bytes:
     return (ends.join(lines) + ends + ends).encode("latin-1", "replace") + body
 
 
-def send(port: int, data: bytes) -> RawResponse | None:
+def send(port: int, data: bytes, timeout: float) -> RawResponse | None:
     """One exchange; None if the server closed without an answer or is still waiting for more bytes."""
     try:
-        return exchange(port, data, timeout=3.0)
+        return exchange(port, data, timeout=timeout)
     except (AssertionError, socket.timeout, ConnectionResetError):
         return None
 
@@ -212,7 +212,7 @@ def test_fuzz_http_requests_never_500_and_never_overcharge(fuzz_target):
     def one_request(data):
         key = data.draw(st.sampled_from(keys))
         raw = data.draw(http_requests(key))
-        response = send(gateway.port, raw)
+        response = send(gateway.port, raw, timeout=20.0)  # well framed: an answer must come
         statuses[response and response.status] = statuses.get(response and response.status, 0) + 1
         if response is None:
             unanswered.append(raw[:400])
@@ -220,12 +220,11 @@ def test_fuzz_http_requests_never_500_and_never_overcharge(fuzz_target):
 
     unanswered: list[bytes] = []
     one_request()
-    print("unanswered:", unanswered)
     records = check_money(gateway, customer_ids)
     print(f"\nHTTP fuzz: {sum(statuses.values())} requests, answers by status {sorted(statuses.items(), key=str)}; "
           f"usage records by status {records}")
     assert sum(statuses.values()) >= 3_900
-    assert statuses.get(None, 0) == 0  # every well-framed request got an answer
+    assert unanswered == []  # every well-framed request got an answer
     assert statuses.get(200, 0) > 100 and statuses.get(400, 0) > 100 and statuses.get(401, 0) > 100
 
 
@@ -237,7 +236,7 @@ def test_fuzz_raw_bytes_for_the_http_parser(fuzz_target):
     @given(data=st.data())
     def one_exchange(data):
         raw = data.draw(raw_garbage(keys[0]))
-        response = send(gateway.port, raw)
+        response = send(gateway.port, raw, timeout=3.0)  # a broken frame may leave the server waiting
         statuses[response and response.status] = statuses.get(response and response.status, 0) + 1
         check(response, raw)
 
