@@ -14,7 +14,9 @@ sent no usage), in a thread, never on the event loop: loading takes 0.3-2 s and
 ~125 MB (bpe-openai's 74 MB extension and its tables), which a worker whose
 upstreams always report usage never pays. Async callers `await ensure_loaded()`
 before counting, so other requests keep being served meanwhile; every waiter
-(on any event loop) shares the one load. Counting never fails on text that looks
+(on any event loop) shares the one load. Hazard: the last step (bpe-openai's Rust
+table build, ~0.1-0.25 s) holds the GIL, so other requests may wait that long
+once; before, they waited for the whole load. Counting never fails on text that looks
 like a special token (`<|endoftext|>` in a prompt is ordinary text here).
 """
 
@@ -61,11 +63,6 @@ def _start_loading() -> Future:
             _loaded = Future()
             threading.Thread(target=_load, args=(_loaded,), name="tokenizer-load", daemon=True).start()
         return _loaded
-
-
-def is_loaded() -> bool:
-    future = _loaded
-    return future is not None and future.done() and future.exception() is None
 
 
 async def ensure_loaded() -> None:
