@@ -50,8 +50,7 @@ def _config(ctx: click.Context, *, demo: bool = False) -> Config:
 @click.pass_context
 def serve(ctx, host, port, demo, access_log, log_level) -> None:
     """Run the gateway (API and portal) until interrupted."""
-    from aiohttp import web
-
+    from aigateway.api.protocol import run_app
     from aigateway.app import create_app
 
     _setup_logging(log_level)
@@ -70,8 +69,10 @@ def serve(ctx, host, port, demo, access_log, log_level) -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover - Windows
         pass
-    web.run_app(app, host=config.server.host, port=config.server.port, access_log=logging.getLogger(
-        "aiohttp.access") if access_log else None, print=lambda *_: None, handler_cancellation=False)
+    # run_app of api/protocol: web.run_app's loop, with connections that answer even aiohttp's own
+    # parse errors in OpenAI's error JSON.
+    run_app(app, host=config.server.host, port=config.server.port, access_log=logging.getLogger(
+        "aiohttp.access") if access_log else None, handler_cancellation=False)
 
 
 def _config_error(exc: Exception) -> str:

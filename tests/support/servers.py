@@ -14,6 +14,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from aigateway.api.protocol import GatewayRunner
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -50,7 +52,8 @@ class ServerThread:
 
     async def _start(self) -> None:
         self.app = self._make_app()
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=False)
+        # The runner `aigateway serve` uses, so parse errors are answered as in production.
+        self._runner = GatewayRunner(self.app, access_log=None, handler_cancellation=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from aigateway.accounts.keycache import KeyInfo
 from aigateway.accounts.keys import looks_like_key
 from aigateway.api import errors
+from aigateway.api.body import check_depth, read_body
 from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
@@ -35,6 +36,16 @@ _ID_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
+
+
+# The request's id, set by the API middleware; a call takes it as its own id.
+REQUEST_ID = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "aigateway.request_id"
+# The model name a request asked for, kept for its usage record if it is refused.
+ASKED_MODEL = web.RequestKey("asked_model", str) if hasattr(web, "RequestKey") else "aigateway.asked_model"
+
+
+def request_id(request: web.Request) -> str:
+    return request.get(REQUEST_ID) or new_request_id()
 
 
 @dataclass(slots=True)
@@ -61,7 +72,7 @@ async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise errors.invalid_key("Missing API key. Pass it as 'Authorization: Bearer gw_...'.")
-    if not looks_like_key(secret):
+    if not looks_like_key(secret) or not secret.isascii():  # non-ASCII would not even hash
         raise errors.invalid_key("Malformed API key: keys start with 'gw_'.")
     info = await gateway.keys.lookup(secret)
     if info is None:
@@ -76,6 +87,7 @@ def parse_json_object(raw: bytes) -> dict:
         raise errors.bad_request(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise errors.bad_request("The request body must be a JSON object.")
+    check_depth(raw, body)
     return body
 
 
@@ -115,10 +127,37 @@ def cap_output(model: Model, body: dict, per_choice: int) -> None:
 
 
 async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
+    """Authenticate, then open the call; an authenticated request refused here is recorded."""
     key = await authenticate(gateway, request)
-    raw = await request.read()
+    started = time.monotonic()
+    try:
+        return await _open(gateway, request, endpoint, key)
+    except errors.APIError as exc:
+        record_refusal(gateway, request, key, endpoint, exc, started)
+        raise
+
+
+def record_refusal(gateway: Gateway, request: web.Request, key: KeyInfo, endpoint: str,
+                   exc: errors.APIError, started: float) -> None:
+    """A usage record for a refused call: its status and error code, cost 0, no charge."""
+    if gateway.recorder is None:
+        return
+    # usage_records.model is a NOT NULL String(200); PostgreSQL refuses NUL characters in
+    # text, and one bad row would fail its whole group-commit batch on every retry.
+    asked = request.get(ASKED_MODEL) or ""
+    model = asked.replace("\x00", "")[:200]
+    gateway.recorder.record(UsageEvent(
+        id=request_id(request), customer_id=key.customer_id, api_key_id=key.key_id, model=model,
+        endpoint=endpoint, status=exc.status, error=exc.code, cost=0,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    ))
+
+
+async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyInfo) -> Call:
+    raw = await read_body(request)
     body = parse_json_object(raw)
     name = body.get("model")
+    request[ASKED_MODEL] = name if isinstance(name, str) else ""
     if not isinstance(name, str) or not name:
         raise errors.bad_request("'model' is required and must be a string.", param="model")
     model = gateway.catalog.get(name)
@@ -146,7 +185,7 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
             raise errors.bad_request("'input' is required: a string or an array of strings or tokens.",
                                      param="input")
         output_cap, stream = 0, False
-    call = Call(id=new_request_id(), endpoint=endpoint, key=key, model=model, price=model.price,
+    call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
     if gateway.wallet is not None and not model.price.free:
         most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)

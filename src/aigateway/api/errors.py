@@ -1,4 +1,9 @@
-"""OpenAI's error shape, so the official SDKs raise the matching exception class."""
+"""OpenAI's error shape, so the official SDKs raise the matching exception class.
+
+Every non-2xx answer of the API is built here, including aiohttp's own replies to
+requests it cannot parse (see `api/protocol.py`), so a client always gets
+`{"error": {"message", "type", "param", "code"}}` and an `X-Request-Id` to quote.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +26,13 @@ class APIError(Exception):
         return orjson.dumps({"error": {"message": self.message, "type": self.type, "param": self.param,
                                        "code": self.code}})
 
-    def response(self) -> web.Response:
+    def response(self, request_id: str | None = None) -> web.Response:
+        headers = {**self.headers, REQUEST_ID_HEADER: request_id} if request_id else self.headers
         return web.Response(status=self.status, body=self.body(), content_type="application/json",
-                            headers=self.headers)
+                            headers=headers)
+
+
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def invalid_key(message: str = "Invalid or revoked API key. Check your key on the API Keys tab.") -> APIError:
@@ -60,3 +69,46 @@ def billing_unavailable(retry_after: int) -> APIError:
     return APIError(503, f"Billing is briefly unavailable, so no request can be accepted right now. "
                          f"Retry in {retry_after} s.", type="server_error", code="billing_unavailable",
                     headers={"Retry-After": str(retry_after)})
+
+
+def request_too_large(limit: int) -> APIError:
+    return APIError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+
+
+def body_too_deep(limit: int) -> APIError:
+    return APIError(400, f"The request body's JSON is nested more than {limit} levels deep.",
+                    code="invalid_request")
+
+
+def unsupported_encoding(encoding: str, supported: list[str]) -> APIError:
+    return APIError(415, f"Content-Encoding '{encoding[:40]}' is not supported; send the body as is or "
+                         f"with one of: {', '.join(supported)}.", code="unsupported_content_encoding")
+
+
+def undecodable_body(encoding: str) -> APIError:
+    return APIError(400, f"The request body could not be decoded as Content-Encoding '{encoding[:40]}'.",
+                    code="invalid_content_encoding")
+
+
+def incomplete_body() -> APIError:
+    return APIError(400, "The request body is incomplete or its transfer encoding is broken.",
+                    code="invalid_request")
+
+
+def malformed_http(status: int, message: str) -> APIError:
+    """aiohttp's parser refused the request itself (before any route or handler)."""
+    code = {414: "request_line_too_long", 431: "request_headers_too_large"}.get(status, "malformed_http_request")
+    return APIError(status, message, code=code)
+
+
+def http_status(status: int, reason: str) -> APIError:
+    """An aiohttp HTTPException under /v1 (unknown path, wrong method, ...)."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
+    if status == 404:
+        reason = "Unknown API path. The API serves /v1/chat/completions, /v1/embeddings and /v1/models."
+    return APIError(status, reason, code=code)
+
+
+def internal_error() -> APIError:
+    return APIError(500, "Internal error in the gateway. Quote the X-Request-Id header when reporting it.",
+                    type="server_error", code="internal_error")

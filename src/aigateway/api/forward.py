@@ -23,7 +23,11 @@ PATHS = {"chat": "/chat/completions", "embeddings": "/embeddings"}
 
 def upstream_body(call: Call, route: Route) -> bytes:
     call.body["model"] = route.upstream_model
-    return orjson.dumps(call.body)
+    try:
+        return orjson.dumps(call.body)
+    except orjson.JSONEncodeError:  # `begin` refuses bodies too deep to write; this is the backstop
+        raise errors.bad_request("The request body cannot be re-encoded for the upstream "
+                                 "(JSON nested too deeply).") from None
 
 
 T = TypeVar("T")

@@ -1,4 +1,11 @@
-"""URL table of the OpenAI-compatible API, and its error middleware."""
+"""URL table of the OpenAI-compatible API, and its error middleware.
+
+One error path: every answer under /v1 that is not a 2xx is OpenAI's error JSON,
+and every answer (2xx too) carries `X-Request-Id`. The id is made here, before the
+handler runs; a billed call uses it as its own id, so the header, the usage record
+and the ledger reference (`usage:<id>`) all name the same request. Requests aiohttp
+cannot even parse are answered by `api/protocol.py` in the same shape.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import logging
 from aiohttp import web
 
 from aigateway.api import errors
+from aigateway.api.call import REQUEST_ID, new_request_id
 from aigateway.api.models import get_model, list_models
 from aigateway.api.views import chat_completions, embeddings
 
@@ -15,23 +23,29 @@ log = logging.getLogger(__name__)
 
 @web.middleware
 async def api_errors(request: web.Request, handler):
-    """Every failure under /v1 answers in OpenAI's error JSON."""
+    """Every failure under /v1 answers in OpenAI's error JSON, with X-Request-Id."""
     if not request.path.startswith("/v1/"):
         return await handler(request)
+    request_id = request[REQUEST_ID] = new_request_id()
     try:
-        return await handler(request)
+        response = await handler(request)
     except errors.APIError as exc:
-        return exc.response()
+        return exc.response(request_id)
     except web.HTTPRequestEntityTooLarge:
-        return errors.APIError(413, "The request body is too large.", code="request_too_large").response()
+        return errors.request_too_large(request.client_max_size).response(request_id)
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return errors.APIError(exc.status, exc.reason, code=str(exc.status)).response()
+            error = errors.http_status(exc.status, exc.reason)
+            if "Allow" in exc.headers:  # 405 names the methods the path takes
+                error.headers["Allow"] = exc.headers["Allow"]
+            return error.response(request_id)
         raise
     except Exception:
-        log.exception("unhandled error on %s", request.path)
-        return errors.APIError(500, "Internal error in the gateway.", type="server_error",
-                               code="internal_error").response()
+        log.exception("unhandled error on %s (%s)", request.path, request_id)
+        return errors.internal_error().response(request_id)
+    if not response.prepared:  # a stream sets its own before its first byte
+        response.headers.setdefault(errors.REQUEST_ID_HEADER, request_id)
+    return response
 
 
 def add_api_routes(app: web.Application) -> None:

@@ -34,7 +34,7 @@ from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
 from aigateway.api.sse import NotSSE, SSEFilter
-from aigateway.api.tokens import count_chat_prompt
+from aigateway.api.tokens import count_chat_prompt, ensure_loaded
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: st
     counts = usage_counts(sse.usage)
     estimated = counts is None
     if counts is None:
+        await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
         try:
             prompt = count_chat_prompt(call.body.get("messages", []))
         except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure

@@ -8,11 +8,23 @@ framing it becomes, so the request body's length in bytes bounds the prompt
 tokens, without tokenizing on the hot path. Images are not text: each
 `image_url` part adds a fixed allowance. The model's context length, when
 known, caps the bound.
+
+The o200k tables are loaded only when a count is first needed (an upstream that
+sent no usage), in a thread, never on the event loop: loading takes 0.3-2 s and
+~125 MB (bpe-openai's 74 MB extension and its tables), which a worker whose
+upstreams always report usage never pays. Async callers `await ensure_loaded()`
+before counting, so other requests keep being served meanwhile; every waiter
+(on any event loop) shares the one load. Hazard: the last step (bpe-openai's Rust
+table build, ~0.1-0.25 s) holds the GIL, so other requests may wait that long
+once; before, they waited for the whole load. Counting never fails on text that looks
+like a special token (`<|endoftext|>` in a prompt is ordinary text here).
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import threading
+from concurrent.futures import Future
 
 IMAGE_TOKEN_ALLOWANCE = 1_700  # a high-detail image is at most ~1,500 tokens at OpenAI
 
@@ -24,16 +36,49 @@ def prompt_token_bound(body: bytes, context_length: int | None) -> int:
     return bound
 
 
-@functools.cache
-def _encoding():
-    # bpe-openai ships the o200k/cl100k tables inside the wheel: no download at run time.
-    import bpe_openai
+_load_lock = threading.Lock()
+_loaded: Future | None = None  # a concurrent Future: event loops in other threads can await it too
 
-    return bpe_openai.get_encoding("o200k_base")
+
+def _load(into: Future) -> None:
+    global _loaded
+    try:
+        # bpe-openai ships the o200k/cl100k tables inside the wheel: no download at run time.
+        import bpe_openai
+
+        encoding = bpe_openai.get_encoding("o200k_base")
+        encoding.encode_ordinary("warm up")
+    except BaseException as exc:  # the waiters get the error; the next count tries again
+        with _load_lock:
+            _loaded = None
+        into.set_exception(exc)
+    else:
+        into.set_result(encoding)
+
+
+def _start_loading() -> Future:
+    global _loaded
+    with _load_lock:
+        if _loaded is None:
+            _loaded = Future()
+            threading.Thread(target=_load, args=(_loaded,), name="tokenizer-load", daemon=True).start()
+        return _loaded
+
+
+async def ensure_loaded() -> None:
+    """Load the tokenizer in a thread (once per process); other requests run meanwhile."""
+    future = _start_loading()
+    if not future.done():
+        await asyncio.wrap_future(future)
+
+
+def _encoding():
+    # Callers on an event loop await ensure_loaded() first; anything else waits here.
+    return _start_loading().result()
 
 
 def count_text_tokens(text: str) -> int:
-    return len(_encoding().encode(text)) if text else 0
+    return len(_encoding().encode_ordinary(text)) if text else 0
 
 
 def _content_text(content) -> str:

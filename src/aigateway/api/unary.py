@@ -20,6 +20,7 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.api.tokens import ensure_loaded
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
     counts = usage_counts(payload.get("usage"))
     estimated = counts is None
     if counts is None:
+        await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
         try:
             counts = estimate(call, payload)
         except Exception:  # an odd answer shape must not skip the charge: count the prompt only
