@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 from typing import Any
 
 from aiohttp import web
@@ -121,18 +122,25 @@ class GatewayRunner(web.AppRunner):
 
 def run_app(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 60.0,
             **runner_kwargs: Any) -> None:
-    """`web.run_app` with GatewayRunner: serve until SIGINT/SIGTERM, then clean up."""
+    """`web.run_app` with GatewayRunner: serve until SIGINT/SIGTERM, then clean up.
+
+    Hazard: aiohttp's own signal handling raises GracefulExit out of the loop, and
+    `asyncio.run` then cancels every task at once: the usage recorder's final commit
+    and the spool's close were cut short. Here a signal only sets an event, and the
+    clean-up (cleanup_ctx: final commit, spool close, pools) runs to its end.
+    """
 
     async def serve() -> None:
-        runner = GatewayRunner(app, handle_signals=True, shutdown_timeout=shutdown_timeout, **runner_kwargs)
+        runner = GatewayRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, **runner_kwargs)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await runner.setup()
         try:
             await web.TCPSite(runner, host, port).start()
-            await asyncio.Event().wait()  # the runner's signal handlers raise GracefulExit
+            await stop.wait()
         finally:
             await runner.cleanup()
 
-    try:
-        asyncio.run(serve())  # on GracefulExit, asyncio.run cancels `serve`, whose finally cleans up
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
+    asyncio.run(serve())
