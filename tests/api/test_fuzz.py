@@ -192,6 +192,7 @@ def check_money(gateway, customer_ids: list[int]) -> dict:
     for cid in customer_ids:
         balance = gateway.balance(cid)
         assert balance == gateway.ledger_sum(cid)
+        assert gateway.reconcile() == []  # `aigateway admin reconcile` finds nothing
         assert balance >= 0
         assert gateway.run(gateway.gateway.wallet.available(cid)) == balance  # no hold left open
     [(bad,)] = gateway.sql("SELECT count(*) FROM usage_records WHERE status <> 200 AND cost <> 0")

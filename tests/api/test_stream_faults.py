@@ -55,6 +55,7 @@ def events(body: bytes) -> list[bytes]:
 
 def assert_books_balance(gateway, cid: int, charged: int) -> None:
     assert gateway.balance(cid) == CREDIT - charged == gateway.ledger_sum(cid)
+    assert gateway.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
 
 def test_done_inside_the_text_split_across_reads_is_relayed_whole_and_billed_by_upstream_usage(faulty_gateway):

@@ -52,6 +52,7 @@ def test_a_faulty_route_fails_over_and_only_the_good_route_is_billed(faulty_gate
     assert (usage.upstream_model, usage.status, usage.estimated) == ("good", 200, False)
     assert usage.cost == expected > 0
     assert gateway.balance(cid) == CREDIT - expected == gateway.ledger_sum(cid)
+    assert gateway.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
 
 @pytest.mark.parametrize("endpoint, fault", [("chat", f) for f in FAULTS]
@@ -66,6 +67,7 @@ def test_no_good_route_gives_503_with_retry_after_and_charges_nothing(faulty_gat
     [usage] = gateway.usage(cid)
     assert (usage.status, usage.cost, usage.error) == (503, 0, "providers_unavailable")
     assert gateway.balance(cid) == CREDIT == gateway.ledger_sum(cid)
+    assert gateway.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
 
 def test_a_completion_with_odd_choices_and_no_usage_is_charged_for_its_prompt_not_a_500(faulty_gateway):
@@ -78,3 +80,4 @@ def test_a_completion_with_odd_choices_and_no_usage_is_charged_for_its_prompt_no
     assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (prompt, 0, True)
     assert usage.cost == request_cost(prompt, 0, 350_000, 1_400_000) > 0
     assert gateway.balance(cid) == CREDIT - usage.cost == gateway.ledger_sum(cid)
+    assert gateway.reconcile() == []  # `aigateway admin reconcile` finds nothing

@@ -146,6 +146,7 @@ def test_sixty_over_reporting_requests_at_once_never_overdraw(start_gateway, ups
     balance = gw.balance(cid)
     assert balance == start - fits * hold == hold // 2 >= 0
     assert balance == gw.ledger_sum(cid)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
     # The operator finds exactly these records, and only this customer's with --customer.
     honest = post_all(gw, other_key, [chat_body("honest", max_tokens=10)])
@@ -168,6 +169,7 @@ def test_single_over_report_on_a_tiny_balance(start_gateway, upstream, db_url):
     [record] = gw.usage(cid)
     assert record.capped and record.cost == hold_for(raw, 10) < 100
     assert gw.balance(cid) == 100 - record.cost == gw.ledger_sum(cid)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
 
 def test_both_cap_fields_the_smaller_wins_and_both_are_sent(start_gateway, upstream, sqlite_url):
@@ -186,6 +188,7 @@ def test_both_cap_fields_the_smaller_wins_and_both_are_sent(start_gateway, upstr
     [record] = gw.usage(cid)
     assert record.capped and record.cost == hold_for(raw, 1)
     assert gw.balance(cid) == credit - record.cost == gw.ledger_sum(cid)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing
 
 
 def test_the_cap_sent_upstream(start_gateway, upstream, sqlite_url):
@@ -233,3 +236,4 @@ def test_an_over_reporting_stream_is_charged_its_hold(start_gateway, upstream, d
     assert record.stream and record.capped and not record.estimated
     assert record.cost == hold_for(raw, 10) and record.output_tokens == 5_000
     assert gw.balance(cid) == 100 - record.cost == gw.ledger_sum(cid)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing

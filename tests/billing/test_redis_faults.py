@@ -197,6 +197,7 @@ def check_books(gw, cid: int, start: int, answers: list[Answer]) -> int:
     balance = gw.balance(cid)
     assert balance >= 0
     assert balance == gw.ledger_sum(cid)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing
     ok = [a for a in answers if a.status == 200]
     charges = gw.sql("SELECT amount FROM ledger_entries WHERE customer_id = :cid AND kind = 'charge'", cid=cid)
     assert sorted(-c.amount for c in charges) == sorted(a.cost for a in ok)
@@ -337,3 +338,4 @@ def test_redis_down_gives_503_in_openai_json_also_through_the_sdk(pg_url, privat
     client.close()
     gw.flush()
     assert gw.balance(cid) == gw.ledger_sum(cid) == to_units("10") - request_cost(10, MAX_TOKENS, IN, OUT)
+    assert gw.reconcile() == []  # `aigateway admin reconcile` finds nothing

@@ -107,6 +107,14 @@ class GatewayServer(ServerThread):
 
         return self.run(read())
 
+    def reconcile(self) -> list[str]:
+        """What `aigateway admin reconcile` finds in this gateway's books (an empty list when they are clean)."""
+        from aigateway.billing.reconcile import reconcile
+
+        self.flush()
+        redis = self.config.redis
+        return self.run(reconcile(self.engine, redis_url=redis.url, redis_prefix=redis.key_prefix))
+
     def sql(self, query: str, **params):
         async def read():
             async with self.engine.connect() as conn:
