@@ -18,6 +18,7 @@ from sqlalchemy import select
 from aigateway.accounts.tables import customers
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.billing.wallet import WalletUnavailable
 from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 
@@ -191,7 +192,10 @@ async def available_balance(request: web.Request, customer_id: int) -> int:
     """Balance minus charges not yet written and requests in flight: what can still be spent."""
     gateway = request.app[GATEWAY]
     if gateway.wallet is not None:
-        return await gateway.wallet.available(customer_id)
+        try:
+            return await gateway.wallet.available(customer_id)
+        except WalletUnavailable:  # Redis is down: show the committed balance rather than an error page
+            pass
     async with request.app[ENGINE].connect() as conn:
         return int(await conn.scalar(select(customers.c.balance).where(customers.c.id == customer_id)) or 0)
 
