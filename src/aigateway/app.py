@@ -19,7 +19,7 @@ from aigateway.api.routes import add_api_routes, api_errors
 from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
 from aigateway.background import Periodic
 from aigateway.billing.recorder import UsageEvent, UsageRecorder
-from aigateway.billing.spool import Spool, default_spool_dir
+from aigateway.billing.spool import Spool, default_spool_dir, replica_id
 from aigateway.billing.wallet import LocalWallet, Wallet
 from aigateway.config import Config
 from aigateway.pricing.catalog import Catalog
@@ -52,7 +52,7 @@ async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -
                 len(models), config.ollama_url, ", ".join(m.name for m in models))
 
 
-def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
+def _make_wallet(config: Config, engine: AsyncEngine, replica: str) -> Wallet:
     if config.redis.url:
         from aigateway.billing.redis_wallet import RedisWallet, connect
 
@@ -61,7 +61,8 @@ def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,
                          health_check_interval=r.health_check_interval)
         wallet = RedisWallet(engine, r.url, hold_ttl=config.billing.hold_ttl, key_prefix=r.key_prefix,
-                             recovery_seconds=r.recovery_seconds, client=client)
+                             recovery_seconds=r.recovery_seconds, replica_ttl=r.replica_ttl, client=client,
+                             replica=replica)
         wallet.start_soon()  # learn the Redis generation before the first request
         return wallet
     return LocalWallet(engine, hold_ttl=config.billing.hold_ttl)
@@ -84,13 +85,14 @@ async def _lifecycle(app: web.Application):
     keys = KeyCache(engine)
     wallet = recorder = None
     if config.billing.enabled:
-        wallet = _make_wallet(config, engine)
-        spool = Spool(config.billing.spool_dir or default_spool_dir(config.database.url), UsageEvent,
-                      key=lambda e: e.id)
+        spool_dir = config.billing.spool_dir or default_spool_dir(config.database.url)
+        wallet = _make_wallet(config, engine, replica_id(spool_dir))
+        spool = Spool(spool_dir, UsageEvent, key=lambda e: e.id)
         recorder = UsageRecorder(engine, wallet, flush_interval=config.billing.flush_interval,
                                  flush_max=config.billing.flush_max, spool=spool,
                                  shutdown_grace=config.billing.shutdown_grace)
         await recorder.replay()  # committed before any request is served: balances include it
+        await wallet.restarted()  # what the previous run left pending is now in the balances
         recorder.start()
     gateway = Gateway(config=config, keys=keys, catalog=catalog, router=Router(), upstream=upstream,
                       wallet=wallet, recorder=recorder)

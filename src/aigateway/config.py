@@ -56,6 +56,9 @@ class RedisConfig(_Strict):
     # After Redis lost its data, new requests get 503 this long (at least 3 s) while every
     # replica re-registers its open holds.
     recovery_seconds: float = Field(default=5.0, gt=0)
+    # A replica whose heartbeat is older than this is presumed stopped (its open holds stop
+    # counting when they expire; its uncommitted charges keep counting until it restarts).
+    replica_ttl: float = Field(default=30.0, gt=0)
 
 
 class BillingConfig(_Strict):

@@ -218,18 +218,35 @@ async def test_a_new_replica_catches_up_on_changes_made_while_none_ran(env):
     assert refused.value.available == 600
 
 
-async def test_crashed_replica_pending_stops_counting_after_its_ttl(env):
+async def test_crashed_replica_pending_counts_until_it_restarts_on_its_spool(env):
     crashed, alive = env.wallet(replica_ttl=0.4), env.wallet()
     await crashed.settle(await crashed.hold(env.cid, 300), 300)  # settled, never committed
     assert await alive.available(env.cid) == 700
     crashed._beat_task.cancel()  # the process dies: no heartbeat, no close, no flush
     await asyncio.sleep(0.6)
-    # Its uncommitted charge died with it (the recorder's documented loss): the money is there.
+    # Long past its heartbeat: the charge waits in its usage spool, so it still counts.
+    assert await alive.available(env.cid) == 700
+    assert pending(await env.state()) == {crashed.replica: 300}
+    # Started again on its spool (same replica id): the replay commits the charge, then
+    # `restarted` clears the old field with the balance that now contains it.
+    await env.post(-300, "usage:req_spooled", kind="charge")
+    again = env.wallet(replica=crashed.replica)
+    await again.restarted()
+    assert pending(await env.state()) == {crashed.replica: 0}
+    assert await alive.available(env.cid) == 700 == await again.available(env.cid)
+
+
+async def test_a_restart_forgets_charges_that_never_reached_the_spool(env):
+    crashed, alive = env.wallet(), env.wallet()
+    await crashed.settle(await crashed.hold(env.cid, 300), 300)  # lost by kill -9 before the spool
+    crashed._beat_task.cancel()
+    assert await alive.available(env.cid) == 700  # conservative while it is down
+    again = env.wallet(replica=crashed.replica)
+    await again.restarted()  # its replay had nothing: the balance never contained the charge
     assert await alive.available(env.cid) == 1_000
-    assert pending(await env.state()) == {}
 
 
-async def test_crash_between_commit_and_flushed_is_conservative_then_exact(env):
+async def test_crash_between_commit_and_flushed_is_conservative_until_the_restart(env):
     crashed, alive = env.wallet(), env.wallet()
     await crashed.settle(await crashed.hold(env.cid, 300), 300)
     await env.post(-300, "usage:req_x", kind="charge")  # its recorder committed the batch...
@@ -237,7 +254,9 @@ async def test_crash_between_commit_and_flushed_is_conservative_then_exact(env):
     await alive.refresh()
     assert await alive.available(env.cid) == 400  # counted twice for a while: never an overdraft
     await env.redis.delete(f"{env.prefix}:r:{crashed.replica}")  # its heartbeat key expires
-    assert await alive.available(env.cid) == 700  # exact once the replica is presumed dead
+    assert await alive.available(env.cid) == 400  # still: it may have more charges in its spool
+    await env.wallet(replica=crashed.replica).restarted()
+    assert await alive.available(env.cid) == 700  # exact once it is back
 
 
 async def test_flushed_of_a_batch_committed_by_an_earlier_attempt_reads_the_balance(env):
@@ -328,12 +347,12 @@ async def test_a_late_reordered_write_cannot_undo_a_newer_one(env):
     assert pending(await env.state()) == {w.replica: 100}
 
 
-async def test_replica_presumed_dead_rewrites_its_pending_charges_when_it_wakes(env):
+async def test_a_stalled_replica_keeps_its_pending_charges_counted(env):
     stalled, other = env.wallet(replica_ttl=0.3), env.wallet()
     await stalled.settle(await stalled.hold(env.cid, 300), 300)  # settled, not yet committed
     stalled._beat_task.cancel()  # its event loop stalls past the heartbeat ttl
     await asyncio.sleep(0.45)
-    assert await other.available(env.cid) == 1_000  # presumed dead: its field was dropped
+    assert await other.available(env.cid) == 700  # presumed dead, but its charge still counts
     await stalled._beat()  # it wakes up and notices
     await stalled.refresh()
     assert await other.available(env.cid) == 700

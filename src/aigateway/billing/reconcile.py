@@ -89,6 +89,10 @@ async def reconcile(engine: AsyncEngine, *, spool_dir: str | os.PathLike | None 
     if redis_url:
         problems += [f"redis: customer {customer}: hold {member} expired {age_ms} ms ago and is still counted"
                      for customer, member, age_ms in await expired_redis_holds(redis_url, redis_prefix)]
+        problems += [f"redis: replica {replica} is not running and {amount} units of its charges to customer "
+                     f"{customer} are not committed: start a gateway again on that replica's spool_dir "
+                     "(until then they stay unavailable to the customer)"
+                     for customer, replica, amount in await stopped_replicas_pending(redis_url, redis_prefix)]
     return problems
 
 
@@ -128,6 +132,33 @@ async def expired_redis_holds(url: str, prefix: str) -> list[tuple[str, str, int
         async for key in client.scan_iter(match=f"{prefix}:h:*", count=500):
             for member, score in await client.zrangebyscore(key, "-inf", now_ms - 1, withscores=True):
                 found.append((key.rsplit(":", 1)[-1], member, now_ms - int(score)))
+        return found
+    finally:
+        await client.aclose()
+
+
+async def stopped_replicas_pending(url: str, prefix: str) -> list[tuple[str, str, int]]:
+    """(customer id, replica, units) of uncommitted charges left by replicas that are not running.
+
+    Reads the layout of `billing.redis_wallet` (``{prefix}:w:{customer}`` field ``p:{replica}`` =
+    ``"{seq}:{amount}"``; ``{prefix}:r:{replica}`` exists while that replica runs). Such charges
+    wait in that replica's usage spool and keep counting until it is started again on it.
+    """
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        found: list[tuple[str, str, int]] = []
+        running: dict[str, bool] = {}
+        async for key in client.scan_iter(match=f"{prefix}:w:*", count=500):
+            for field, value in (await client.hgetall(key)).items():
+                if not field.startswith("p:") or int(value.rsplit(":", 1)[-1]) <= 0:
+                    continue
+                replica = field[2:]
+                if replica not in running:
+                    running[replica] = bool(await client.exists(f"{prefix}:r:{replica}"))
+                if not running[replica]:
+                    found.append((key.rsplit(":", 1)[-1], replica, int(value.rsplit(":", 1)[-1])))
         return found
     finally:
         await client.aclose()

@@ -60,15 +60,17 @@ one ``pend`` counter, incremented by settle and decremented by flushed):
   pending never disagree in the unsafe direction. When a batch's charges had all
   been committed by an earlier attempt (the recorder passes version -1), the
   wallet reads the balance from the database before they leave pending.
-* The crash window: a replica that dies after committing a batch but before
-  ``flushed`` (or with settled charges it never committed) leaves its pending
-  field behind. It counts only while the replica's heartbeat key lives: the next
-  hold after ``replica_ttl`` (30 s; the heartbeat runs every ``replica_ttl``/4 on
-  its own task, independent of database health) deletes it. By then a refresh
-  pass has long put the dead replica's last commit into ``bal``; its uncommitted
-  charges died with it (the recorder's documented loss), so dropping them is
-  exact. Cost of the window: some available balance for up to ``replica_ttl``,
-  never an overdraft. A clean shutdown deletes the key at once.
+* The crash window: a replica that dies with settled charges it has not committed
+  leaves its pending field behind, and it keeps counting, however long the replica is
+  down: those charges are in its usage spool (billing/spool.py) and are committed when
+  it starts again on that spool. The replica id is kept in the spool directory, so the
+  restarted process owns the same field; after replaying its spool it rewrites the field
+  to zero together with a snapshot read from the database (`restarted`). Charges the
+  crash lost before they reached the spool (at most one flush interval) are forgotten
+  then. Cost: a dead replica's uncommitted charges keep that money unavailable until it
+  is restarted (`aigateway admin reconcile` lists such fields), never an overdraft.
+  Sequence numbers start from the clock (microseconds), so a restarted replica's writes
+  win over its previous run's.
 * Expiry uses Redis server time, so clock skew between replicas does not matter.
 * The refresh watermark is shared (``P:since``): a replica that starts after all
   others were down first catches up on every change since the last pass of any
@@ -156,8 +158,8 @@ def connect(url: str, *, max_connections: int = 64, pool_timeout: float = 2.0, c
     )
     return aioredis.Redis.from_pool(pool)
 
-# Shared Lua: server time, available amount (after dropping expired holds and the
-# pending charges of dead replicas; nil = no snapshot yet), release, snapshots.
+# Shared Lua: server time, available amount (after dropping expired holds; nil = no
+# snapshot yet), release, snapshots.
 _PRELUDE = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -185,11 +187,9 @@ local function available(w, h, rprefix, now)
     elseif k == 'held' then
       held = tonumber(v)
     elseif string.sub(k, 1, 2) == 'p:' then
-      if redis.call('EXISTS', rprefix .. string.sub(k, 3)) == 1 then
-        pend = pend + amount_of(v)
-      else
-        redis.call('HDEL', w, k)  -- a dead replica's: its commits are in bal by now
-      end
+      -- A dead replica's pending charges count too: they wait in its usage spool and are
+      -- committed when it starts again on it (`restarted` then clears this field).
+      pend = pend + amount_of(v)
     end
   end
   if held ~= 0 and redis.call('ZCARD', h) == 0 then  -- self-heal after lost keys
@@ -338,7 +338,7 @@ class RedisWallet:
 
     def __init__(self, engine: AsyncEngine, url: str, *, hold_ttl: float = 900.0, key_prefix: str = "aigw",
                  replica_ttl: float = 30.0, state_ttl: float = 7 * 86400.0, recovery_seconds: float = 5.0,
-                 client: aioredis.Redis | None = None) -> None:
+                 client: aioredis.Redis | None = None, replica: str | None = None) -> None:
         self._engine = engine
         self._redis = client or connect(url)
         self._hold_ttl_ms = max(1, int(hold_ttl * 1000))
@@ -349,7 +349,8 @@ class RedisWallet:
         # Long enough for every live replica to notice a data loss (a heartbeat, with retries).
         self._recovery_ms = int(max(recovery_seconds, 3 * self._beat_interval) * 1000)
         self._prefix = key_prefix
-        self.replica = uuid.uuid4().hex[:12]
+        # Stable across restarts when given (kept in the usage spool directory): see `restarted`.
+        self.replica = replica or uuid.uuid4().hex[:12]
         self._pending_field = f"p:{self.replica}"
         self._replica_prefix = f"{key_prefix}:r:"
         self._alive_key = self._replica_prefix + self.replica
@@ -362,7 +363,9 @@ class RedisWallet:
         self._eager: asyncio.Future | None = None
         self._warned_at = float("-inf")
         self._ids = itertools.count(1)
-        self._seq = itertools.count(1)
+        # From the clock, so a restarted replica's writes win over its previous run's.
+        self._seq = itertools.count(time.time_ns() // 1000)
+        self._previous_run_owed = False  # set by `restarted` until its fields are cleared
         # The recorder commits and calls `flushed` under this lock (protocol); in Redis,
         # snapshot versions and sequence numbers already order concurrent writers.
         self.lock = asyncio.Lock()
@@ -538,6 +541,56 @@ class RedisWallet:
     async def _seed(self, customer_id: int) -> None:
         await self._seed_snapshot(customer_id, *await self._read_balance(customer_id))
 
+    async def restarted(self) -> None:
+        """Clear what this replica's previous run left in Redis, once its spool is replayed.
+
+        Its pending fields counted the charges that run settled and had not committed; the
+        replay has committed those that reached the spool. Each field is rewritten to zero
+        in one script with the customer's balance read from the database now, so at no moment
+        are those charges missing from both the balance and pending. If Redis or the database
+        cannot be reached, `refresh` tries again; until then the old fields keep counting
+        (conservative).
+        """
+        self._previous_run_owed = True
+        try:
+            await self._clear_previous_run()
+        except (RedisError, OSError, DBAPIError) as exc:
+            log.warning("wallet replica %s could not clear its previous run's pending charges yet (%s); "
+                        "retrying", self.replica, type(exc).__name__)
+
+    async def _clear_previous_run(self) -> None:
+        field = self._pending_field
+        keys = [key async for key in self._redis.scan_iter(match=f"{self._prefix}:w:*", count=1000)]
+        owed: list[int] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in chunk:
+                    pipe.hget(key, field)
+                values = await pipe.execute()
+            owed += [int(key.rsplit(":", 1)[1]) for key, value in zip(chunk, values, strict=True)
+                     if value is not None]
+        if owed:
+            await self._zero_previous_fields(owed)
+        self._previous_run_owed = False
+
+    async def _zero_previous_fields(self, owed: list[int]) -> None:
+        field = self._pending_field
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(
+                select(customers.c.id, customers.c.balance, customers.c.balance_version)
+                .where(customers.c.id.in_(owed))
+            )).all()
+        for row in rows:
+            # This run's own pending amount (zero at start-up; a retry from `refresh` may run
+            # after this run settled charges of its own, which the field must keep counting).
+            mine = self._pending.get(row.id)
+            await self._sync_script(keys=self._keys(row.id), args=[
+                "", field, next(self._seq), mine.amount if mine else 0, row.balance, row.balance_version,
+                self._state_ttl_ms])
+        log.info("wallet replica %s: cleared the pending charges of its previous run for %d customer(s)",
+                 self.replica, len(rows))
+
     async def _seed_snapshot(self, customer_id: int, balance: int, version: int) -> None:
         """Install a snapshot read from the database, unless Redis already has a newer one."""
         await self._apply_script(keys=self._keys(customer_id)[:1], args=[balance, version, 1, self._state_ttl_ms])
@@ -689,6 +742,8 @@ class RedisWallet:
             await self._refresh()
         if self._dirty or self._stale_holds:
             await self._repair()
+        if self._previous_run_owed:
+            await self._clear_previous_run()
         self._live_holds()  # forget holds that were never settled, long expired
 
     async def _refresh(self) -> None:

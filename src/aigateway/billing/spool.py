@@ -27,6 +27,7 @@ import logging
 import os
 import time
 import typing
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -45,6 +46,30 @@ LOCK_NAME = ".lock"
 
 class SpoolLocked(RuntimeError):
     pass
+
+
+REPLICA_ID_NAME = "replica-id"
+
+
+def replica_id(directory: str | os.PathLike) -> str:
+    """The id of the gateway that owns this spool directory, the same across its restarts.
+
+    The Redis wallet names this replica's pending charges with it, so a restarted process
+    finds (and clears, after replaying the spool) what its previous run left there.
+    """
+    path = Path(directory) / REPLICA_ID_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        text = ""
+    if len(text) == 12 and all(c in "0123456789abcdef" for c in text):
+        return text
+    text = uuid.uuid4().hex[:12]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)  # atomic: a crash leaves the old file or the new one
+    return text
 
 
 def default_spool_dir(database_url: str) -> Path:

@@ -65,6 +65,8 @@ class Wallet(Protocol):
     async def flushed(self, customer_id: int, amount: int, balance: int, version: int) -> None: ...
     async def available(self, customer_id: int) -> int: ...
     async def refresh(self) -> None: ...
+    # After the usage spool of this replica's previous run was replayed and committed.
+    async def restarted(self) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -174,6 +176,9 @@ class LocalWallet:
         for account in self._accounts.values():
             self._expire(account)
         self._since = started
+
+    async def restarted(self) -> None:
+        """Nothing to clear: the previous run's state died with it; the replay is in the balances."""
 
     async def close(self) -> None:
         """Nothing to release: the state dies with the process."""
