@@ -263,6 +263,14 @@ def _spooled_ids(spool: Path) -> set[str]:
     return {e.id for e in read_segments(spool, EventCodec(UsageEvent), lambda e: e.id).events}
 
 
+def wait_spooled(spool: Path, ids: set[str], timeout: float = 5) -> None:
+    """Until every one of these completed requests is in the spool (what kill -9 cannot lose)."""
+    deadline = time.monotonic() + timeout
+    while not ids <= _spooled_ids(spool):
+        assert time.monotonic() < deadline, "completed requests never reached the spool"
+        time.sleep(0.02)
+
+
 def _outage(private_pg, fake_upstream, tmp_path, sig: int) -> None:
     db_url = private_pg.fresh_database()
     cid, key = asyncio.run(_setup(db_url, "100"))
@@ -278,11 +286,7 @@ def _outage(private_pg, fake_upstream, tmp_path, sig: int) -> None:
                 # kill -9 loses what was not yet handed to the spool (one flush interval): let the
                 # load stop first and wait until every completed answer is in the spool.
                 load.__exit__()
-                ids = {i for i, _ in load.done}
-                deadline = time.monotonic() + 5
-                while not ids <= _spooled_ids(gw.spool):
-                    assert time.monotonic() < deadline, "completed requests never reached the spool"
-                    time.sleep(0.02)
+                wait_spooled(gw.spool, {i for i, _ in load.done})
                 gw.stop(signal.SIGKILL)
             else:
                 assert gw.stop(signal.SIGTERM) == 0  # in flight and waiting events go to the spool
