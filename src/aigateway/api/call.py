@@ -11,6 +11,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import orjson
 from aiohttp import web
@@ -57,6 +58,8 @@ class Call:
 
 async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
     header = request.headers.get("Authorization", "")
+    if not header and (api_key := request.headers.get("x-api-key")):  # Anthropic's header (/v1/messages)
+        header = "Bearer " + api_key
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
@@ -114,10 +117,16 @@ def cap_output(model: Model, body: dict, per_choice: int) -> None:
         body[name] = per_choice
 
 
-async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
+async def begin(gateway: Gateway, request: web.Request, endpoint: str,
+                translate: Callable[[dict], dict] | None = None) -> Call:
+    """`translate` turns another API's body into a chat body (api/dialects) before anything
+    is checked or held: the hold is sized on the chat body that goes upstream."""
     key = await authenticate(gateway, request)
     raw = await request.read()
     body = parse_json_object(raw)
+    if translate is not None:
+        body = translate(body)
+        raw = orjson.dumps(body)
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise errors.bad_request("'model' is required and must be a string.", param="model")

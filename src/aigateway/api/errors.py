@@ -60,3 +60,12 @@ def billing_unavailable(retry_after: int) -> APIError:
     return APIError(503, f"Billing is briefly unavailable, so no request can be accepted right now. "
                          f"Retry in {retry_after} s.", type="server_error", code="billing_unavailable",
                     headers={"Retry-After": str(retry_after)})
+
+
+SERVED = ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/messages", "POST /v1/embeddings",
+          "GET /v1/models", "GET /v1/models/{model}")
+
+
+def unknown_endpoint(method: str, path: str) -> APIError:
+    return APIError(404, f"Unknown endpoint: {method} {path}. This gateway serves {', '.join(SERVED)}.",
+                    code="unknown_endpoint")

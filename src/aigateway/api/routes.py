@@ -8,7 +8,7 @@ from aiohttp import web
 
 from aigateway.api import errors
 from aigateway.api.models import get_model, list_models
-from aigateway.api.views import chat_completions, embeddings
+from aigateway.api.views import chat_completions, embeddings, messages, responses
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ async def api_errors(request: web.Request, handler):
     except web.HTTPRequestEntityTooLarge:
         return errors.APIError(413, "The request body is too large.", code="request_too_large").response()
     except web.HTTPException as exc:
+        if exc.status == 404:
+            return errors.unknown_endpoint(request.method, request.path).response()
         if exc.status >= 400:
             return errors.APIError(exc.status, exc.reason, code=str(exc.status)).response()
         raise
@@ -37,5 +39,7 @@ async def api_errors(request: web.Request, handler):
 def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
