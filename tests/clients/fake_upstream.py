@@ -21,8 +21,9 @@ from aiohttp import web
 
 TEXT_PIECES = ["Hello ", "from ", "the ", "fake ", "upstream."]
 CALL_ARGUMENTS = ['{"city"', ': "Par', 'is"}']
-TEXT_USAGE = {"prompt_tokens": 1234, "completion_tokens": 567, "total_tokens": 1801}
-TOOL_USAGE = {"prompt_tokens": 2001, "completion_tokens": 33, "total_tokens": 2034}
+# Small enough for any hold (the hold is a ceiling: an upstream reporting more is charged the hold).
+TEXT_USAGE = {"prompt_tokens": 19, "completion_tokens": 7, "total_tokens": 26}
+TOOL_USAGE = {"prompt_tokens": 41, "completion_tokens": 13, "total_tokens": 54}
 LONG_PIECES = 100
 RECEIVED = web.AppKey("received", list)
 
