@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import agents
 import openai
 import pytest
 
@@ -143,7 +144,6 @@ def test_unknown_v1_route_names_the_endpoints(clients_gateway):
 
 
 def test_openai_agents_sdk_default_model_runs_a_tool(clients_gateway):
-    agents = pytest.importorskip("agents")
     _, key = clients_gateway.customer("r10@example.com")
     agents.set_tracing_disabled(True)
     seen = []
