@@ -159,3 +159,16 @@ def test_openai_agents_sdk_default_model_runs_a_tool(clients_gateway):
     agent = agents.Agent(name="weather", instructions="Answer briefly.", tools=[get_weather], model=model)
     result = agents.Runner.run_sync(agent, "Weather in Paris?")
     assert seen == ["Paris"] and result.final_output == "It is sunny: 22 C"
+
+
+def test_stream_cut_by_the_upstream_raises_and_is_billed(clients_gateway):
+    cid, key = clients_gateway.customer("r11@example.com")
+    deltas = []
+    with pytest.raises(openai.APIError) as caught:
+        for event in client(clients_gateway, key).responses.create(model="fake-drop", input="Hi", stream=True):
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+    assert "ended the stream early" in caught.value.message and "".join(deltas) == "".join(TEXT_PIECES[:2])
+    [usage] = clients_gateway.usage(cid)
+    assert usage.estimated is True and usage.output_tokens > 0 and usage.cost > 0
+    assert charged(clients_gateway, cid) == usage.cost
