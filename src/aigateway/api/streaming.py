@@ -124,7 +124,11 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upst
         if client_gone or not block:
             return
         if transform is not None and not own:
-            block = transform.feed(block)
+            try:
+                block = transform.feed(block)
+            except Exception:  # a translator bug must not skip settlement: the client misses these events
+                log.exception("stream transform failed on %s", call.id)
+                return
             if not block:
                 return
         try:
@@ -171,8 +175,12 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upst
             log.warning("stream %s on %s: %s", call.id, route.key, fault.record)
             await send(transform.fail(fault.message, fault.code) if transform else fault.event(), own=True)
         elif transform is not None and not client_gone:
-            input_tokens, output_tokens, _ = stream_counts(call, sse)
-            await send(transform.close(input_tokens, output_tokens), own=True)
+            try:
+                closing = transform.close(*stream_counts(call, sse)[:2])
+            except Exception:  # as in `send`: settlement still runs
+                log.exception("stream transform failed to close %s", call.id)
+                closing = b""
+            await send(closing, own=True)
         if not client_gone:
             try:
                 await response.write_eof()

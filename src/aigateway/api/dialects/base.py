@@ -102,7 +102,8 @@ class ChatDeltas:
                             continue
                         function = call.get("function") if isinstance(call.get("function"), dict) else {}
                         arguments = function.get("arguments")
-                        yield ("tool", call.get("index", 0), call.get("id"), function.get("name"),
+                        index = call.get("index")
+                        yield ("tool", index if isinstance(index, int) else 0, call.get("id"), function.get("name"),
                                arguments if isinstance(arguments, str) else "")
                 if choice.get("finish_reason"):
                     self.finish_reason = choice["finish_reason"]

@@ -215,7 +215,7 @@ class ResponsesDialect:
 
 
 def usage(input_tokens: int, output_tokens: int) -> dict:
-    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens}
 
@@ -234,9 +234,9 @@ def _function_item(item_id: str, call_id: str, name: str, arguments: str, status
 class ResponsesStream:
     """Chat chunks -> Responses events: created, then per output item added / deltas / done, then completed.
 
-    Items are in the order they start: the text message, then each function call. The text
-    item is closed when the first tool call starts; tool calls are closed at the end (an
-    upstream may interleave the argument pieces of parallel calls).
+    Items are in the order they start: the text message, then each function call. A text
+    item is closed when a tool call starts (text after it opens a new message item); tool
+    calls are closed at the end (an upstream may interleave the argument pieces of parallel calls).
     """
 
     def __init__(self, dialect: ResponsesDialect, call: Call) -> None:
@@ -272,11 +272,10 @@ class ResponsesStream:
 
     def _text(self, text: str) -> list[bytes]:
         out = []
-        if self.text_at is None:
-            if self.tools:  # text after tool calls: rare; it joins no closed item
-                return []
+        if self.text_at is None or self.text_at in self.closed:  # the first text, or text after tool calls
             self.text_at = len(self.output)
-            item = _message_item(f"msg_{self.prefix}", "", "in_progress")
+            suffix = f"_{self.text_at}" if self.text_at else ""
+            item = _message_item(f"msg_{self.prefix}{suffix}", "", "in_progress")
             self.output.append({**item, "_text": []})
             out.append(self._event("response.output_item.added", output_index=self.text_at, item=item))
             out.append(self._event("response.content_part.added", item_id=item["id"], output_index=self.text_at,
