@@ -29,7 +29,7 @@ def _model(name: str, *routes: tuple[str, str]) -> dict:
 
 @pytest.fixture
 def clients_gateway(start_gateway, fake_chat_upstream, sqlite_url):
-    models = [_model(n, ("fake", n)) for n in ("fake-chat", "fake-nousage", "fake-drop", "fake-long")]
+    models = [_model(n, ("fake", n)) for n in ("fake-chat", "fake-nousage", "fake-drop", "fake-long", "fake-badreq")]
     models.append(_model("fake-failover", ("dead", "fake-chat"), ("fake", "fake-chat")))
     providers = {"fake": {"base_url": fake_chat_upstream.url + "/v1"},
                  "dead": {"base_url": f"http://127.0.0.1:{free_port()}/v1"}}

@@ -8,6 +8,7 @@ The upstream model name picks the behaviour:
     fake-nousage   the same, without any usage (the gateway counts tokens itself)
     fake-drop      a stream that sends TEXT_PIECES[:2], then cuts the connection (no [DONE])
     fake-long      a stream of LONG_PIECES pieces, 20 ms apart (for client disconnects)
+    fake-badreq    400 in OpenAI's error shape (the upstream's own refusal: passed on, not billed)
 
 Every body received is kept in RECEIVED (newest last).
 """
@@ -50,6 +51,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json(loads=orjson.loads)
     request.app[RECEIVED].append(body)
     model = body["model"]
+    if "badreq" in model:
+        return web.json_response({"error": {"message": "This model's maximum context length is 8192 tokens.",
+                                            "type": "invalid_request_error", "code": "context_length_exceeded"}},
+                                 status=400)
     pieces, arguments, usage = _answer(body)
     with_usage = "nousage" not in model
     if not body.get("stream"):

@@ -130,3 +130,14 @@ def test_client_disconnect_is_billed_with_the_upstream_usage(clients_gateway):
     assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (19, 7, False)
     assert "client disconnected" in usage.error
     assert charged(clients_gateway, cid) == request_cost(19, 7, IN, OUT)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_upstream_refusal_is_passed_on_in_anthropics_shape_and_not_billed(clients_gateway, stream):
+    cid, key = clients_gateway.customer(f"a9{stream}@example.com")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client(clients_gateway, key).messages.create(model="fake-badreq", max_tokens=8, stream=stream,
+                                                     messages=[{"role": "user", "content": "Hi"}])
+    assert caught.value.body == {"type": "error", "error": {
+        "type": "invalid_request_error", "message": "This model's maximum context length is 8192 tokens."}}
+    assert clients_gateway.balance(cid) == 10_000_000
