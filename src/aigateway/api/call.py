@@ -11,6 +11,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import orjson
 from aiohttp import web
@@ -68,6 +69,8 @@ class Call:
 
 async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
     header = request.headers.get("Authorization", "")
+    if not header and (api_key := request.headers.get("x-api-key")):  # Anthropic's header (/v1/messages)
+        header = "Bearer " + api_key
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
@@ -126,12 +129,15 @@ def cap_output(model: Model, body: dict, per_choice: int) -> None:
         body[name] = per_choice
 
 
-async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
-    """Authenticate, then open the call; an authenticated request refused here is recorded."""
+async def begin(gateway: Gateway, request: web.Request, endpoint: str,
+                translate: Callable[[dict], dict] | None = None) -> Call:
+    """`translate` turns another API's body into a chat body (api/dialects) before anything
+    is checked or held: the hold is sized on the chat body that goes upstream. An
+    authenticated request refused here is recorded."""
     key = await authenticate(gateway, request)
     started = time.monotonic()
     try:
-        return await _open(gateway, request, endpoint, key)
+        return await _open(gateway, request, endpoint, key, translate)
     except errors.APIError as exc:
         record_refusal(gateway, request, key, endpoint, exc, started)
         raise
@@ -153,9 +159,13 @@ def record_refusal(gateway: Gateway, request: web.Request, key: KeyInfo, endpoin
     ))
 
 
-async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyInfo) -> Call:
+async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyInfo,
+                translate: Callable[[dict], dict] | None) -> Call:
     raw = await read_body(request)
     body = parse_json_object(raw)
+    if translate is not None:
+        body = translate(body)
+        raw = orjson.dumps(body)
     name = body.get("model")
     request[ASKED_MODEL] = name if isinstance(name, str) else ""
     if not isinstance(name, str) or not name:

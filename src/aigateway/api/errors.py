@@ -103,12 +103,19 @@ def malformed_http(status: int, message: str) -> APIError:
 
 def http_status(status: int, reason: str) -> APIError:
     """An aiohttp HTTPException under /v1 (unknown path, wrong method, ...)."""
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
-    if status == 404:
-        reason = "Unknown API path. The API serves /v1/chat/completions, /v1/embeddings and /v1/models."
+    code = {405: "method_not_allowed"}.get(status, "invalid_request")  # 404: unknown_endpoint
     return APIError(status, reason, code=code)
 
 
 def internal_error() -> APIError:
     return APIError(500, "Internal error in the gateway. Quote the X-Request-Id header when reporting it.",
                     type="server_error", code="internal_error")
+
+
+SERVED = ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/messages", "POST /v1/embeddings",
+          "GET /v1/models", "GET /v1/models/{model}")
+
+
+def unknown_endpoint(method: str, path: str) -> APIError:
+    return APIError(404, f"Unknown endpoint: {method} {path}. This gateway serves {', '.join(SERVED)}.",
+                    code="unknown_endpoint")

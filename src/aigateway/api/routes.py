@@ -16,7 +16,7 @@ from aiohttp import web
 from aigateway.api import errors
 from aigateway.api.call import REQUEST_ID, new_request_id
 from aigateway.api.models import get_model, list_models
-from aigateway.api.views import chat_completions, embeddings
+from aigateway.api.views import chat_completions, embeddings, messages, responses
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ async def api_errors(request: web.Request, handler):
     except web.HTTPRequestEntityTooLarge:
         return errors.request_too_large(request.client_max_size).response(request_id)
     except web.HTTPException as exc:
+        if exc.status == 404:
+            return errors.unknown_endpoint(request.method, request.path).response(request_id)
         if exc.status >= 400:
             error = errors.http_status(exc.status, exc.reason)
             if "Allow" in exc.headers:  # 405 names the methods the path takes
@@ -51,5 +53,7 @@ async def api_errors(request: web.Request, handler):
 def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)

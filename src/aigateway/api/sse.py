@@ -213,3 +213,23 @@ def _delta_texts(chunk) -> list[str]:
 
 def _text(value) -> str:
     return value if isinstance(value, str) else ""
+
+
+def chat_events(block: bytes) -> list[dict]:
+    """The JSON objects of the complete events in a block `SSEFilter.feed` returned, in order.
+
+    For stream transformers (api/dialects): `[DONE]`, comments and data that is not a JSON
+    object are skipped (the filter has already refused anything that is not SSE).
+    """
+    out: list[dict] = []
+    for event in _EVENT_END.split(block):
+        data, _ = parse_event(event)
+        if data is None or data == _DONE:
+            continue
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(chunk, dict):
+            out.append(chunk)
+    return out

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -61,8 +62,23 @@ def _client_wants_usage(body: dict) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> web.StreamResponse:
-    wants_usage = _client_wants_usage(call.body)
+class StreamTransform(Protocol):
+    """The hook for another API's stream (api/dialects): chat events in, that API's events out.
+
+    The relay, its failover, drain and settlement are unchanged; only what is written to the
+    client passes through the transform. `close` gets the usage the call is billed for.
+    """
+
+    def feed(self, block: bytes) -> bytes: ...
+
+    def close(self, input_tokens: int, output_tokens: int) -> bytes: ...
+
+    def fail(self, message: str, code: str) -> bytes: ...
+
+
+async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
+                       transform: StreamTransform | None = None) -> web.StreamResponse:
+    wants_usage = _client_wants_usage(call.body) and transform is None
     options = call.body.get("stream_options")
     call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
@@ -76,7 +92,7 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> we
     if upstream.status != 200:
         return await pass_through_refusal(gateway, call, route, upstream)
     sse, first = primed
-    return await _relay(gateway, call, request, route, upstream, sse, first)
+    return await _relay(gateway, call, request, route, upstream, sse, first, transform)
 
 
 async def _first_block(upstream: aiohttp.ClientResponse, sse: SSEFilter) -> bytes:
@@ -96,16 +112,25 @@ class _DrainOver(Exception):
 
 
 async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upstream: aiohttp.ClientResponse,
-                 sse: SSEFilter, first: bytes) -> web.StreamResponse:
+                 sse: SSEFilter, first: bytes, transform: StreamTransform | None = None) -> web.StreamResponse:
     response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": call.id})
     client_gone = False
     fault: StreamFault | None = None
     read_timeout = route.provider.read_timeout
 
-    async def send(block: bytes) -> None:
+    async def send(block: bytes, *, own: bool = False) -> None:
+        """Write to the client; upstream events (not `own` ones) pass through the transform."""
         nonlocal client_gone
         if client_gone or not block:
             return
+        if transform is not None and not own:
+            try:
+                block = transform.feed(block)
+            except Exception:  # a translator bug must not skip settlement: the client misses these events
+                log.exception("stream transform failed on %s", call.id)
+                return
+            if not block:
+                return
         try:
             await response.write(block)
         except (ConnectionError, RuntimeError):
@@ -148,7 +173,16 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upst
                                 "The upstream provider ended the stream early. The partial response was billed.")
         if fault is not None:
             log.warning("stream %s on %s: %s", call.id, route.key, fault.record)
-            await send(fault.event())
+            await send(transform.fail(fault.message, fault.code) if transform else fault.event(), own=True)
+        elif transform is not None and not client_gone:
+            if sse.usage is None:
+                await ensure_loaded()  # counting needs the tokenizer: load it off the event loop
+            try:
+                closing = transform.close(*stream_counts(call, sse)[:2])
+            except Exception:  # as in `send`: settlement still runs
+                log.exception("stream transform failed to close %s", call.id)
+                closing = b""
+            await send(closing, own=True)
         if not client_gone:
             try:
                 await response.write_eof()
@@ -185,16 +219,22 @@ def _record_text(client_gone: bool, fault: StreamFault | None) -> str | None:
     return "client disconnected" + (f"; {fault.record}" if fault else "")
 
 
-async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
+def stream_counts(call: Call, sse: SSEFilter) -> tuple[int, int, bool]:
+    """(input, output, estimated): the upstream's usage, else our count of what was streamed."""
     counts = usage_counts(sse.usage)
-    estimated = counts is None
-    if counts is None:
+    if counts is not None:
+        return counts[0], counts[1], False
+    try:
+        prompt = count_chat_prompt(call.body.get("messages", []))
+    except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
+        log.exception("could not count the prompt of %s", call.id)
+        prompt = 0
+    return prompt, sse.generated_tokens(), True
+
+
+async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
+    if sse.usage is None:
         await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
-        try:
-            prompt = count_chat_prompt(call.body.get("messages", []))
-        except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
-            log.exception("could not count the prompt of %s", call.id)
-            prompt = 0
-        counts = (prompt, sse.generated_tokens())
-    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                       output_tokens=counts[1], estimated=estimated, error=error)
+    input_tokens, output_tokens, estimated = stream_counts(call, sse)
+    await calls.finish(gateway, call, status=200, route=route, input_tokens=input_tokens,
+                       output_tokens=output_tokens, estimated=estimated, error=error)

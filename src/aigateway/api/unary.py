@@ -44,16 +44,20 @@ def checked_answer(endpoint: str, raw: bytes) -> dict:
     return payload
 
 
-async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
-    async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict]:
+async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
+                       render: Callable[[Call, dict], Callable[[int, int], bytes]] | None = None) -> web.Response:
+    """`render` translates the completion for another API (api/dialects): its shape inside the
+    failover loop (an answer it cannot translate is a route failure), its usage once counted."""
+    async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict, Callable | None]:
         raw = await response.read()  # a cut body raises ClientPayloadError: a route failure
-        return raw, checked_answer(call.endpoint, raw)
+        payload = checked_answer(call.endpoint, raw)
+        return raw, payload, render(call, payload) if render is not None else None
 
     route, response, primed = await first_answer(gateway, call, prime)
     if response.status != 200:
         return await pass_through_refusal(gateway, call, route, response)
     response.release()
-    raw, payload = primed
+    raw, payload, finisher = primed
     counts = usage_counts(payload.get("usage"))
     estimated = counts is None
     if counts is None:
@@ -65,6 +69,8 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
             counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
+    if finisher is not None:
+        raw = finisher(*counts)
     await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
                        estimated=estimated)
     return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})

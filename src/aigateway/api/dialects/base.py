@@ -1,0 +1,109 @@
+"""What a dialect gives the chat call lifecycle, and helpers the dialects share.
+
+Invariant: a dialect never touches money. It changes bodies and event shapes only; the
+tokens it reports to the client are the counts the call is billed for (`usage` is passed
+in by the lifecycle, which computed it for `finish`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import orjson
+
+from aigateway.api import errors
+from aigateway.api.call import Call
+from aigateway.api.sse import chat_events
+from aigateway.api.streaming import StreamTransform
+
+# A unary answer is translated in two steps: the shape first, inside the failover loop (an
+# answer that cannot be translated is a route failure), then the usage, once it is known.
+Finisher = Callable[[int, int], bytes]
+
+
+class Dialect(Protocol):
+    name: str
+
+    def to_chat(self, body: dict) -> dict:
+        """The client's body -> a chat completion body; raises errors.APIError (400) on bad input."""
+
+    def answer(self, call: Call, completion: dict) -> Finisher:
+        """A chat completion -> the answer, awaiting its usage; raises on an untranslatable answer."""
+
+    def stream(self, call: Call) -> StreamTransform:
+        """A transformer for this call's stream."""
+
+
+def sse_event(name: str, data: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def require(condition: bool, message: str, param: str | None = None) -> None:
+    if not condition:
+        raise errors.bad_request(message, param=param)
+
+
+def text_of(content, param: str) -> str:
+    """A string, or the text of a list of text parts (any `text` field), for content that is text only."""
+    if isinstance(content, str):
+        return content
+    require(isinstance(content, list), f"'{param}' must be a string or an array of text parts.", param)
+    texts = []
+    for part in content:
+        require(isinstance(part, dict) and isinstance(part.get("text"), str),
+                f"'{param}' may hold only text parts here.", param)
+        texts.append(part["text"])
+    return "".join(texts)
+
+
+def chat_message(completion: dict) -> tuple[dict, str | None]:
+    """The first choice's message and finish reason of a chat completion (the dialects answer with one)."""
+    choices = completion.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("a completion without choices")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise ValueError("a choice without a message")
+    return message, choices[0].get("finish_reason")
+
+
+def tool_calls(message: dict) -> list[tuple[str, str, str]]:
+    """(id, name, arguments) of a chat message's function tool calls."""
+    out = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            arguments = function.get("arguments")
+            out.append((str(call.get("id") or ""), function["name"],
+                        arguments if isinstance(arguments, str) else orjson.dumps(arguments or {}).decode()))
+    return out
+
+
+class ChatDeltas:
+    """Reads chat completion chunks into text pieces and tool-call pieces of the first choice."""
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+
+    def pieces(self, block: bytes):
+        """Yields ("text", text) and ("tool", index, id, name, arguments) in stream order."""
+        for chunk in chat_events(block):
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else []:
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    if isinstance(delta.get("content"), str) and delta["content"]:
+                        yield ("text", delta["content"])
+                    calls = delta.get("tool_calls")
+                    for call in calls if isinstance(calls, list) else []:
+                        if not isinstance(call, dict):
+                            continue
+                        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                        arguments = function.get("arguments")
+                        index = call.get("index")
+                        yield ("tool", index if isinstance(index, int) else 0, call.get("id"), function.get("name"),
+                               arguments if isinstance(arguments, str) else "")
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
