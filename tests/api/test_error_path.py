@@ -129,7 +129,7 @@ def test_a_declared_oversize_body_is_refused_at_once_with_413(gateway, customer)
 
 
 @pytest.mark.parametrize("method, path, status, code", [
-    ("GET", "/v1/nope", 404, "not_found"),
+    ("GET", "/v1/nope", 404, "unknown_endpoint"),
     ("DELETE", "/v1/models", 405, "method_not_allowed"),
     ("GET", "/v1/chat/completions", 405, "method_not_allowed"),
 ])

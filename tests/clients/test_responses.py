@@ -119,7 +119,9 @@ def test_stateful_requests_are_refused_with_a_clear_400(clients_gateway, body, p
     with pytest.raises(openai.BadRequestError) as caught:
         client(clients_gateway, key).responses.create(model="fake-chat", **{"input": "Hi", **body})
     assert "stateless" in caught.value.message and caught.value.param == param
-    assert clients_gateway.balance(cid) == 10_000_000 and clients_gateway.usage(cid) == []
+    assert clients_gateway.balance(cid) == 10_000_000
+    # A refused request leaves its usage record (status 400, cost 0) and no charge.
+    assert [(u.status, u.cost) for u in clients_gateway.usage(cid)] == [(400, 0)]
 
 
 def test_failover_allowlist_and_balance_are_the_chat_ones(clients_gateway):
