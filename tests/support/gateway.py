@@ -10,9 +10,8 @@ from sqlalchemy import func, select, text
 
 from aigateway.accounts.service import create_customer, create_key
 from aigateway.accounts.tables import customers
-from aigateway.api.gateway import GATEWAY
 from aigateway.app import create_app
-from aigateway.appkeys import ENGINE
+from aigateway.appkeys import ENGINE, GATEWAY
 from aigateway.billing.ledger import ledger_sum, post_entry
 from aigateway.billing.tables import usage_records
 from aigateway.config import Config

@@ -6,6 +6,9 @@ customers, keys and balances never mix with a real deployment's.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 import click
 from aiohttp import web
 from sqlalchemy import select
@@ -38,7 +41,32 @@ def demo_config(config: Config, *, database_overridden: bool) -> Config:
     return Config.model_validate(config.model_dump())
 
 
-async def ensure_demo_customer(app: web.Application, _periodic) -> None:
+async def mock_upstream(app: web.Application) -> AsyncIterator[None]:
+    """First start-up step in demo mode (the catalog's routes point at it); stopped last."""
+    runner = await start_mock_upstream(app[CONFIG])
+    yield
+    await runner.cleanup()
+
+
+async def start_mock_upstream(config: Config) -> web.AppRunner:
+    from aigateway.demo.mock_upstream import create_mock_app
+
+    runner = web.AppRunner(create_mock_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", config.server.demo_port).start()
+    logging.getLogger("aigateway").warning(
+        "DEMO MODE: a MOCK upstream is serving models mock-chat and mock-embed on 127.0.0.1:%d; "
+        "database %s. Not for real customers.", config.server.demo_port, config.database.url)
+    return runner
+
+
+async def demo_customer(app: web.Application) -> AsyncIterator[None]:
+    """Last start-up step in demo mode: the database is migrated by then."""
+    await ensure_demo_customer(app)
+    yield
+
+
+async def ensure_demo_customer(app: web.Application) -> None:
     """On the first demo start, make a customer with 100 TMT and print its key (once) to stdout."""
     engine = app[ENGINE]
     async with engine.begin() as conn:

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
 from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 

@@ -1,8 +1,8 @@
 """Plug pricing into the app: the scheduled fetcher and the operator's JSON view.
 
 `setup(app)` validates `[pricing]` (a bad section stops the start, with the
-reason), adds a start-up hook that records config exchange rates and starts
-the fetch schedule, and, when `admin_token_env` names a set environment
+reason), adds to `app.cleanup_ctx` a start-up that records config exchange
+rates and starts the fetch schedule (stopped again at clean-up), and, when `admin_token_env` names a set environment
 variable, `GET /admin/pricing` and `POST /admin/pricing/fetch` behind
 `Authorization: Bearer <that token>`.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
 
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
+from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
+from aigateway.background import Periodic
 from aigateway.money import format_tmt
 from aigateway.pricing.fetcher import Fetcher, fetch_status
 from aigateway.pricing.fx import apply_config_rates, current_rate_row
@@ -33,12 +34,19 @@ FETCHER = web.AppKey("pricing_fetcher", Fetcher)
 def setup(app: web.Application) -> None:
     settings = load_settings(app[CONFIG])
     app[SETTINGS] = settings
-    app[STARTUP_HOOKS].append(_start)
+    app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/admin/pricing", admin_view)
     app.router.add_post("/admin/pricing/fetch", admin_fetch)
 
 
-async def _start(app: web.Application, periodic) -> None:
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    periodic = Periodic()
+    await _start(app, periodic)
+    yield
+    await periodic.stop()
+
+
+async def _start(app: web.Application, periodic: Periodic) -> None:
     config, settings, engine = app[CONFIG], app[SETTINGS], app[ENGINE]
     for currency in await apply_config_rates(engine, settings):
         log.info("exchange rate %s -> TMT set from the config: %s", currency, settings.fx[currency])
