@@ -47,9 +47,18 @@ async def open_database(config: Config) -> AsyncIterator[AsyncEngine]:
     from aigateway.store.db import create_engine
     from aigateway.store.migrate import upgrade
 
+    from sqlalchemy.exc import DBAPIError
+
     engine = create_engine(config.database.url)
     try:
-        await upgrade(engine)
+        try:
+            await upgrade(engine)
+        except (OSError, DBAPIError) as exc:  # hazard: the URL's password must not reach the message
+            where = engine.url.render_as_string(hide_password=True)
+            first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise click.ClickException(
+                f"cannot use the database {where}: {first} (is it running? check [database] url in the config "
+                "or AIGATEWAY_DATABASE_URL)") from None
         yield engine
     finally:
         await engine.dispose()

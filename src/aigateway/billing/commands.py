@@ -36,7 +36,7 @@ def _ledger_command(kind: str, ctx: click.Context, customer_ref: str, amount: st
     try:
         units = to_units(amount)
     except MoneyError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(f"--amount: {exc} (give TMT as a decimal number, e.g. 25 or 12.5)") from None
     if kind == "credit" and units <= 0:
         raise click.ClickException("a credit must be positive; use `admin adjust` to take money away")
     if units == 0:

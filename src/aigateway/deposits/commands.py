@@ -83,24 +83,20 @@ def address_cmd(ctx, customer_ref) -> None:
 @click.pass_context
 def list_cmd(ctx, customer_ref, status, limit) -> None:
     """Deposits verified on chain, or (--status) transactions seen in one state and why."""
-    from sqlalchemy import select
-
     from aigateway.accounts.service import find_customer
     from aigateway.deposits.rates import token_amount
-    from aigateway.deposits.tables import deposit_transactions, deposits
+    from aigateway.deposits.reports import credited_deposits, transactions_in_state
     from aigateway.money import format_tmt
 
     config, dcfg = _deposits_config(ctx)
 
     async def run():
         async with open_database(config) as engine, engine.connect() as conn:
-            table = deposit_transactions if status else deposits
-            query = select(table).order_by(table.c.id.desc()).limit(limit)
+            customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
             if status:
-                query = query.where(table.c.status == status)
-            if customer_ref:
-                query = query.where(table.c.customer_id == (await find_customer(conn, customer_ref)).id)
-            rows = (await conn.execute(query)).all()
+                rows = await transactions_in_state(conn, status, customer_id=customer_id, limit=limit)
+            else:
+                rows = await credited_deposits(conn, customer_id=customer_id, limit=limit)
         if status:
             for r in rows:
                 amount = token_amount(int(r.value), dcfg.usdt_decimals) if r.value.isdigit() else r.value
@@ -206,21 +202,14 @@ def reject_cmd(ctx, tx_id, reason) -> None:
 @click.pass_context
 def pending_cmd(ctx, show_all, limit) -> None:
     """Transfers seen on chain and not yet credited (waiting for solidity), with reasons."""
-    from sqlalchemy import select
-
     from aigateway.deposits.rates import token_amount
-    from aigateway.deposits.tables import deposit_addresses, deposit_transactions
+    from aigateway.deposits.reports import seen_transfers
 
     config, dcfg = _deposits_config(ctx)
 
     async def run():
         async with open_database(config) as engine, engine.connect() as conn:
-            query = (select(deposit_transactions, deposit_addresses.c.address)
-                     .join(deposit_addresses, deposit_addresses.c.id == deposit_transactions.c.address_id)
-                     .order_by(deposit_transactions.c.id.desc()).limit(limit))
-            if not show_all:
-                query = query.where(deposit_transactions.c.status == "pending")
-            rows = (await conn.execute(query)).all()
+            rows = await seen_transfers(conn, pending_only=not show_all, limit=limit)
         for r in rows:
             amount = token_amount(int(r.value), dcfg.usdt_decimals) if r.value.isdigit() else r.value
             click.echo(f"{r.status:<9} customer {r.customer_id:<6} {amount:>14} USDT  {r.address}  {r.tx_id}  "
@@ -309,10 +298,8 @@ def credit_cmd(ctx, customer_ref, amount, usdt, reason, reference) -> None:
 @click.pass_context
 def status_cmd(ctx) -> None:
     """Configuration in force, the active watcher, and counts."""
-    from sqlalchemy import func, select
-
     from aigateway.deposits.rates import rate_text
-    from aigateway.deposits.tables import deposit_addresses, deposit_leases, deposit_transactions, deposits
+    from aigateway.deposits.reports import counts
     from aigateway.deposits.watcher import now_ms
 
     config, dcfg = _deposits_config(ctx)
@@ -327,23 +314,16 @@ def status_cmd(ctx) -> None:
                              f"{rate_text(in_force.base)}, spread {dcfg.spread})")
             except RateError as exc:
                 rate_line = f"rate: none ({exc})"
-            lease = (await conn.execute(select(deposit_leases))).first()
-            n_addr = await conn.scalar(select(func.count()).select_from(deposit_addresses))
-            n_pending = await conn.scalar(select(func.count()).select_from(deposit_transactions)
-                                          .where(deposit_transactions.c.status == "pending"))
-            n_dep = await conn.scalar(select(func.count()).select_from(deposits)
-                                      .where(deposits.c.status == "credited"))
-            n_review = await conn.scalar(select(func.count()).select_from(deposit_transactions)
-                                         .where(deposit_transactions.c.status == "needs_review"))
+            n = await counts(conn)
         click.echo(f"network {dcfg.network}, API {dcfg.base_url}, USDT {dcfg.usdt_contract}")
         click.echo(f"{rate_line}, minimum deposit {dcfg.min_deposit} USDT")
-        if lease is not None and lease.expires_ms > now_ms():
-            click.echo(f"active watcher: {lease.holder} (lease {(lease.expires_ms - now_ms()) / 1000:.0f}s left)")
+        if n.lease_expires_ms is not None and n.lease_expires_ms > now_ms():
+            click.echo(f"active watcher: {n.lease_holder} (lease {(n.lease_expires_ms - now_ms()) / 1000:.0f}s left)")
         else:
             click.echo("active watcher: none")
-        click.echo(f"{n_addr} address(es), {n_pending} pending transaction(s), {n_dep} credited deposit(s)"
-                   + (f", {n_review} needing review (`admin deposits list --status needs_review`)"
-                      if n_review else ""))
+        click.echo(f"{n.addresses} address(es), {n.pending} pending transaction(s), {n.credited} credited deposit(s)"
+                   + (f", {n.needs_review} needing review (`admin deposits list --status needs_review`)"
+                      if n.needs_review else ""))
 
     _run(run())
 
