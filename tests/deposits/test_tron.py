@@ -23,9 +23,9 @@ from tests.deposits.conftest import VECTORS, XPUB, account_node, deposits_sectio
 
 
 def _b58check(payload: bytes) -> str:
-    from aigateway.deposits.tron import _b58encode
+    from bip_utils import Base58Encoder
 
-    return _b58encode(payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4])
+    return Base58Encoder.Encode(payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4])
 
 
 def test_derivation_matches_the_bip44_tron_vectors():
