@@ -31,7 +31,7 @@ def address_to_bytes(address: str) -> bytes:
     try:  # base58check, 21 bytes, version byte 0x41
         return TrxAddrDecoder.DecodeAddr(address)
     except ValueError as exc:
-        raise AddressError(f"not a TRON address ({exc}): {address!r}") from None
+        raise AddressError(f"not a TRON address (base58check of 0x41 + 20 bytes; {exc}): {address!r}") from None
 
 
 def is_valid_address(address: str) -> bool:
