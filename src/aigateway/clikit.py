@@ -44,10 +44,10 @@ def config_of(ctx: click.Context, *, demo: bool = False) -> Config:
 @asynccontextmanager
 async def open_database(config: Config) -> AsyncIterator[AsyncEngine]:
     """A migrated engine for one CLI command, disposed afterwards."""
+    from sqlalchemy.exc import DBAPIError
+
     from aigateway.store.db import create_engine
     from aigateway.store.migrate import upgrade
-
-    from sqlalchemy.exc import DBAPIError
 
     engine = create_engine(config.database.url)
     try:

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from aigateway.accounts.service import create_customer, create_key
 from aigateway.accounts.tables import customers
@@ -121,11 +121,3 @@ class GatewayServer(ServerThread):
                 return value
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s")
-
-    def count_usage(self) -> int:
-        async def read():
-            async with self.engine.connect() as conn:
-                return await conn.scalar(select(func.count()).select_from(usage_records))
-
-        self.flush()
-        return self.run(read())

@@ -6,9 +6,9 @@ import orjson
 from aiohttp import web
 
 from aigateway.api import call as calls
-from aigateway.api.gateway import GATEWAY
 from aigateway.api.call import Call
 from aigateway.api.errors import APIError
+from aigateway.api.gateway import GATEWAY
 from aigateway.api.streaming import relay_stream
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 from aigateway.api.unary import answer_unary

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Coroutine
-from datetime import timezone
 from typing import Any, TypeVar
 
 import click
 
 from aigateway.clikit import config_of, database, open_database, run_command
+from aigateway.timeutil import as_utc
 
 T = TypeVar("T")
 
@@ -137,7 +137,7 @@ def usage_capped(ctx, since, customer_ref, limit) -> None:
     async def run():
         async with database(ctx) as engine, engine.connect() as conn:
             customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
-            return await capped_usage(conn, since=since.replace(tzinfo=timezone.utc) if since else None,
+            return await capped_usage(conn, since=as_utc(since) if since else None,
                                       customer_id=customer_id, limit=limit)
 
     records = _run(run())

@@ -26,8 +26,8 @@ State, per customer (``P`` is the configurable key prefix, "aigw" by default):
 Lua scripts, each atomic and one round trip:
 
 hold     refuse when ``P:epoch`` is not the generation this replica knows ("epoch")
-         or ``P:recovering`` exists ("recovering"); drop expired holds (subtracting them from ``held``) and the pending fields
-         of dead replicas; without ``bal`` answer "load" (the client reads balance
+         or ``P:recovering`` exists ("recovering"); drop expired holds (subtracting them from ``held``) and the
+         pending fields of dead replicas; without ``bal`` answer "load" (the client reads balance
          and version from the database, ``seed``s them - only if absent or older -
          and retries); refuse with the available amount when it is below the hold;
          else ZADD the hold and add it to ``held``.
@@ -113,7 +113,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -696,7 +696,7 @@ class RedisWallet:
         since = self._since
         if since is None:  # first pass: from the last pass of any replica
             shared = await self._redis.get(self._since_key)
-            since = datetime.fromtimestamp(float(shared), timezone.utc) if shared else started
+            since = datetime.fromtimestamp(float(shared), UTC) if shared else started
         async with self._engine.connect() as conn:
             rows = (await conn.execute(
                 select(customers.c.id, customers.c.balance, customers.c.balance_version)

@@ -6,11 +6,11 @@ import asyncio
 import logging
 import os
 import signal
-from datetime import datetime, timezone
 
 import click
 
 from aigateway.clikit import config_of, open_database, operator, run_command, setup_logging
+from aigateway.timeutil import now_ms, parse_utc, to_ms
 
 
 def _deposits_config(ctx: click.Context):
@@ -41,12 +41,9 @@ def _parse_since(value: str) -> int:
     if value.isdigit():
         return int(value)
     try:
-        moment = datetime.fromisoformat(value)
+        return to_ms(parse_utc(value))
     except ValueError as exc:
         raise click.BadParameter("use YYYY-MM-DD, an ISO timestamp, or epoch milliseconds") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
 
 
 @click.group("deposits")
@@ -300,7 +297,6 @@ def status_cmd(ctx) -> None:
     """Configuration in force, the active watcher, and counts."""
     from aigateway.deposits.rates import rate_text
     from aigateway.deposits.reports import counts
-    from aigateway.deposits.watcher import now_ms
 
     config, dcfg = _deposits_config(ctx)
 

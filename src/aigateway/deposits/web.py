@@ -45,7 +45,7 @@ def setup(app: web.Application) -> None:
             stop.set()
             try:
                 await asyncio.wait_for(task, 10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
             except Exception:
                 log.exception("deposits watcher ended with an error")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
 from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
+from aigateway.config import Strict
 from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 
@@ -24,10 +25,8 @@ STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static/portal"
 
 
-class PortalSettings(BaseModel):
+class PortalSettings(Strict):
     """The `[portal]` section of the config file."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # Brand shown in the header and page titles.
     title: str = "AI Gateway"

@@ -24,6 +24,7 @@ from aigateway.pricing.fetcher import Fetcher, fetch_status
 from aigateway.pricing.fx import apply_config_rates, current_rate_row
 from aigateway.pricing.service import current_prices, pending_versions
 from aigateway.pricing.settings import PricingSettings, load_settings
+from aigateway.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,6 @@ def _authorized(request: web.Request) -> None:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
-def _iso(value):
-    return value.isoformat() if value is not None else None
-
-
 async def pricing_overview(app: web.Application) -> dict:
     """What the operator needs to see: rate, sources' health, prices in force, held changes."""
     config, engine = app[CONFIG], app[ENGINE]
@@ -90,11 +87,11 @@ async def pricing_overview(app: web.Application) -> dict:
     for name, entry in status["sources"].items():
         last = entry["last"]
         sources[name] = {
-            "last_fetch": {"started_at": _iso(last.started_at), "finished_at": _iso(last.finished_at),
+            "last_fetch": {"started_at": iso(last.started_at), "finished_at": iso(last.finished_at),
                            "ok": last.ok, "error": last.error, "applied": last.applied, "held": last.held,
                            "unchanged": last.unchanged, "problems": last.problems,
                            "detail": orjson.loads(last.detail) if last.detail else {}},
-            "last_ok_at": _iso(entry["last_ok_at"]),
+            "last_ok_at": iso(entry["last_ok_at"]),
         }
     models = []
     for name in sorted(set(catalog.models) | set(prices)):
@@ -104,19 +101,19 @@ async def pricing_overview(app: web.Application) -> dict:
             "input": format_tmt(row.input_price) if row else None,
             "output": format_tmt(row.output_price) if row else None,
             "free": bool(row and row.free), "version_id": row.id if row else None,
-            "set_by": row.source if row else None, "updated_at": _iso(row.updated_at) if row else None,
+            "set_by": row.source if row else None, "updated_at": iso(row.updated_at) if row else None,
             "context_length": model.context_length if model else None,
             "max_output_tokens": model.max_output_tokens if model else None,
             "served": bool(model and model.servable),
         })
     return {
         "currency": "TMT", "unit": "1M tokens",
-        "fx": {"USD": {"rate": rate.rate, "source": rate.source, "set_at": _iso(rate.created_at)} if rate else None},
+        "fx": {"USD": {"rate": rate.rate, "source": rate.source, "set_at": iso(rate.created_at)} if rate else None},
         "sources": sources,
         "models": models,
         "held": [{"version_id": v.id, "model": v.model, "input": format_tmt(v.input_price),
                   "output": format_tmt(v.output_price), "free": v.free, "source": v.source, "note": v.note,
-                  "created_at": _iso(v.created_at)} for v in held],
+                  "created_at": iso(v.created_at)} for v in held],
     }
 
 

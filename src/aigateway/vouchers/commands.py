@@ -6,11 +6,12 @@ import csv
 import io
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
 from aigateway.clikit import database, operator, run_command
+from aigateway.timeutil import as_utc, parse_utc
 
 
 def _actor() -> str:
@@ -21,14 +22,12 @@ def _expiry(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = parse_utc(value)
     except ValueError as exc:
         raise click.BadParameter("use YYYY-MM-DD or an ISO timestamp (UTC unless given)") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
     if len(value.strip()) == 10:  # a date: valid through the whole day (UTC)
         moment = moment.replace(hour=23, minute=59, second=59)
-    if moment <= datetime.now(timezone.utc):
+    if moment <= datetime.now(UTC):
         raise click.BadParameter("the expiry is in the past")
     return moment
 
@@ -43,9 +42,7 @@ def _run(coro) -> None:
 def _when(value) -> str:
     if value is None:
         return "-"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return as_utc(value).strftime("%Y-%m-%d %H:%M")
 
 
 @click.group("vouchers")
@@ -130,7 +127,7 @@ def _print_locks(held) -> None:
         return
     click.echo(f"{len(held)} redemption lock(s):")
     for lock in held:
-        until = datetime.fromtimestamp(lock.until_ms / 1000, timezone.utc)
+        until = datetime.fromtimestamp(lock.until_ms / 1000, UTC)
         click.echo(f"  {lock.label or '?':<32} {lock.hits:>4} tries  locked until {until:%Y-%m-%d %H:%M:%S} UTC")
 
 
@@ -189,7 +186,8 @@ def report_cmd(ctx) -> None:
                                                   and r.redeemed < r.count else "active")
             click.echo(f"{r.id:>5}  {r.label[:24]:<24} {format_tmt(r.face_value, 2):>14} "
                        f"{format_tmt(r.redeemed_sum, 2):>14} {format_tmt(r.liability, 2):>14}  {state}")
-        total = [sum(x) for x in zip(*[(r.face_value, r.redeemed_sum, r.liability) for r in reports])] or [0, 0, 0]
+        columns = zip(*[(r.face_value, r.redeemed_sum, r.liability) for r in reports], strict=True)
+        total = [sum(x) for x in columns] or [0, 0, 0]
         click.echo(f"{'':>5}  {'TOTAL':<24} {format_tmt(total[0], 2):>14} {format_tmt(total[1], 2):>14} "
                    f"{format_tmt(total[2], 2):>14}")
         click.echo(f"ledger: voucher credits {format_tmt(ledger, 2)} TMT "
