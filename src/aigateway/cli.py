@@ -146,9 +146,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool, ac
 
 def _demo_app(config: Config):
     from aigateway.app import create_app
-    from aigateway.demo.setup import demo_customer, mock_upstream
+    from aigateway.demo.setup import demo_customer, mock_upstream, with_free_demo_port
 
-    app = create_app(config)
+    app = create_app(with_free_demo_port(config))
     app.cleanup_ctx.insert(0, mock_upstream)
     app.cleanup_ctx.append(demo_customer)
     return app
