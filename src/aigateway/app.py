@@ -60,14 +60,14 @@ async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -
 
 
 def _make_wallet(config: Config, engine: AsyncEngine) -> Wallet:
-    if config.redis.url:
+    if url := config.redis.url:
         from aigateway.billing.redis_wallet import RedisWallet, connect
 
         r = config.redis
-        client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
+        client = connect(url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,
                          health_check_interval=r.health_check_interval)
-        wallet = RedisWallet(engine, r.url, hold_ttl=config.billing.hold_ttl, key_prefix=r.key_prefix,
+        wallet = RedisWallet(engine, url, hold_ttl=config.billing.hold_ttl, key_prefix=r.key_prefix,
                              recovery_seconds=r.recovery_seconds, client=client)
         wallet.start_soon()  # learn the Redis generation before the first request
         return wallet

@@ -74,9 +74,10 @@ def run_command(coro: Coroutine[Any, Any, T], *errors: type[Exception]) -> T:
     message and exit status 1 instead of a traceback."""
     from aigateway.money import MoneyError
 
+    caught: tuple[type[Exception], ...] = (MoneyError, *errors)
     try:
         return asyncio.run(coro)
-    except (MoneyError, *errors) as exc:
+    except caught as exc:
         raise click.ClickException(str(exc)) from exc
 
 

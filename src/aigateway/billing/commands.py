@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from aigateway.clikit import config_of, database, open_database, run_command
 from aigateway.timeutil import as_utc
+
+if TYPE_CHECKING:
+    from aigateway.billing.capped import CappedRecord
 
 T = TypeVar("T")
 
@@ -128,13 +132,13 @@ def usage() -> None:
 @click.option("--customer", "customer_ref", default=None, help="Customer id or email.")
 @click.option("--limit", type=click.IntRange(1), default=1000, show_default=True)
 @click.pass_context
-def usage_capped(ctx, since, customer_ref, limit) -> None:
+def usage_capped(ctx: click.Context, since: datetime | None, customer_ref: str | None, limit: int) -> None:
     """Requests whose upstream reported more than the hold: charged the hold, counts as reported."""
     from aigateway.accounts.service import find_customer
     from aigateway.billing.capped import capped_usage
     from aigateway.money import format_tmt
 
-    async def run():
+    async def run() -> list[CappedRecord]:
         async with database(ctx) as engine, engine.connect() as conn:
             customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
             return await capped_usage(conn, since=as_utc(since) if since else None,

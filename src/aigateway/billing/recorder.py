@@ -28,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
-from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
+from aigateway.billing.ledger import move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
-from aigateway.store.bulk import bulk_insert
+from aigateway.store.bulk import bulk_insert, insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)

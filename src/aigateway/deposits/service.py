@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,9 @@ from aigateway.deposits.tron import derive_address, xpub_fingerprint
 from aigateway.money import format_tmt
 from aigateway.store.metadata import utcnow
 from aigateway.timeutil import iso, now_ms
+
+if TYPE_CHECKING:
+    from aigateway.deposits.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class DepositsService:
     def __init__(self, config: DepositsConfig, engine: AsyncEngine | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.watcher = None  # the in-process watcher, when one runs (see web.py)
+        self.watcher: Watcher | None = None  # the in-process watcher, when one runs (see web.py)
         self._xpub_fp = xpub_fingerprint(config.xpub)
         self._watch_written: dict[int, float] = {}
         self._tasks: set[asyncio.Task] = set()

@@ -41,6 +41,7 @@ async def bulk_insert(conn: AsyncConnection, table: Table, columns: tuple[str, .
         return
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
+    assert driver is not None  # hazard: a pooled connection always has its driver connection
     if conn.dialect.name == "postgresql":
         if not driver.is_in_transaction():
             # SQLAlchemy opens the transaction lazily, on its first statement; a COPY
