@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from aigateway.accounts.tables import customers

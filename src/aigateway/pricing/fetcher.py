@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import time
-import uuid
 from decimal import Decimal
 
 import aiohttp
@@ -41,8 +37,8 @@ from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
 from aigateway.pricing.rules import is_big_change, tmt_price_units
 from aigateway.pricing.service import (
-    decide_version,
     current_price,
+    decide_version,
     latest_unapplied,
     pending_versions,
     propose_price,

@@ -29,7 +29,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from aigateway.config import Config, Strict
 from aigateway.money import parse_decimal
