@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from aiohttp import web
 
@@ -13,7 +15,7 @@ from aigateway.pricing.catalog import Model
 from aigateway.timeutil import iso
 
 
-def model_entry(model: Model) -> dict:
+def model_entry(model: Model) -> dict[str, Any]:
     price = model.price
     return {
         "id": model.name,

@@ -13,6 +13,7 @@ known, caps the bound.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 IMAGE_TOKEN_ALLOWANCE = 1_700  # a high-detail image is at most ~1,500 tokens at OpenAI
 
@@ -25,7 +26,7 @@ def prompt_token_bound(body: bytes, context_length: int | None) -> int:
 
 
 @functools.cache
-def _encoding():
+def _encoding() -> Any:
     # bpe-openai ships the o200k/cl100k tables inside the wheel: no download at run time.
     import bpe_openai
 
@@ -36,7 +37,7 @@ def count_text_tokens(text: str) -> int:
     return len(_encoding().encode(text)) if text else 0
 
 
-def _content_text(content) -> str:
+def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # multi-part content: count the text parts
@@ -44,7 +45,7 @@ def _content_text(content) -> str:
     return ""
 
 
-def count_chat_prompt(messages: list) -> int:
+def count_chat_prompt(messages: list[Any]) -> int:
     """Estimate prompt tokens the way OpenAI's cookbook does: 3 per message + 3 for the reply."""
     total = 3
     for message in messages:
@@ -57,7 +58,7 @@ def count_chat_prompt(messages: list) -> int:
     return total
 
 
-def count_embedding_input(value) -> int:
+def count_embedding_input(value: Any) -> int:
     if isinstance(value, str):
         return count_text_tokens(value)
     if isinstance(value, list):

@@ -114,6 +114,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -357,9 +358,9 @@ class RedisWallet:
         self._epoch_key = f"{key_prefix}:epoch"
         self._recovering_key = f"{key_prefix}:recovering"
         self._epoch: str | None = None  # the generation of the Redis state this replica registered in
-        self._recovery: asyncio.Future | None = None
+        self._recovery: asyncio.Future[Any] | None = None
         self._open: dict[int, Hold] = {}  # holds placed here and not yet settled or released
-        self._eager: asyncio.Future | None = None
+        self._eager: asyncio.Future[Any] | None = None
         self._warned_at = float("-inf")
         self._ids = itertools.count(1)
         self._seq = itertools.count(1)
@@ -370,9 +371,9 @@ class RedisWallet:
         self._dirty: set[int] = set()  # customers whose Redis copy may be off: rewrite it
         self._stale_holds: list[tuple[int, str]] = []  # releases that failed: retry them
         self._since: datetime | None = None
-        self._started: asyncio.Future | None = None
-        self._beat_task: asyncio.Task | None = None
-        self._loading: dict[int, asyncio.Future] = {}
+        self._started: asyncio.Future[Any] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        self._loading: dict[int, asyncio.Future[Any]] = {}
         self._closed = False
         r = self._redis
         self._hold_script = r.register_script(_HOLD)
@@ -473,7 +474,7 @@ class RedisWallet:
             log.warning("wallet replica %s: Redis lost its data (generation %s -> %s); re-registering %d open "
                         "hold(s) and the pending charges of %d customer(s); new holds wait %.1f s",
                         self.replica, known, epoch, len(holds), len(self._pending), self._recovery_ms / 1000)
-            by_customer: dict[int, list] = {}
+            by_customer: dict[int, list[Any]] = {}
             for hold in holds:
                 by_customer.setdefault(hold.customer_id, []).extend(
                     [self._member(hold), int(hold.expires_at * 1000)])
