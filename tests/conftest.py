@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

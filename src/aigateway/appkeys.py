@@ -1,22 +1,28 @@
 """Typed keys for what the application shares between concerns.
 
 Defined here, apart from app.py, so any concern can import them without
-importing the whole application.
+importing the whole application. Hazard: this module sits below every concern,
+so it imports none of them at run time (only for the type checker): a concern
+that needs the gateway's parts reads `app[GATEWAY]` instead of importing `api`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.config import Config
 
+if TYPE_CHECKING:
+    from aigateway.api.gateway import Gateway
+
 ENGINE = web.AppKey("engine", AsyncEngine)
 CONFIG = web.AppKey("config", Config)
-# `async def hook(app, periodic)` run once start-up is done (caches, wallet, engine ready).
-STARTUP_HOOKS = web.AppKey("startup_hooks", list)
+# The parts a request passes through (key cache, catalog, wallet, ...), set by the core start-up
+# before any concern's start-up runs (see app.create_app).
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 
 
 class DepositsPort(Protocol):

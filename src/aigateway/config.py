@@ -19,11 +19,13 @@ from aigateway.money import MoneyError, to_units
 DEFAULT_CONFIG_PATH = "aigateway.toml"
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every config section: an unknown key is an error (a typo never passes silently)."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = 8000
     # The URL customers use; shown in the portal's API docs.
@@ -36,11 +38,11 @@ class ServerConfig(_Strict):
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-class DatabaseConfig(_Strict):
+class DatabaseConfig(Strict):
     url: str = "sqlite+aiosqlite:///./aigateway.db"
 
 
-class RedisConfig(_Strict):
+class RedisConfig(Strict):
     # When set, holds and balances are shared across replicas through Redis.
     url: str | None = None
     # Prefix of every key the wallet writes; replicas sharing balances use the same one.
@@ -61,7 +63,7 @@ class RedisConfig(_Strict):
     replica_ttl: float = Field(default=30.0, gt=0)
 
 
-class BillingConfig(_Strict):
+class BillingConfig(Strict):
     # false = "bare" mode (auth only): no holds, no charges, no usage records.
     enabled: bool = True
     # Group commit: usage records and ledger charges are written every flush_interval
@@ -82,7 +84,7 @@ class BillingConfig(_Strict):
     shutdown_grace: float = Field(default=30.0, ge=0)
 
 
-class ProviderConfig(_Strict):
+class ProviderConfig(Strict):
     base_url: str
     # Name of the environment variable holding the upstream API key (never the key itself).
     api_key_env: str | None = None
@@ -105,14 +107,14 @@ class ProviderConfig(_Strict):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class RouteConfig(_Strict):
+class RouteConfig(Strict):
     provider: str
     model: str
     priority: int = 1  # lower is tried first
     weight: int = 1  # share of traffic among routes of the same priority
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     name: str
     type: Literal["chat", "embedding"] = "chat"
     # TMT per 1M tokens as decimal strings; omitted = price comes from a price source.
@@ -138,13 +140,13 @@ class ModelConfig(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _routes_present(self) -> "ModelConfig":
+    def _routes_present(self) -> ModelConfig:
         if not self.routes:
             raise ValueError(f"model {self.name!r} needs at least one route")
         return self
 
 
-class Config(_Strict):
+class Config(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
@@ -160,7 +162,7 @@ class Config(_Strict):
     ollama_url: str = "http://127.0.0.1:11434"
 
     @model_validator(mode="after")
-    def _routes_name_providers(self) -> "Config":
+    def _routes_name_providers(self) -> Config:
         names = set()
         for model in self.models:
             if model.name in names:

@@ -25,12 +25,19 @@ class MoneyError(ValueError):
     """A money amount that cannot be represented exactly."""
 
 
-def parse_decimal(text: str | int | Decimal, what: str = "money") -> Decimal:
-    """A finite Decimal from a decimal string, int or Decimal; floats are refused (they are inexact)."""
-    if isinstance(text, float):
+def parse_decimal(text: str | int | float | Decimal, what: str = "money", *, floats: bool = False) -> Decimal:
+    """The one decimal parser: a finite Decimal from a decimal string, an int or a Decimal.
+
+    The float rule is explicit. `floats=False` (amounts of money, operator input): a float is
+    refused, it is inexact. `floats=True` (settings such as a markup written as a TOML number):
+    a float is read through its shortest text (0.1 -> Decimal("0.1")), never its binary value.
+    Booleans and other types are always refused."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float, Decimal)):
+        raise MoneyError(f'{what} must be a decimal string like "0.20", not {type(text).__name__}')
+    if isinstance(text, float) and not floats:
         raise MoneyError(f"{what} must not be given as a float; use a decimal string")
     try:
-        value = Decimal(str(text).strip())
+        value = Decimal(repr(text) if isinstance(text, float) else str(text).strip())
     except InvalidOperation as exc:
         raise MoneyError(f"{what}: not a decimal number: {text!r}") from exc
     if not value.is_finite():

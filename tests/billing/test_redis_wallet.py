@@ -41,7 +41,7 @@ class Env:
         self.cid = 0
         self.redis = None
 
-    async def start(self, credit: int = 1_000) -> "Env":
+    async def start(self, credit: int = 1_000) -> Env:
         import redis.asyncio as aioredis
 
         await upgrade(self.engine)

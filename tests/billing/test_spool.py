@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -38,7 +38,7 @@ def test_every_field_round_trips_including_ones_added_later(tmp_path):
         id: str
         capped: bool = False
         note: str | None = None
-        created_at: datetime = dataclasses.field(default_factory=lambda: datetime.now(timezone.utc))
+        created_at: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
 
     first = spool_of(tmp_path, Later)
     first.open()

@@ -98,7 +98,7 @@ class FakeTx:
             body["log"] = self.logs if self.logs is not None else [self.transfer_log()]
         else:
             body["result"] = "FAILED"
-            body["resMessage"] = "REVERT opcode executed".encode().hex()
+            body["resMessage"] = b"REVERT opcode executed".hex()
         return body
 
     def transfer_log(self, to: str | None = None, value: int | None = None, contract: str | None = None) -> dict:

@@ -11,7 +11,9 @@ from tests.deposits.conftest import VECTORS, deposits_section
 
 
 def _toml(value) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def test_operator_commands(tmp_path, tron, monkeypatch):

@@ -33,7 +33,7 @@ async def _add_addresses(env, start: int, count: int) -> list[str]:
         await conn.execute(insert(deposit_addresses), [
             {"id": 1_000 + i, "customer_id": 1_000 + i, "derivation_index": 1_000 + i, "address": a,
              "xpub_fp": "test", "network": "mainnet", "created_at": now, "cursor_ms": 0, "last_polled_ms": 0,
-             "watch_until_ms": 0} for i, a in zip(range(start, start + count), addresses)])
+             "watch_until_ms": 0} for i, a in zip(range(start, start + count), addresses, strict=True)])
     return addresses
 
 

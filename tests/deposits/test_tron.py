@@ -23,9 +23,9 @@ from tests.deposits.conftest import VECTORS, XPUB, account_node, deposits_sectio
 
 
 def _b58check(payload: bytes) -> str:
-    from aigateway.deposits.tron import _b58encode
+    from bip_utils import Base58Encoder
 
-    return _b58encode(payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4])
+    return Base58Encoder.Encode(payload + hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4])
 
 
 def test_derivation_matches_the_bip44_tron_vectors():
@@ -69,7 +69,8 @@ def test_parse_transfer_reads_the_log_shape():
              "data": format(12_500_000, "064x")}
     t = parse_transfer(3, entry)
     assert (t.log_index, t.contract_hex, t.to_hex, t.value) == (3, entry["address"], to_hex, 12_500_000)
-    approval = dict(entry, topics=["8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"] + entry["topics"][1:])
+    approval_topic = "8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"
+    approval = dict(entry, topics=[approval_topic] + entry["topics"][1:])
     assert parse_transfer(0, approval) is None
 
 

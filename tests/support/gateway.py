@@ -6,13 +6,12 @@ import shutil
 import tempfile
 import time
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from aigateway.accounts.service import create_customer, create_key
 from aigateway.accounts.tables import customers
-from aigateway.api.gateway import GATEWAY
 from aigateway.app import create_app
-from aigateway.appkeys import ENGINE
+from aigateway.appkeys import ENGINE, GATEWAY
 from aigateway.billing.ledger import ledger_sum, post_entry
 from aigateway.billing.tables import usage_records
 from aigateway.config import Config
@@ -130,11 +129,3 @@ class GatewayServer(ServerThread):
                 return value
             time.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s")
-
-    def count_usage(self) -> int:
-        async def read():
-            async with self.engine.connect() as conn:
-                return await conn.scalar(select(func.count()).select_from(usage_records))
-
-        self.flush()
-        return self.run(read())

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -34,7 +35,7 @@ class ServerThread:
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def start(self, timeout: float = 30) -> "ServerThread":
+    def start(self, timeout: float = 30) -> ServerThread:
         self._thread.start()
         self._started.result(timeout)
         return self

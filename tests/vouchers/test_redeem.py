@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import random
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from aigateway.money import to_units
 from aigateway.vouchers import codes
@@ -75,7 +75,7 @@ def test_voided_expired_used_and_unknown_codes_get_one_message(gateway, visitor)
     cid = v.signup("refused@example.com")
     voided_batch, voided_codes = make_batch(gateway, "10", 2, "voided batch")
     _, singles = make_batch(gateway, "10", 2, "single void")
-    _, expiring = make_batch(gateway, "10", 1, "expiring", datetime.now(timezone.utc) + timedelta(days=1))
+    _, expiring = make_batch(gateway, "10", 1, "expiring", datetime.now(UTC) + timedelta(days=1))
 
     async def void():
         async with gateway.engine.begin() as conn:
@@ -99,7 +99,7 @@ async def _expire(gateway) -> None:
 
     async with gateway.engine.begin() as conn:
         await conn.execute(update(voucher_batches).where(voucher_batches.c.label == "expiring")
-                           .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+                           .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
 
 
 def test_a_thousand_guessed_codes_are_throttled_and_credit_nothing(gateway, visitor):

@@ -86,3 +86,8 @@ async def revoke_key(conn: AsyncConnection, key_id: int, customer_id: int | None
 async def list_keys(conn: AsyncConnection, customer_id: int):
     query = select(api_keys).where(api_keys.c.customer_id == customer_id).order_by(api_keys.c.id.desc())
     return (await conn.execute(query)).all()
+
+
+async def list_customers(conn: AsyncConnection):
+    """Every customer (id, email, balance, status...), by id."""
+    return (await conn.execute(select(customers).order_by(customers.c.id))).all()

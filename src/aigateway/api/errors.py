@@ -13,7 +13,7 @@ from aiohttp import web
 
 class APIError(Exception):
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None, headers: dict | None = None) -> None:
+                 code: str | None = None, param: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from aigateway.accounts.keycache import KeyCache
+from aigateway.appkeys import GATEWAY  # the key lives below every concern; re-exported for the API's views
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
 from aigateway.config import Config
@@ -26,4 +25,6 @@ class Gateway:
     recorder: UsageRecorder | None
 
 
-GATEWAY = web.AppKey("gateway", Gateway)
+__all__ = ["GATEWAY", "Gateway"]
+
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from aiohttp import web
 
@@ -10,9 +12,10 @@ from aigateway.api.call import authenticate
 from aigateway.api.gateway import GATEWAY
 from aigateway.money import format_tmt
 from aigateway.pricing.catalog import Model
+from aigateway.timeutil import iso
 
 
-def model_entry(model: Model) -> dict:
+def model_entry(model: Model) -> dict[str, Any]:
     price = model.price
     return {
         "id": model.name,
@@ -29,7 +32,7 @@ def model_entry(model: Model) -> dict:
         },
         "context_length": model.context_length,
         "max_output_tokens": model.max_output_tokens,
-        "prices_updated_at": model.price_updated_at.isoformat() if model.price_updated_at else None,
+        "prices_updated_at": iso(model.price_updated_at),  # with its offset: SQLite hands back naive UTC
     }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 from concurrent.futures import Future
 
 IMAGE_TOKEN_ALLOWANCE = 1_700  # a high-detail image is at most ~1,500 tokens at OpenAI
@@ -81,7 +82,7 @@ def count_text_tokens(text: str) -> int:
     return len(_encoding().encode_ordinary(text)) if text else 0
 
 
-def _content_text(content) -> str:
+def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # multi-part content: count the text parts
@@ -89,7 +90,7 @@ def _content_text(content) -> str:
     return ""
 
 
-def count_chat_prompt(messages: list) -> int:
+def count_chat_prompt(messages: list[Any]) -> int:
     """Estimate prompt tokens the way OpenAI's cookbook does: 3 per message + 3 for the reply."""
     total = 3
     for message in messages:
@@ -102,7 +103,7 @@ def count_chat_prompt(messages: list) -> int:
     return total
 
 
-def count_embedding_input(value) -> int:
+def count_embedding_input(value: Any) -> int:
     if isinstance(value, str):
         return count_text_tokens(value)
     if isinstance(value, list):

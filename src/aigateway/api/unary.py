@@ -10,7 +10,7 @@ route is never billed; only a checked answer is passed on and charged.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
 import orjson

@@ -6,13 +6,13 @@ import orjson
 from aiohttp import web
 
 from aigateway.api import call as calls
-from aigateway.api.gateway import GATEWAY
 from aigateway.api.call import Call
 from aigateway.api.dialects import anthropic
 from aigateway.api.dialects.anthropic import AnthropicDialect
 from aigateway.api.dialects.base import Dialect
 from aigateway.api.dialects.responses import ResponsesDialect
 from aigateway.api.errors import APIError
+from aigateway.api.gateway import GATEWAY
 from aigateway.api.streaming import relay_stream
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 from aigateway.api.unary import answer_unary

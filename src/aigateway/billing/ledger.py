@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.tables import customers
 from aigateway.billing.tables import ledger_entries
+from aigateway.store.bulk import insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 
 KINDS = frozenset({"credit", "charge", "deposit", "adjustment"})
@@ -31,16 +30,6 @@ class Posted:
     applied: bool  # False: the reference was already posted; nothing changed
     balance: int
     version: int
-
-
-def insert_ignoring_duplicates(conn: AsyncConnection, table):
-    """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing()
-    raise LedgerError(f"unsupported database dialect {dialect}")
 
 
 async def post_entry(

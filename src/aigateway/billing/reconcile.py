@@ -28,7 +28,7 @@ from aigateway.billing.tables import ledger_entries, usage_records
 _LIMIT = 50  # problems listed per kind; the count says how many more
 
 
-async def reconcile(engine: AsyncEngine, *, spool_dir: str | os.PathLike | None = None,
+async def reconcile(engine: AsyncEngine, *, spool_dir: str | os.PathLike[str] | None = None,
                     redis_url: str | None = None, redis_prefix: str = "aigw") -> list[str]:
     problems: list[str] = []
     async with engine.connect() as conn:

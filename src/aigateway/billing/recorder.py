@@ -28,11 +28,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
-from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
+from aigateway.billing.ledger import move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
-from aigateway.store.bulk import bulk_insert
+from aigateway.store.bulk import bulk_insert, insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ class UsageRecorder:
         # One flush at a time: two concurrent flushes would write the same batch and
         # then each remove it from the queue, dropping newer events.
         self._flush_lock = asyncio.Lock()
-        self.flushes = 0
 
     def record(self, event: UsageEvent) -> None:
         self._waiting.append(event)
@@ -138,7 +137,7 @@ class UsageRecorder:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             self._spool_waiting()
@@ -162,7 +161,6 @@ class UsageRecorder:
                 del self._pending[: len(batch)]
                 if self._spool is not None:
                     self._spool.committed(len(batch))
-                self.flushes += 1
 
     async def _write(self, batch: list[UsageEvent], *, replay: bool = False) -> None:
         charges = [e for e in batch if e.cost]
@@ -199,7 +197,7 @@ class UsageRecorder:
                 seen = set((await conn.execute(
                     select(ledger_entries.c.reference).where(ledger_entries.c.reference.in_(refs))
                 )).scalars()) if refs else set()
-                new = [e for ref, e in zip(refs, charges) if ref not in seen]
+                new = [e for ref, e in zip(refs, charges, strict=True) if ref not in seen]
             moved: dict[int, int] = defaultdict(int)
             for e in new:
                 moved[e.customer_id] -= e.cost

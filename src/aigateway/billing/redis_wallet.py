@@ -26,8 +26,8 @@ State, per customer (``P`` is the configurable key prefix, "aigw" by default):
 Lua scripts, each atomic and one round trip:
 
 hold     refuse when ``P:epoch`` is not the generation this replica knows ("epoch")
-         or ``P:recovering`` exists ("recovering"); drop expired holds (subtracting them from ``held``) and the pending fields
-         of dead replicas; without ``bal`` answer "load" (the client reads balance
+         or ``P:recovering`` exists ("recovering"); drop expired holds (subtracting them from ``held``) and the
+         pending fields of dead replicas; without ``bal`` answer "load" (the client reads balance
          and version from the database, ``seed``s them - only if absent or older -
          and retries); refuse with the available amount when it is below the hold;
          else ZADD the hold and add it to ``held``.
@@ -115,7 +115,8 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -358,9 +359,9 @@ class RedisWallet:
         self._epoch_key = f"{key_prefix}:epoch"
         self._recovering_key = f"{key_prefix}:recovering"
         self._epoch: str | None = None  # the generation of the Redis state this replica registered in
-        self._recovery: asyncio.Future | None = None
+        self._recovery: asyncio.Future[Any] | None = None
         self._open: dict[int, Hold] = {}  # holds placed here and not yet settled or released
-        self._eager: asyncio.Future | None = None
+        self._eager: asyncio.Future[Any] | None = None
         self._warned_at = float("-inf")
         self._ids = itertools.count(1)
         # From the clock, so a restarted replica's writes win over its previous run's.
@@ -373,9 +374,9 @@ class RedisWallet:
         self._dirty: set[int] = set()  # customers whose Redis copy may be off: rewrite it
         self._stale_holds: list[tuple[int, str]] = []  # releases that failed: retry them
         self._since: datetime | None = None
-        self._started: asyncio.Future | None = None
-        self._beat_task: asyncio.Task | None = None
-        self._loading: dict[int, asyncio.Future] = {}
+        self._started: asyncio.Future[Any] | None = None
+        self._beat_task: asyncio.Task[None] | None = None
+        self._loading: dict[int, asyncio.Future[Any]] = {}
         self._closed = False
         r = self._redis
         self._hold_script = r.register_script(_HOLD)
@@ -476,7 +477,7 @@ class RedisWallet:
             log.warning("wallet replica %s: Redis lost its data (generation %s -> %s); re-registering %d open "
                         "hold(s) and the pending charges of %d customer(s); new holds wait %.1f s",
                         self.replica, known, epoch, len(holds), len(self._pending), self._recovery_ms / 1000)
-            by_customer: dict[int, list] = {}
+            by_customer: dict[int, list[Any]] = {}
             for hold in holds:
                 by_customer.setdefault(hold.customer_id, []).extend(
                     [self._member(hold), int(hold.expires_at * 1000)])
@@ -751,7 +752,7 @@ class RedisWallet:
         since = self._since
         if since is None:  # first pass: from the last pass of any replica
             shared = await self._redis.get(self._since_key)
-            since = datetime.fromtimestamp(float(shared), timezone.utc) if shared else started
+            since = datetime.fromtimestamp(float(shared), UTC) if shared else started
         async with self._engine.connect() as conn:
             rows = (await conn.execute(
                 select(customers.c.id, customers.c.balance, customers.c.balance_version)

@@ -29,10 +29,11 @@ import time
 import typing
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -154,7 +155,7 @@ def read_segments(directory: Path, codec: EventCodec[T], key: Callable[[T], str]
 class Spool(Generic[T]):
     """Append groups of events; forget them in the same order once committed."""
 
-    def __init__(self, directory: str | os.PathLike, cls: type[T], *, key: Callable[[T], str],
+    def __init__(self, directory: str | os.PathLike[str], cls: type[T], *, key: Callable[[T], str],
                  segment_bytes: int = 4 * 1024 * 1024, segment_seconds: float = 5.0) -> None:
         self.directory = Path(directory)
         self._codec = EventCodec(cls)
@@ -168,7 +169,7 @@ class Spool(Generic[T]):
         self._opened_at = 0.0
         self._serial = 0
         # (segment path, events in it not yet committed), oldest first; the last may be open.
-        self._segments: deque[list] = deque()
+        self._segments: deque[list[Any]] = deque()
         # One thread, so fsyncs and closes of a file happen in the order they were asked for.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="usage-spool")
         self._sync_queued = False
@@ -294,7 +295,7 @@ def _sync_close(fd: int) -> None:
         os.close(fd)
 
 
-async def _wrap(future: Future) -> None:
+async def _wrap(future: Future[Any]) -> None:
     import asyncio
 
     await asyncio.wrap_future(future)

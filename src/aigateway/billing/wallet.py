@@ -17,7 +17,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -88,7 +88,7 @@ class LocalWallet:
         self._engine = engine
         self._hold_ttl = hold_ttl
         self._accounts: dict[int, _Account] = {}
-        self._loading: dict[int, asyncio.Future] = {}
+        self._loading: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         # Serialises balance snapshots: a refresh never interleaves with a flush.
         self.lock = asyncio.Lock()

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import deque
 import struct
 import time
 import uuid
+from collections import deque
 
 import orjson
 from aiohttp import web

@@ -100,7 +100,7 @@ class TronGridClient:
                     raise ApiUnavailable(f"{method} {path} answered HTTP {resp.status}", _retry_after(resp))
                 if resp.status != 200:
                     raise ApiUnavailable(f"{method} {path} answered HTTP {resp.status}: {body[:200]!r}")
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise ApiUnavailable(f"{method} {path} failed: {type(exc).__name__}: {exc}") from exc
         try:
             return orjson.loads(body)

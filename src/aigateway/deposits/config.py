@@ -11,8 +11,9 @@ import re
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from aigateway.config import Strict
 from aigateway.deposits.rates import RateError, effective_rate, parse_decimal, token_base_units
 from aigateway.deposits.tron import AddressError, XpubError, address_hex, validate_xpub
 
@@ -32,9 +33,7 @@ DEFAULT_USDT_CONTRACTS: dict[str, str] = {
 }
 
 
-class DepositsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DepositsConfig(Strict):
     enabled: bool = True
     # Account-level extended public key of m/44'/195'/0' (xpub...). Never a private key.
     xpub: str
@@ -156,7 +155,7 @@ class DepositsConfig(BaseModel):
         return str(v).strip()
 
     @model_validator(mode="after")
-    def _ranges(self) -> "DepositsConfig":
+    def _ranges(self) -> DepositsConfig:
         if self.rate is not None and self.rate_decimal <= 0:
             raise ValueError("rate must be positive")
         if not Decimal(0) <= self.spread_decimal < Decimal(1):

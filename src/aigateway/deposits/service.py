@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,17 +16,16 @@ from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.rates import RateError, parse_decimal, rate_in_force, rate_text, token_amount
 from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions, deposits
 from aigateway.deposits.tron import derive_address, xpub_fingerprint
-from aigateway.deposits.watcher import now_ms
 from aigateway.money import format_tmt
 from aigateway.store.metadata import utcnow
+from aigateway.timeutil import iso, now_ms
+
+if TYPE_CHECKING:
+    from aigateway.deposits.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
 _ALLOCATE_ATTEMPTS = 20
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _usdt(value: str | int, decimals: int) -> str:
@@ -64,7 +64,7 @@ class DepositsService:
     def __init__(self, config: DepositsConfig, engine: AsyncEngine | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.watcher = None  # the in-process watcher, when one runs (see web.py)
+        self.watcher: Watcher | None = None  # the in-process watcher, when one runs (see web.py)
         self._xpub_fp = xpub_fingerprint(config.xpub)
         self._watch_written: dict[int, float] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -175,19 +175,19 @@ class DepositsService:
             "min_deposit": token_amount(cfg.min_deposit_units, cfg.usdt_decimals),
             # Each row carries `progress`: what happened so far, in the customer's words.
             "pending": [{"tx_id": p.tx_id, "amount_usdt": _usdt(p.value, cfg.usdt_decimals),
-                         "seen_at": _iso(p.seen_at), "progress": _pending_progress(p)} for p in pending],
+                         "seen_at": iso(p.seen_at), "progress": _pending_progress(p)} for p in pending],
             "credited": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
                           "amount_tmt": format_tmt(d.amount_tmt), "rate": d.rate,
-                          "credited_at": _iso(d.created_at),
+                          "credited_at": iso(d.created_at),
                           "progress": f"credited {format_tmt(d.amount_tmt)} TMT at {d.rate} TMT per USDT"}
                          for d in credited],
             # Recorded but not credited (below the minimum deposit).
             "ignored": [{"tx_id": d.tx_id, "amount_usdt": token_amount(d.amount_usdt, d.decimals),
                          "reason": "below the minimum deposit", "progress": "not credited: below the minimum deposit",
-                         "seen_at": _iso(d.created_at)} for d in ignored]
+                         "seen_at": iso(d.created_at)} for d in ignored]
             + [{"tx_id": t.tx_id, "amount_usdt": _usdt(t.value, cfg.usdt_decimals),
                 "reason": _not_credited_reason(t), "progress": f"not credited: {_not_credited_reason(t)}",
-                "seen_at": _iso(t.seen_at)} for t in unresolved],
+                "seen_at": iso(t.seen_at)} for t in unresolved],
         }
 
     # -- operator tools ---------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """TRON addresses, BIP44 derivation from an account-level xpub, and TRC-20 Transfer logs.
 
 An address is base58check over 21 bytes: the version byte 0x41 then the 20-byte
-account id. Logs returned by gettransactioninfobyid name contracts by the 20 bytes
-alone, in hex, and carry recipients as 32-byte topics.
+account id (encoded and checked with bip-utils' TRON address codec). Logs returned
+by gettransactioninfobyid name contracts by the 20 bytes alone, in hex, and carry
+recipients as 32-byte topics.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from functools import lru_cache
 TRON_VERSION = 0x41
 # keccak256("Transfer(address,address,uint256)")
 TRANSFER_TOPIC = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 MAX_INDEX = 2**31 - 1  # non-hardened child indexes
 
 
@@ -23,44 +22,16 @@ class AddressError(ValueError):
     pass
 
 
-def _b58decode(text: str) -> bytes:
-    num = 0
-    for ch in text:
-        if ch not in _INDEX:
-            raise AddressError(f"not a base58 character: {ch!r}")
-        num = num * 58 + _INDEX[ch]
-    body = num.to_bytes((num.bit_length() + 7) // 8, "big") if num else b""
-    pad = len(text) - len(text.lstrip("1"))
-    return b"\0" * pad + body
-
-
-def _b58encode(data: bytes) -> str:
-    num = int.from_bytes(data, "big")
-    out = ""
-    while num:
-        num, rem = divmod(num, 58)
-        out = _ALPHABET[rem] + out
-    pad = len(data) - len(data.lstrip(b"\0"))
-    return "1" * pad + out
-
-
-def _checksum(payload: bytes) -> bytes:
-    return hashlib.sha256(hashlib.sha256(payload).digest()).digest()[:4]
-
-
 def address_to_bytes(address: str) -> bytes:
     """The 20-byte account id of a base58check TRON address; raises AddressError."""
+    from bip_utils import TrxAddrDecoder
+
     if not isinstance(address, str) or not 30 <= len(address) <= 40:
         raise AddressError(f"not a TRON address: {address!r}")
-    raw = _b58decode(address)
-    if len(raw) != 25:
-        raise AddressError(f"not a TRON address (wrong length): {address!r}")
-    payload, check = raw[:21], raw[21:]
-    if _checksum(payload) != check:
-        raise AddressError(f"not a TRON address (bad checksum): {address!r}")
-    if payload[0] != TRON_VERSION:
-        raise AddressError(f"not a TRON address (version byte {payload[0]:#x}, expected 0x41): {address!r}")
-    return payload[1:]
+    try:  # base58check, 21 bytes, version byte 0x41
+        return TrxAddrDecoder.DecodeAddr(address)
+    except ValueError as exc:
+        raise AddressError(f"not a TRON address (base58check of 0x41 + 20 bytes; {exc}): {address!r}") from None
 
 
 def is_valid_address(address: str) -> bool:
@@ -74,8 +45,9 @@ def is_valid_address(address: str) -> bool:
 def address_from_bytes(account_id: bytes) -> str:
     if len(account_id) != 20:
         raise AddressError("a TRON account id has 20 bytes")
-    payload = bytes([TRON_VERSION]) + account_id
-    return _b58encode(payload + _checksum(payload))
+    from bip_utils import Base58Encoder
+
+    return Base58Encoder.CheckEncode(bytes([TRON_VERSION]) + account_id)
 
 
 def address_hex(address: str) -> str:

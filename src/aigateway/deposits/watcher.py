@@ -34,21 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aigateway.billing.ledger import insert_ignoring_duplicates, post_entry
+from aigateway.accounts.tables import customers
+from aigateway.billing.ledger import post_entry
 from aigateway.deposits.client import ApiUnavailable, SeenTransfer, TronGridClient
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.rates import rate_in_force, rate_text, tmt_units, token_amount
-from aigateway.accounts.tables import customers
 from aigateway.deposits.tables import (
     deposit_addresses,
     deposit_cursors,
@@ -58,7 +54,10 @@ from aigateway.deposits.tables import (
     deposits,
 )
 from aigateway.deposits.tron import LogShapeError, address_from_hex, address_hex, parse_transfer
+from aigateway.store.bulk import insert_ignoring_duplicates
+from aigateway.store.leases import Lease, holder_id
 from aigateway.store.metadata import utcnow
+from aigateway.timeutil import now_ms, to_ms
 
 log = logging.getLogger(__name__)
 
@@ -75,61 +74,12 @@ def _without_credentials(url: str) -> str:
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def to_ms(value: datetime | None) -> int:
-    if value is None:
-        return 0
-    if value.tzinfo is None:  # SQLite hands back naive UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp() * 1000)
-
-
 def deposit_reference(tx_id: str, log_index: int) -> str:
     return f"deposit:{tx_id}:{log_index}"
 
 
 def deposit_memo(amount_usdt: int, decimals: int, rate: str) -> str:
     return f"USDT deposit {token_amount(amount_usdt, decimals)} USDT @ {rate}"
-
-
-class Lease:
-    """A row in `deposit_leases`: whoever holds it unexpired is the active watcher."""
-
-    def __init__(self, engine: AsyncEngine, holder: str, ttl: float) -> None:
-        self._engine = engine
-        self.holder = holder
-        self._ttl_ms = int(ttl * 1000)
-        self.expires_ms = 0
-
-    async def acquire(self) -> bool:
-        """Take or renew the lease; False while another watcher holds it."""
-        now = now_ms()
-        expires = now + self._ttl_ms
-        async with self._engine.begin() as conn:
-            await conn.execute(insert_ignoring_duplicates(conn, deposit_leases).values(
-                name=LEASE_NAME, holder=self.holder, expires_ms=expires))
-            result = await conn.execute(
-                update(deposit_leases)
-                .where(deposit_leases.c.name == LEASE_NAME)
-                .where(or_(deposit_leases.c.holder == self.holder, deposit_leases.c.expires_ms < now))
-                .values(holder=self.holder, expires_ms=expires)
-            )
-        held = result.rowcount == 1
-        self.expires_ms = expires if held else 0
-        return held
-
-    def fresh(self) -> bool:
-        """Held with at least half the TTL left (otherwise renew before more work)."""
-        return self.expires_ms - now_ms() > self._ttl_ms // 2
-
-    async def release(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(update(deposit_leases).where(deposit_leases.c.name == LEASE_NAME)
-                               .where(deposit_leases.c.holder == self.holder).values(expires_ms=0))
-        self.expires_ms = 0
 
 
 class LeaseLost(Exception):
@@ -161,8 +111,8 @@ class Watcher:
         self.config = config
         self.client = client or TronGridClient(config.base_url, config.api_key(), timeout=config.http_timeout,
                                                requests_per_second=config.requests_per_second)
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease = Lease(engine, self.holder, config.lease_ttl) if use_lease else None
+        self.holder = holder or holder_id()
+        self.lease = Lease(engine, deposit_leases, LEASE_NAME, self.holder, config.lease_ttl) if use_lease else None
         self._contract = config.usdt_contract
         self._contract_hex = config.usdt_contract_hex
         self._backoff = 0.0
@@ -191,7 +141,7 @@ class Watcher:
                 delay = max(self.config.tick, self._backoff_until - time.monotonic())
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await self.close()
@@ -454,7 +404,7 @@ class Watcher:
         cursor = address_row.cursor_ms
         fingerprint: str | None = None
         listed = 0
-        for page_no in range(cfg.max_pages):
+        for _page in range(cfg.max_pages):
             page = await self.client.trc20_page(address, contract=self._contract, min_timestamp=since,
                                                 limit=cfg.page_limit, fingerprint=fingerprint,
                                                 only_confirmed=not cfg.discover_unconfirmed)
@@ -545,7 +495,7 @@ class Watcher:
                 contract = entry.get("address") if isinstance(entry, dict) else None
                 if isinstance(contract, str) and contract.lower().removeprefix("0x")[-40:] == self._contract_hex:
                     # USDT's own logs are well-formed: this answer is damaged, so ask again later
-                    raise RowError(f"tx {row.tx_id} log {index} of the USDT contract is malformed: {exc}")
+                    raise RowError(f"tx {row.tx_id} log {index} of the USDT contract is malformed: {exc}") from exc
                 log.warning("deposits: tx %s log %d: %s; ignored", row.tx_id, index, exc)
                 continue
             if transfer is None or transfer.to_hex != our_hex:
@@ -674,8 +624,3 @@ class Watcher:
             await self.verify_guarded(pending, stats)
         return stats
 
-
-async def pending_count(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(await conn.scalar(select(func.count()).select_from(deposit_transactions)
-                                     .where(deposit_transactions.c.status == "pending")))

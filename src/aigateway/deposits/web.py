@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE, STARTUP_HOOKS
+from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
 from aigateway.deposits.config import deposits_config
 from aigateway.deposits.service import DepositsService
 from aigateway.deposits.watcher import Watcher
@@ -26,31 +27,28 @@ def setup(app: web.Application) -> None:
         return
     service = DepositsService(config)
     app[DEPOSITS] = service
-    state: dict = {}
 
-    async def start(app: web.Application, _periodic) -> None:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         service.bind(app[ENGINE])
         await service.check_addresses()
+        task = stop = None
         if config.run_watcher:
             watcher = Watcher(app[ENGINE], config)
             service.watcher = watcher
-            state["stop"] = stop = asyncio.Event()
-            state["task"] = asyncio.create_task(watcher.run(stop), name="deposits-watcher")
+            stop = asyncio.Event()
+            task = asyncio.create_task(watcher.run(stop), name="deposits-watcher")
         else:
             log.info("deposits: the watcher runs apart (`aigateway deposits-watcher`); not started here")
-
-    async def shutdown(_app: web.Application) -> None:
-        # on_shutdown runs before the engine is disposed: let a credit in flight finish.
-        task = state.pop("task", None)
-        if task is not None:
-            state["stop"].set()
+        yield
+        # Cleaned up before the core (engine) in reverse order: let a credit in flight finish.
+        if task is not None and stop is not None:
+            stop.set()
             try:
                 await asyncio.wait_for(task, 10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
             except Exception:
                 log.exception("deposits watcher ended with an error")
         await service.close()
 
-    app[STARTUP_HOOKS].append(start)
-    app.on_shutdown.append(shutdown)
+    app.cleanup_ctx.append(lifecycle)

@@ -12,13 +12,13 @@ from urllib.parse import quote, unquote, urlsplit
 
 import jinja2
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
 from aigateway.billing.wallet import WalletUnavailable
+from aigateway.config import Strict
 from aigateway.portal import i18n
 from aigateway.portal.sessions import Session
 
@@ -26,10 +26,8 @@ STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static/portal"
 
 
-class PortalSettings(BaseModel):
+class PortalSettings(Strict):
     """The `[portal]` section of the config file."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # Brand shown in the header and page titles.
     title: str = "AI Gateway"

@@ -18,8 +18,7 @@ from sqlalchemy import func, select
 from aigateway.accounts.keys import mask
 from aigateway.accounts.service import AccountError, create_key, list_keys, revoke_key
 from aigateway.accounts.tables import api_keys
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
+from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE, GATEWAY
 from aigateway.portal import chart, flash, i18n
 from aigateway.portal.base import (
     PORTAL,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
+from aigateway.appkeys import CONFIG, ENGINE
+from aigateway.background import Periodic
 from aigateway.demo.setup import DEMO_PROVIDER
 from aigateway.portal import auth, flash, i18n, pages
 from aigateway.portal.base import (
@@ -77,10 +79,10 @@ def setup(app: web.Application) -> None:
     portal.resources.add(r.add_static(STATIC_URL, STATIC, append_version=False))
     app.middlewares.append(portal_middleware)
     app.on_response_prepare.append(_on_prepare)
-    app[STARTUP_HOOKS].append(_housekeeping)
+    app.cleanup_ctx.append(_housekeeping)
 
 
-async def _housekeeping(app: web.Application, periodic) -> None:
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     engine = app[ENGINE]
 
     async def purge() -> None:
@@ -88,7 +90,10 @@ async def _housekeeping(app: web.Application, periodic) -> None:
         await purge_stale(engine)
         await flash.purge_expired(engine)
 
+    periodic = Periodic()
     periodic.every(600.0, purge, "portal-purge")
+    yield
+    await periodic.stop()
 
 
 async def _check_csrf(request: web.Request) -> None:

@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import time
-import uuid
 from decimal import Decimal
 
 import aiohttp
@@ -41,8 +37,8 @@ from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
 from aigateway.pricing.rules import is_big_change, tmt_price_units
 from aigateway.pricing.service import (
-    decide_version,
     current_price,
+    decide_version,
     latest_unapplied,
     pending_versions,
     propose_price,
@@ -50,15 +46,13 @@ from aigateway.pricing.service import (
 )
 from aigateway.pricing.settings import PricingSettings, tied_models
 from aigateway.pricing.tables import price_fetches, pricing_schedule
+from aigateway.store.leases import holder_id
 from aigateway.store.metadata import utcnow
+from aigateway.timeutil import now_ms
 
 log = logging.getLogger(__name__)
 
 SCHEDULE = "fetch"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Fetcher:
@@ -68,7 +62,7 @@ class Fetcher:
         self.config = config
         self.settings = settings
         self.catalog = catalog
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.holder = holder or holder_id()
         self.tied = tied_models(config)
         # Long enough for every source to time out, so a live fetch is never taken over.
         used = [settings.sources[name] for name in self.tied]
@@ -99,7 +93,7 @@ class Fetcher:
 
     async def claim(self, *, force: bool = False) -> bool:
         """Take the lease if a fetch is due (or `force`) and nobody holds it. Atomic across replicas."""
-        now = _now_ms()
+        now = now_ms()
         async with self.engine.begin() as conn:
             row = await self._schedule_row(conn)
             if not force and not self._due(row, now):
@@ -118,14 +112,14 @@ class Fetcher:
             await conn.execute(
                 update(pricing_schedule)
                 .where(pricing_schedule.c.name == SCHEDULE, pricing_schedule.c.holder == self.holder)
-                .values(holder="", lease_until_ms=0, last_finished_ms=_now_ms(), last_ok=ok))
+                .values(holder="", lease_until_ms=0, last_finished_ms=now_ms(), last_ok=ok))
 
     async def request(self) -> None:
         """Ask for a fetch as soon as possible (whichever replica ticks first does it)."""
         async with self.engine.begin() as conn:
             await self._schedule_row(conn)
             await conn.execute(update(pricing_schedule).where(pricing_schedule.c.name == SCHEDULE)
-                               .values(requested_ms=_now_ms()))
+                               .values(requested_ms=now_ms()))
 
     async def tick(self) -> None:
         if not self.tied or not await self.claim():

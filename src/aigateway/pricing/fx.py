@@ -14,13 +14,14 @@ from decimal import Decimal
 from sqlalchemy import desc, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aigateway.pricing.settings import PricingSettings, to_decimal
+from aigateway.money import parse_decimal
+from aigateway.pricing.settings import PricingSettings
 from aigateway.pricing.tables import fx_rates
 from aigateway.store.metadata import utcnow
 
 
 def normalize_rate(rate) -> Decimal:
-    d = to_decimal(rate, "rate")
+    d = parse_decimal(rate, "rate", floats=True)
     if d <= 0:
         raise ValueError("a rate must be positive")
     return d

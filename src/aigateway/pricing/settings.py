@@ -26,46 +26,27 @@ read through its shortest decimal text (0.2 -> "0.2"), never as binary float mat
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from aigateway.config import Config
+from aigateway.config import Config, Strict
+from aigateway.money import parse_decimal
 
 
 class PricingConfigError(ValueError):
     """The [pricing] section or a model's price_source is inconsistent."""
 
 
-def to_decimal(value, what: str = "value") -> Decimal:
-    """A Decimal from a decimal string, an int, or a float's shortest text. Refuses NaN/inf/bools."""
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a decimal number, not a boolean")
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, (int, float)):
-        result = Decimal(str(value))
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{what} is not a decimal number: {value!r}") from None
-    else:
-        raise ValueError(f"{what} must be a decimal string like \"0.20\", got {type(value).__name__}")
-    if not result.is_finite():
-        raise ValueError(f"{what} must be finite: {value!r}")
-    return result
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+class _Strict(Strict):
+    model_config = ConfigDict(arbitrary_types_allowed=True)  # merged with Strict's extra="forbid"
 
 
 def _markup(v) -> Decimal | None:
     if v is None:
         return None
-    d = to_decimal(v, "markup")
+    d = parse_decimal(v, "markup", floats=True)
     if d <= -1:
         raise ValueError("markup must be greater than -1 (it is a fraction: 0.20 = +20 %)")
     return d
@@ -110,7 +91,7 @@ class PricingSettings(_Strict):
     @field_validator("max_change_factor", "max_limit_change_factor", mode="before")
     @classmethod
     def _factor(cls, v, info) -> Decimal:
-        d = to_decimal(v, info.field_name)
+        d = parse_decimal(v, info.field_name, floats=True)
         if d <= 1:
             raise ValueError(f"{info.field_name} must be greater than 1 (e.g. \"3\" holds changes beyond x3 or /3)")
         return d
@@ -134,7 +115,7 @@ class PricingSettings(_Strict):
             raise ValueError("fx must be a table like {USD = \"3.50\"}")
         out = {}
         for currency, rate in v.items():
-            d = to_decimal(rate, f"fx.{currency}")
+            d = parse_decimal(rate, f"fx.{currency}", floats=True)
             if d <= 0:
                 raise ValueError(f"fx.{currency} must be positive")
             out[currency.upper()] = d

@@ -1,8 +1,8 @@
 """Plug pricing into the app: the scheduled fetcher and the operator's JSON view.
 
 `setup(app)` validates `[pricing]` (a bad section stops the start, with the
-reason), adds a start-up hook that records config exchange rates and starts
-the fetch schedule, and, when `admin_token_env` names a set environment
+reason), adds to `app.cleanup_ctx` a start-up that records config exchange
+rates and starts the fetch schedule (stopped again at clean-up), and, when `admin_token_env` names a set environment
 variable, `GET /admin/pricing` and `POST /admin/pricing/fetch` behind
 `Authorization: Bearer <that token>`.
 """
@@ -12,17 +12,19 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import AsyncIterator
 
 import orjson
 from aiohttp import web
 
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import CONFIG, ENGINE, STARTUP_HOOKS
+from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
+from aigateway.background import Periodic
 from aigateway.money import format_tmt
 from aigateway.pricing.fetcher import Fetcher, fetch_status
 from aigateway.pricing.fx import apply_config_rates, current_rate_row
 from aigateway.pricing.service import current_prices, pending_versions
 from aigateway.pricing.settings import PricingSettings, load_settings
+from aigateway.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,19 @@ FETCHER = web.AppKey("pricing_fetcher", Fetcher)
 def setup(app: web.Application) -> None:
     settings = load_settings(app[CONFIG])
     app[SETTINGS] = settings
-    app[STARTUP_HOOKS].append(_start)
+    app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/admin/pricing", admin_view)
     app.router.add_post("/admin/pricing/fetch", admin_fetch)
 
 
-async def _start(app: web.Application, periodic) -> None:
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    periodic = Periodic()
+    await _start(app, periodic)
+    yield
+    await periodic.stop()
+
+
+async def _start(app: web.Application, periodic: Periodic) -> None:
     config, settings, engine = app[CONFIG], app[SETTINGS], app[ENGINE]
     for currency in await apply_config_rates(engine, settings):
         log.info("exchange rate %s -> TMT set from the config: %s", currency, settings.fx[currency])
@@ -64,10 +73,6 @@ def _authorized(request: web.Request) -> None:
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
 
 
-def _iso(value):
-    return value.isoformat() if value is not None else None
-
-
 async def pricing_overview(app: web.Application) -> dict:
     """What the operator needs to see: rate, sources' health, prices in force, held changes."""
     config, engine = app[CONFIG], app[ENGINE]
@@ -82,11 +87,11 @@ async def pricing_overview(app: web.Application) -> dict:
     for name, entry in status["sources"].items():
         last = entry["last"]
         sources[name] = {
-            "last_fetch": {"started_at": _iso(last.started_at), "finished_at": _iso(last.finished_at),
+            "last_fetch": {"started_at": iso(last.started_at), "finished_at": iso(last.finished_at),
                            "ok": last.ok, "error": last.error, "applied": last.applied, "held": last.held,
                            "unchanged": last.unchanged, "problems": last.problems,
                            "detail": orjson.loads(last.detail) if last.detail else {}},
-            "last_ok_at": _iso(entry["last_ok_at"]),
+            "last_ok_at": iso(entry["last_ok_at"]),
         }
     models = []
     for name in sorted(set(catalog.models) | set(prices)):
@@ -96,19 +101,19 @@ async def pricing_overview(app: web.Application) -> dict:
             "input": format_tmt(row.input_price) if row else None,
             "output": format_tmt(row.output_price) if row else None,
             "free": bool(row and row.free), "version_id": row.id if row else None,
-            "set_by": row.source if row else None, "updated_at": _iso(row.updated_at) if row else None,
+            "set_by": row.source if row else None, "updated_at": iso(row.updated_at) if row else None,
             "context_length": model.context_length if model else None,
             "max_output_tokens": model.max_output_tokens if model else None,
             "served": bool(model and model.servable),
         })
     return {
         "currency": "TMT", "unit": "1M tokens",
-        "fx": {"USD": {"rate": rate.rate, "source": rate.source, "set_at": _iso(rate.created_at)} if rate else None},
+        "fx": {"USD": {"rate": rate.rate, "source": rate.source, "set_at": iso(rate.created_at)} if rate else None},
         "sources": sources,
         "models": models,
         "held": [{"version_id": v.id, "model": v.model, "input": format_tmt(v.input_price),
                   "output": format_tmt(v.output_price), "free": v.free, "source": v.source, "note": v.note,
-                  "created_at": _iso(v.created_at)} for v in held],
+                  "created_at": iso(v.created_at)} for v in held],
     }
 
 

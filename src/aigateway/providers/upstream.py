@@ -6,8 +6,6 @@ aiohttp was chosen by measurement: on this machine its client did
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from aigateway.providers.routes import Route
@@ -69,7 +67,7 @@ class UpstreamClient:
             response = await self._session.post(
                 provider.base_url + path, data=body, headers=provider.request_headers, timeout=timeout
             )
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise RouteFailed(route, "timed out") from exc
         except aiohttp.ClientError as exc:
             raise RouteFailed(route, f"connection failed: {exc.__class__.__name__}") from exc

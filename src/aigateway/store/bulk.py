@@ -1,4 +1,5 @@
-"""Many-row inserts at the driver's speed, for the group commit of usage and charges.
+"""Inserts: many rows at the driver's speed (the group commit of usage and charges), and
+INSERT ... ON CONFLICT DO NOTHING (exactly-once writes keyed by a unique reference).
 
 Through SQLAlchemy, an executemany costs parameter processing per row on the
 event loop; at thousands of requests per second that was a sixth of the
@@ -11,7 +12,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
+
+
+def insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the connection's dialect (a duplicate key is a no-op)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise RuntimeError(f"unsupported database dialect {dialect}")
 
 
 def _sqlite_value(value):
@@ -27,6 +41,7 @@ async def bulk_insert(conn: AsyncConnection, table: Table, columns: tuple[str, .
         return
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
+    assert driver is not None  # hazard: a pooled connection always has its driver connection
     if conn.dialect.name == "postgresql":
         if not driver.is_in_transaction():
             # SQLAlchemy opens the transaction lazily, on its first statement; a COPY

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from sqlalchemy import BigInteger, Integer, MetaData
+
+from aigateway.timeutil import utcnow
 
 metadata = MetaData(
     naming_convention={
@@ -20,8 +20,7 @@ metadata = MetaData(
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+__all__ = ["BigId", "load_all_tables", "metadata", "utcnow"]
 
 
 def load_all_tables() -> MetaData:

@@ -22,8 +22,9 @@ from datetime import datetime
 from sqlalchemy import String, and_, case, cast, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
+from aigateway.billing.ledger import move_balance
 from aigateway.billing.tables import ledger_entries
+from aigateway.store.bulk import insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 from aigateway.throttle import service as throttle
 from aigateway.throttle.service import Check, Policy

@@ -15,8 +15,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
-from aigateway.api.gateway import GATEWAY
-from aigateway.appkeys import ENGINE
+from aigateway.appkeys import ENGINE, GATEWAY
 from aigateway.portal.base import PORTAL, client_ip, redirect, render, require_session
 from aigateway.vouchers.service import REFUSED, Redeemed, redeem, redeemed_by, wait_message
 
@@ -34,8 +33,9 @@ def setup(app: web.Application) -> None:
     portal = app.get(PORTAL)
     if portal is None:  # the portal is not installed: nothing to plug into
         return
-    for env in portal.envs.values():  # one environment per portal language
-        env.loader = jinja2.ChoiceLoader([env.loader, jinja2.FileSystemLoader(TEMPLATES)])
+    for env in portal.envs.values():  # one environment per language
+        loaders = [env.loader] if env.loader is not None else []
+        env.loader = jinja2.ChoiceLoader([*loaders, jinja2.FileSystemLoader(TEMPLATES)])
     r = app.router
     routes = [r.add_get("/deposit/voucher", result_page), r.add_post("/deposit/voucher", redeem_view)]
     portal.resources.update(route.resource for route in routes)
