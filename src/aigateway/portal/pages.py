@@ -20,7 +20,7 @@ from aigateway.accounts.service import AccountError, create_key, list_keys, revo
 from aigateway.accounts.tables import api_keys
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
-from aigateway.portal import chart, flash, i18n
+from aigateway.portal import chart, flash, i18n, recovery
 from aigateway.portal.base import (
     PORTAL,
     available_balance,
@@ -63,7 +63,8 @@ async def dashboard(request: web.Request) -> web.Response:
         metrics=chart.METRICS, other=chart.OTHER,
         chart_svg=None if summary.empty else chart.render(summary, metric,
                                                           chart.Words(locale_of(request), translator(request))),
-        legend=chart.legend(summary, metric), days_desc=list(reversed(summary.days)))
+        legend=chart.legend(summary, metric), days_desc=list(reversed(summary.days)),
+        verify=await recovery.notice(request))
 
 
 # ------------------------------------------------------------------ API keys
