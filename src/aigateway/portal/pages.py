@@ -20,7 +20,7 @@ from aigateway.accounts.service import AccountError, create_key, list_keys, revo
 from aigateway.accounts.tables import api_keys
 from aigateway.api.gateway import GATEWAY
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE
-from aigateway.portal import chart, flash, i18n, recovery
+from aigateway.portal import chart, deposit_text, flash, i18n, recovery
 from aigateway.portal.base import (
     PORTAL,
     available_balance,
@@ -236,22 +236,24 @@ def _moment(value) -> datetime | None:
 
 
 def _deposit_view(overview: dict, _=lambda text: text) -> dict:
-    """The port's overview, with defaults for anything missing, as the template shows it."""
+    """The port's overview, with defaults for anything missing, as the template shows it;
+    `note` is each deposit's progress in the customer's language (portal.deposit_text)."""
     network = str(overview.get("network") or "")
     if "TRC" not in network.upper():
         network = f"TRC-20 (TRON {network})" if network else "TRC-20"
     rows = []
     for d in overview.get("pending") or []:
         rows.append({"status": "pending", "label": _("Pending"), "tx_id": d.get("tx_id", ""),
-                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None, "note": None})
+                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
+                     "note": deposit_text.progress(d, _)})
     for d in overview.get("credited") or []:
         rows.append({"status": "deposit", "label": _("Credited"), "tx_id": d.get("tx_id", ""),
                      "at": _moment(d.get("credited_at")), "usdt": d.get("amount_usdt"),
-                     "tmt": d.get("amount_tmt"), "note": None})
+                     "tmt": d.get("amount_tmt"), "note": deposit_text.progress(d, _)})
     for d in overview.get("ignored") or []:
         rows.append({"status": "muted", "label": _("Not credited"), "tx_id": d.get("tx_id", ""),
                      "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
-                     "note": d.get("reason")})
+                     "note": deposit_text.progress(d, _)})
     return {"rate": overview.get("rate"), "network": network, "min_deposit": overview.get("min_deposit"),
             "rows": rows}
 
