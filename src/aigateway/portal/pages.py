@@ -203,8 +203,11 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
     async with request.app[ENGINE].connect() as conn:
         async for rows in ledger_batches(conn, session.customer_id):
             for r in rows:
-                at = r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=timezone.utc)
-                writer.writerow([at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), r.kind,
+                at = r.created_at  # naive on SQLite: stored as UTC
+                if at.tzinfo is not None:
+                    at = at.astimezone(timezone.utc)
+                # isoformat, not strftime: a third of the export's time at a million rows
+                writer.writerow([at.isoformat(" ", "seconds")[:19], r.kind,
                                  tmt_text(r.amount, "csv"), _csv_text(r.memo), _csv_text(r.reference)])
             await response.write(buffer.getvalue().encode())
             buffer.seek(0)
