@@ -71,7 +71,8 @@ def summarize(events: Iterable[_Usage]) -> list[dict]:
     return [{"customer_id": c, "day": d, "model": m, "requests": s.requests, "input_tokens": s.input_tokens,
              "output_tokens": s.output_tokens, "cost": s.cost, "charges": s.charges,
              "last_charge_at": s.last_charge_at}
-            for (c, d, m), s in groups.items()]
+            # Sorted: replicas upserting the same rows in one order cannot deadlock each other.
+            for (c, d, m), s in sorted(groups.items(), key=lambda item: item[0])]
 
 
 async def add(conn: AsyncConnection, rows: list[dict]) -> None:
