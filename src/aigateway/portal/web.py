@@ -59,6 +59,7 @@ def setup(app: web.Application) -> None:
     mailer = mailer_from(app[CONFIG].smtp)
     if mailer is not None:
         app[MAILER] = mailer
+        app.on_cleanup.append(_drain_mail)
     r = app.router
     routes = [
         r.add_get("/", pages.home),
@@ -86,6 +87,11 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(portal_middleware)
     app.on_response_prepare.append(_on_prepare)
     app[STARTUP_HOOKS].append(_housekeeping)
+
+
+async def _drain_mail(app: web.Application) -> None:
+    """At shutdown, let the e-mails in flight go out (each is bounded by the SMTP timeout)."""
+    await app[MAILER].drain()
 
 
 async def _housekeeping(app: web.Application, periodic) -> None:
