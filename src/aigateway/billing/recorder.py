@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
+from aigateway.billing import rollups
 from aigateway.billing.ledger import move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
@@ -185,7 +186,7 @@ class UsageRecorder:
 
     async def _commit(self, batch: list[UsageEvent], charges: list[UsageEvent], *,
                       careful: bool) -> dict[int, tuple[int, int]]:
-        """One transaction: balances, key last-use, usage rows, ledger charges."""
+        """One transaction: balances, key last-use, usage rows, ledger charges, daily rollups."""
         last_used: dict[int, datetime] = {}
         for e in batch:
             if e.api_key_id is not None:
@@ -212,7 +213,14 @@ class UsageRecorder:
                     .values(last_used_at=when, updated_at=api_keys.c.updated_at)
                 )
             if careful:
+                # Roll up only the records this attempt inserts: the rest were counted when they were.
+                ids = [e.id for e in batch]
+                present = set((await conn.execute(
+                    select(usage_records.c.id).where(usage_records.c.id.in_(ids))
+                )).scalars())
                 await conn.execute(insert_ignoring_duplicates(conn, usage_records), [_row(e) for e in batch])
+                fresh = {e.id: e for e in batch if e.id not in present}
+                await rollups.add(conn, rollups.summarize(fresh.values()))
                 if new:
                     await conn.execute(ledger_entries.insert(), [_charge(e) for e in new])
             else:
@@ -222,6 +230,8 @@ class UsageRecorder:
                                                                  for e in batch])
                 await bulk_insert(conn, ledger_entries, _CHARGE_FIELDS,
                                   [tuple(_charge(e).values()) for e in new])
+                # One upsert per (customer, day, model) of the batch, in this same transaction.
+                await rollups.add(conn, rollups.summarize(batch))
         return balances
 
     async def close(self, grace: float | None = None) -> None:

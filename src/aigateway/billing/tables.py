@@ -4,6 +4,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -32,6 +33,12 @@ ledger_entries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
 Index("ix_ledger_customer_created", ledger_entries.c.customer_id, ledger_entries.c.created_at)
+# Partial: a customer's entries other than charges (deposits, credits...), which the portal lists one
+# by one beside the rollups; without it, listing them reads every charge the customer ever made.
+# Queries must state the predicate literally (NONCHARGE) for SQLite to use it.
+NONCHARGE = "kind <> 'charge'"
+Index("ix_ledger_customer_noncharge", ledger_entries.c.customer_id, ledger_entries.c.created_at,
+      postgresql_where=text(NONCHARGE), sqlite_where=text(NONCHARGE))
 
 usage_records = Table(
     "usage_records",
@@ -60,3 +67,21 @@ Index("ix_usage_customer_created", usage_records.c.customer_id, usage_records.c.
 # Partial: only the (rare) capped rows are indexed, so the operator's report stays quick on a big table.
 Index("ix_usage_capped_created", usage_records.c.created_at,
       postgresql_where=text("capped"), sqlite_where=text("capped"))
+
+# Daily rollups of usage_records per (customer, UTC day, model), kept by the group commit in the
+# same transaction as the usage rows (billing.rollups), so the portal reads a few hundred rows
+# whatever the history. `charges`/`last_charge_at` count the rows that cost something (each has
+# one ledger charge), which the transactions page groups per day.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("customer_id", Integer, ForeignKey("customers.id"), primary_key=True),
+    Column("day", Date, primary_key=True),  # UTC calendar day of created_at
+    Column("model", String(200), primary_key=True),
+    Column("requests", BigInteger, nullable=False, default=0),
+    Column("input_tokens", BigInteger, nullable=False, default=0),
+    Column("output_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", BigInteger, nullable=False, default=0),  # units, == sum of usage_records.cost
+    Column("charges", BigInteger, nullable=False, default=0),  # rows with cost > 0
+    Column("last_charge_at", DateTime(timezone=True), nullable=True),
+)

@@ -25,6 +25,7 @@ from aigateway.portal.base import (
     set_cookie,
     translator,
 )
+from aigateway.portal.mail import MAILER
 from aigateway.portal.passwords import WeakPassword, check_strength, hash_password, verify_password
 from aigateway.portal.sessions import create_session, end_session
 
@@ -34,6 +35,8 @@ MESSAGES = {
     "created": "Account created! Please login.",
     "bye": "You have been logged out.",
     "expired": "Please log in to continue.",
+    "created-mail": "Account created! We sent you a link to confirm your email. Please login.",
+    "reset": "Your password was changed. Please log in with the new one.",
 }
 
 WRONG = "Wrong email or password."
@@ -126,13 +129,18 @@ async def register(request: web.Request) -> web.Response:
     password_hash = await hash_password(password)
     try:
         async with engine.begin() as conn:
-            await create_customer(conn, email, password_hash)
+            customer_id = await create_customer(conn, email, password_hash)
     except (AccountError, IntegrityError):  # taken (IntegrityError: two sign-ups raced)
         # The same answer as a new account (after the same password hashing): the form
         # must not tell anyone which emails have an account here.
         log.info("portal: sign-up for an email that already has an account")
-        return redirect("/login?m=created")
+        return redirect("/login?m=created-mail" if request.app.get(MAILER) else "/login?m=created")
     log.info("portal: new customer registered")
+    if request.app.get(MAILER) is not None:
+        from aigateway.portal.recovery import send_verification
+
+        await send_verification(request, customer_id, email)
+        return redirect("/login?m=created-mail")
     return redirect("/login?m=created")
 
 

@@ -22,11 +22,18 @@ METHODS = [("templates/**.html", "jinja2.ext:babel_extract"), ("**.py", "python"
 OPTIONS = {"templates/**.html": {"trimmed": "true", "extensions": "jinja2.ext.i18n"}}
 
 
+# Concerns that plug their own templates into the portal (rendered with its catalogs).
+PLUGGED_DIRS = [PORTAL_DIR.parent / "vouchers"]
+
+
 def extract() -> Catalog:
     catalog = Catalog(project="aigateway portal")
-    for filename, lineno, message, comments, context in extract_from_dir(
-            PORTAL_DIR, METHODS, OPTIONS, keywords=DEFAULT_KEYWORDS):
-        catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    for directory in [PORTAL_DIR, *PLUGGED_DIRS]:
+        for filename, lineno, message, comments, context in extract_from_dir(
+                directory, METHODS, OPTIONS, keywords=DEFAULT_KEYWORDS):
+            if directory != PORTAL_DIR:
+                filename = f"{directory.name}/{filename}"
+            catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
     return catalog
 
 

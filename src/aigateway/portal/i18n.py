@@ -44,6 +44,8 @@ RUNTIME_MESSAGES = (
     N_("Enter your email and password."),
     N_("Wrong email or password."),
     N_("This account is disabled. Please contact support."),
+    N_("Account created! We sent you a link to confirm your email. Please login."),
+    N_("Your password was changed. Please log in with the new one."),
 )
 
 

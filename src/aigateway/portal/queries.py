@@ -6,6 +6,10 @@ UTC calendar day of a timestamp as 'YYYY-MM-DD' text: `date(...)` on SQLite
 on PostgreSQL (independent of the session's time zone). Every query is
 filtered by customer id first, so it runs on the (customer_id, created_at)
 indexes and a customer can only ever see their own rows.
+
+The dashboard and the transactions page read the daily rollups (`usage_daily`,
+kept by the group commit: `billing.rollups`), so they cost the same at 1,000 or
+1,000,000 usage records; only a day's drill-down reads usage records.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import BigInteger, String, Text, and_, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import BigInteger, String, Text, and_, cast, func, literal, null, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from aigateway.accounts.tables import api_keys
-from aigateway.billing.tables import ledger_entries, usage_records
+from aigateway.billing.tables import NONCHARGE, ledger_entries, usage_daily, usage_records
 
 
 class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it is
@@ -38,6 +42,23 @@ def _utc_day_sqlite(element, compiler, **kw):
 @compiles(utc_day, "postgresql")
 def _utc_day_pg(element, compiler, **kw):
     return f"to_char(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+
+class rollup_day(FunctionElement):  # noqa: N801
+    """A rollup's `day` (a DATE) as 'YYYY-MM-DD' text on either database."""
+    type = String()
+    name = "rollup_day"
+    inherit_cache = True
+
+
+@compiles(rollup_day)
+def _rollup_day_sqlite(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)  # stored as that text already
+
+
+@compiles(rollup_day, "postgresql")
+def _rollup_day_pg(element, compiler, **kw):
+    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM-DD')"
 
 
 def day_start(day: date) -> datetime:
@@ -97,15 +118,14 @@ async def usage_by_day(conn: AsyncConnection, customer_id: int, *, days: int = 3
                        today: date | None = None) -> UsageSummary:
     today = today or datetime.now(timezone.utc).date()
     first = today - timedelta(days=days - 1)
-    u = usage_records.c
-    day = utc_day(u.created_at).label("day")
+    r = usage_daily.c  # the rollups: at most one row per day and model, whatever the history
     query = (
-        select(day, u.model, func.count().label("requests"),
-               cast(func.coalesce(func.sum(u.input_tokens), 0), BigInteger).label("input_tokens"),
-               cast(func.coalesce(func.sum(u.output_tokens), 0), BigInteger).label("output_tokens"),
-               cast(func.coalesce(func.sum(u.cost), 0), BigInteger).label("cost"))
-        .where(u.customer_id == customer_id, u.created_at >= day_start(first))
-        .group_by(day, u.model)
+        select(r.day, r.model, cast(func.sum(r.requests), BigInteger).label("requests"),
+               cast(func.sum(r.input_tokens), BigInteger).label("input_tokens"),
+               cast(func.sum(r.output_tokens), BigInteger).label("output_tokens"),
+               cast(func.sum(r.cost), BigInteger).label("cost"))
+        .where(r.customer_id == customer_id, r.day >= first)
+        .group_by(r.day, r.model)
     )
     rows = (await conn.execute(query)).all()
     by_day = {first + timedelta(days=i): DayUsage(first + timedelta(days=i)) for i in range(days)}
@@ -150,13 +170,15 @@ async def transactions_page(conn: AsyncConnection, customer_id: int, *, page: in
         le.created_at.label("at"), le.kind.label("kind"), le.amount.label("amount"),
         cast(le.memo, Text).label("memo"), cast(le.reference, Text).label("reference"),
         cast(literal(1), BigInteger).label("n"),
-    ).where(le.customer_id == customer_id, le.kind != "charge")
-    day = utc_day(le.created_at)
+    ).where(le.customer_id == customer_id, text(NONCHARGE))  # literal: matches the partial index
+    # Charges per day from the rollups (each charge is one usage record with a cost), not
+    # from the ledger: a few hundred rows instead of every charge ever made.
+    r = usage_daily.c
     grouped = select(
-        func.max(le.created_at).label("at"), cast(literal("usage"), String).label("kind"),
-        cast(func.sum(le.amount), BigInteger).label("amount"), cast(null(), Text).label("memo"),
-        cast(day, Text).label("reference"), cast(func.count(), BigInteger).label("n"),
-    ).where(le.customer_id == customer_id, le.kind == "charge").group_by(day)
+        func.max(r.last_charge_at).label("at"), cast(literal("usage"), String).label("kind"),
+        cast(-func.sum(r.cost), BigInteger).label("amount"), cast(null(), Text).label("memo"),
+        cast(rollup_day(r.day), Text).label("reference"), cast(func.sum(r.charges), BigInteger).label("n"),
+    ).where(r.customer_id == customer_id, r.charges > 0).group_by(r.day)
     both = union_all(singles, grouped).subquery()
     query = (select(both).order_by(both.c.at.desc(), both.c.reference.desc())
              .limit(per_page + 1).offset((max(page, 1) - 1) * per_page))
@@ -220,7 +242,10 @@ async def ledger_batches(conn: AsyncConnection, customer_id: int, batch: int = 2
         query = select(le.id, le.created_at, le.kind, le.amount, le.memo, le.reference).where(
             le.customer_id == customer_id)
         if last is not None:
-            query = query.where(or_(le.created_at < last[0], and_(le.created_at == last[0], le.id < last[1])))
+            # The plain `<=` bound lets the (customer_id, created_at) index start at the last row;
+            # with the OR alone, SQLite scanned the customer's entries from the top every batch.
+            query = query.where(le.created_at <= last[0],
+                                or_(le.created_at < last[0], and_(le.created_at == last[0], le.id < last[1])))
         rows = (await conn.execute(query.order_by(le.created_at.desc(), le.id.desc()).limit(batch))).all()
         if not rows:
             return

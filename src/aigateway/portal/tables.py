@@ -42,3 +42,29 @@ portal_flash = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
 Index("ix_portal_flash_created_at", portal_flash.c.created_at)
+
+# One-time links sent by e-mail: password reset and e-mail verification. Only the SHA-256
+# of the token is stored (a leaked table opens nothing); a token is used up by one
+# conditional UPDATE (used_at IS NULL AND not expired), so two clicks cannot both succeed.
+portal_tokens = Table(
+    "portal_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex of the token in the link
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("purpose", String(20), nullable=False),  # reset | verify
+    Column("email", String(320), nullable=False),  # the address the link was sent to
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+Index("ix_portal_tokens_expires_at", portal_tokens.c.expires_at)
+
+# The addresses a customer proved to receive (a verification or reset link was followed).
+# Verified means: a row for the customer's current email.
+portal_verified_emails = Table(
+    "portal_verified_emails",
+    metadata,
+    Column("customer_id", Integer, ForeignKey("customers.id"), primary_key=True),
+    Column("email", String(320), primary_key=True),
+    Column("verified_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)

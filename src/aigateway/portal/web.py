@@ -17,7 +17,7 @@ from aiohttp import web
 from aigateway.appkeys import CONFIG, ENGINE
 from aigateway.background import Periodic
 from aigateway.demo.setup import DEMO_PROVIDER
-from aigateway.portal import auth, flash, i18n, pages
+from aigateway.portal import auth, flash, i18n, links, pages, recovery
 from aigateway.portal.base import (
     LOCALE,
     PORTAL,
@@ -37,6 +37,7 @@ from aigateway.portal.base import (
     static_version,
 )
 from aigateway.portal.i18n import N_
+from aigateway.portal.mail import MAILER, mailer_from
 from aigateway.portal.render import make_env
 from aigateway.portal.sessions import load_session, purge_expired
 from aigateway.portal.throttle import purge_stale
@@ -44,7 +45,7 @@ from aigateway.portal.throttle import purge_stale
 log = logging.getLogger(__name__)
 
 # Forms a visitor posts before logging in: checked against the double-submit cookie.
-ANONYMOUS_FORMS = {"/login", "/register"}
+ANONYMOUS_FORMS = {"/login", "/register", "/forgot", "/reset", "/verify"}
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -57,6 +58,10 @@ def setup(app: web.Application) -> None:
                     translations=translations, static_version=static_version(),
                     demo=DEMO_PROVIDER in app[CONFIG].providers)
     app[PORTAL] = portal
+    mailer = mailer_from(app[CONFIG].smtp)
+    if mailer is not None:
+        app[MAILER] = mailer
+        app.on_cleanup.append(_drain_mail)
     r = app.router
     routes = [
         r.add_get("/", pages.home),
@@ -64,6 +69,10 @@ def setup(app: web.Application) -> None:
         r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
         r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
         r.add_get("/logout", auth.logout_page), r.add_post("/logout", auth.logout),
+        r.add_get("/forgot", recovery.forgot_page), r.add_post("/forgot", recovery.forgot),
+        r.add_get("/reset", recovery.reset_page), r.add_post("/reset", recovery.reset),
+        r.add_get("/verify", recovery.verify_page), r.add_post("/verify", recovery.verify),
+        r.add_post("/verify/send", recovery.resend_verification),
         r.add_get("/dashboard", pages.dashboard),
         r.add_get("/keys", pages.keys), r.add_post("/keys", pages.create_key_view),
         r.add_post("/keys/{key_id}/revoke", pages.revoke_key_view),
@@ -82,6 +91,11 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_housekeeping)
 
 
+async def _drain_mail(app: web.Application) -> None:
+    """At shutdown, let the e-mails in flight go out (each is bounded by the SMTP timeout)."""
+    await app[MAILER].drain()
+
+
 async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
     engine = app[ENGINE]
 
@@ -89,6 +103,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         await purge_expired(engine)
         await purge_stale(engine)
         await flash.purge_expired(engine)
+        await links.purge_expired(engine)
 
     periodic = Periodic()
     periodic.every(600.0, purge, "portal-purge")
@@ -103,13 +118,15 @@ async def _check_csrf(request: web.Request) -> None:
     form = await request.post()
     sent = form.get("csrf")
     session = request[SESSION]
+    expected = [session.csrf_token] if session is not None else []
     if request.path in ANONYMOUS_FORMS:
-        expected = request.cookies.get(anon_csrf_cookie_name(request), "")
+        # A form a visitor may also open while logged in (a link from an e-mail): the page
+        # carried the session's token then, the double-submit cookie's otherwise.
+        expected.append(request.cookies.get(anon_csrf_cookie_name(request), ""))
     elif session is None:
         raise LoginRequired()
-    else:
-        expected = session.csrf_token
-    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not isinstance(sent, str) or not any(
+            e and hmac.compare_digest(sent.encode(), e.encode()) for e in expected):
         raise PortalError(403, N_("Page expired"),
                           N_("This form has expired or did not come from this site. Go back, reload the page "
                              "and try again."))

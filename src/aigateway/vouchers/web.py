@@ -17,6 +17,7 @@ from aiohttp import web
 
 from aigateway.appkeys import ENGINE, GATEWAY
 from aigateway.portal.base import PORTAL, client_ip, redirect, render, require_session
+from aigateway.portal.i18n import N_
 from aigateway.vouchers.service import REFUSED, Redeemed, redeem, redeemed_by, wait_message
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static/vouchers"
 
-TYPO = ("This code has a typo or is incomplete: a voucher code has 20 characters (XXXX-XXXX-XXXX-XXXX-XXXX). "
+# Marked for the portal's catalogs (shown through the template's gettext); REFUSED is the
+# service's own text, repeated here only so the extractor finds it (a test keeps them equal).
+_REFUSED_MARK = N_("This code cannot be redeemed. It may be mistyped, already used, voided or expired. "
+                   "Please check it, or ask the seller.")
+TYPO = N_("This code has a typo or is incomplete: a voucher code has 20 characters (XXXX-XXXX-XXXX-XXXX-XXXX). "
         "Please check every character.")
 
 
