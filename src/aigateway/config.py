@@ -152,6 +152,7 @@ class Config(_Strict):
     pricing: dict = Field(default_factory=dict)
     deposits: dict = Field(default_factory=dict)
     portal: dict = Field(default_factory=dict)
+    admin: dict = Field(default_factory=dict)  # the operator console's listener (console.settings)
     # Look for a local Ollama when no providers are configured.
     discover_ollama: bool = True
     ollama_url: str = "http://127.0.0.1:11434"

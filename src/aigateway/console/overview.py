@@ -1,0 +1,82 @@
+"""The overview's numbers: 30 days per day, top customers and models, and what needs the operator.
+
+Read-only aggregate queries over usage, ledger and deposits (indexed by created_at);
+the "needs you" list comes from the concerns' own services (held prices, capped charges,
+deposits waiting for review), the same ones the CLI prints.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from aigateway.accounts.tables import customers
+from aigateway.billing.capped import capped_usage
+from aigateway.billing.tables import ledger_entries, usage_records
+from aigateway.store.metadata import utcnow
+
+DAYS = 30
+
+
+async def overview(conn: AsyncConnection) -> dict:
+    since = (utcnow() - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    u = usage_records.c
+    day = func.date(u.created_at)
+    usage_rows = (await conn.execute(
+        select(day.label("day"), func.count().label("requests"),
+               func.sum(u.input_tokens + u.output_tokens).label("tokens"), func.sum(u.cost).label("revenue"),
+               func.sum(case((u.status >= 400, 1), else_=0)).label("errors"))
+        .where(u.created_at >= since).group_by(day))).all()
+    ld = func.date(ledger_entries.c.created_at)
+    deposit_rows = (await conn.execute(
+        select(ld.label("day"), func.sum(ledger_entries.c.amount).label("deposits"))
+        .where(ledger_entries.c.created_at >= since, ledger_entries.c.kind == "deposit").group_by(ld))).all()
+    by_day: dict[str, dict] = {}
+    for i in range(DAYS):
+        d = (since + timedelta(days=i)).date().isoformat()
+        by_day[d] = {"day": d, "requests": 0, "tokens": 0, "revenue": 0, "deposits": 0, "errors": 0}
+    for r in usage_rows:
+        entry = by_day.get(str(r.day)[:10])
+        if entry is not None:
+            entry.update(requests=int(r.requests), tokens=int(r.tokens or 0), revenue=int(r.revenue or 0),
+                         errors=int(r.errors or 0))
+    for r in deposit_rows:
+        entry = by_day.get(str(r.day)[:10])
+        if entry is not None:
+            entry["deposits"] = int(r.deposits or 0)
+    days = list(by_day.values())
+    top_customers = (await conn.execute(
+        select(customers.c.id, customers.c.email, func.sum(u.cost).label("revenue"), func.count().label("requests"))
+        .join(customers, customers.c.id == u.customer_id).where(u.created_at >= since)
+        .group_by(customers.c.id, customers.c.email).order_by(func.sum(u.cost).desc()).limit(10))).all()
+    top_models = (await conn.execute(
+        select(u.model, func.sum(u.cost).label("revenue"), func.count().label("requests"),
+               func.avg(u.latency_ms).label("latency"))
+        .where(u.created_at >= since).group_by(u.model).order_by(func.sum(u.cost).desc()).limit(10))).all()
+    return {"days": days, "top_customers": top_customers, "top_models": top_models,
+            "totals": {k: sum(d[k] for d in days) for k in ("requests", "tokens", "revenue", "deposits", "errors")},
+            "peak": {k: max([d[k] for d in days] + [1]) for k in ("requests", "revenue")},
+            "needs": await needs_attention(conn, since)}
+
+
+async def needs_attention(conn: AsyncConnection, since) -> dict:
+    needs: dict = {"review": [], "held_prices": [], "held_limits": [], "capped": []}
+    try:
+        from aigateway.deposits.tables import deposit_transactions as t
+
+        needs["review"] = (await conn.execute(select(t.c.tx_id, t.c.customer_id, t.c.note, t.c.seen_at)
+                                              .where(t.c.status == "needs_review").order_by(t.c.id))).all()
+    except ModuleNotFoundError:  # pragma: no cover - deposits not installed
+        pass
+    try:
+        from aigateway.pricing.limits import held_limits
+        from aigateway.pricing.service import pending_versions
+
+        needs["held_prices"] = await pending_versions(conn)
+        needs["held_limits"] = await held_limits(conn)
+    except ModuleNotFoundError:  # pragma: no cover
+        pass
+    needs["capped"] = await capped_usage(conn, since=since, limit=20)
+    return needs
