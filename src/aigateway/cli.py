@@ -169,6 +169,15 @@ def run_command(coro, *errors: type[Exception]):
 _run = run_command
 
 
+async def _audit(conn, action: str, target: str, before, after, reason) -> None:
+    """Write a CLI action to the console's audit log (skipped when the console is not installed)."""
+    try:
+        from aigateway.console.audit import record
+    except ModuleNotFoundError:
+        return
+    await record(conn, actor="cli", action=action, target=target, before=before, after=after, reason=reason)
+
+
 @admin.group()
 def customer() -> None:
     """Create and list customers."""
@@ -222,6 +231,9 @@ def _ledger_command(kind: str, ctx, customer_ref: str, amount: str, reference: s
             ref = reference or f"{kind}:{os.urandom(8).hex()}"
             posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
                                       memo=memo)
+            if posted.applied:  # the operator console's audit trail, in the same transaction
+                await _audit(conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
+                             {"balance": format_tmt(posted.balance)}, memo)
         state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
         click.echo(f"{kind} {format_tmt(units)} TMT to customer {row.id}: {state}; "
                    f"balance {format_tmt(posted.balance)} TMT")
@@ -346,6 +358,7 @@ def key_revoke(ctx, key_id) -> None:
     async def run():
         async with _db(ctx) as engine, engine.begin() as conn:
             await revoke_key(conn, key_id)
+            await _audit(conn, "key.revoke", f"key:{key_id}", None, {"revoked": True}, None)
         click.echo(f"key {key_id} revoked")
 
     _run(run())

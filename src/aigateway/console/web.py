@@ -36,6 +36,7 @@ SETTINGS = web.AppKey("console.settings", AdminSettings)
 JINJA = web.AppKey("console.jinja", jinja2.Environment)
 CONSOLE_URL = web.AppKey("console.url", str)  # on the MAIN app: where the console listens
 SESSION = web.RequestKey("console.session", object)
+NEW_CSRF = web.RequestKey("console.new_csrf", str)  # an anonymous CSRF token to set as a cookie
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
@@ -139,8 +140,8 @@ def render(request: web.Request, template: str, *, status: int = 200, **context)
         session=session, csrf=session.csrf_token if session else _anon_csrf(request),
         path=request.path, **context)
     response = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
-    if session is None and request.get("console.new_csrf"):
-        response.set_cookie(_anon_cookie(request), request["console.new_csrf"], path="/", httponly=True,
+    if session is None and request.get(NEW_CSRF):
+        response.set_cookie(_anon_cookie(request), request[NEW_CSRF], path="/", httponly=True,
                             samesite="Strict", secure=_https(request))
     return response
 
@@ -153,8 +154,8 @@ def _anon_csrf(request: web.Request) -> str:
     """Double-submit token for the log-in and enrolment forms (no session yet)."""
     token = request.cookies.get(_anon_cookie(request), "")
     if len(token) < 32:
-        token = request.get("console.new_csrf") or secrets.token_urlsafe(32)
-        request["console.new_csrf"] = token
+        token = request.get(NEW_CSRF) or secrets.token_urlsafe(32)
+        request[NEW_CSRF] = token
     return token
 
 
