@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from aigateway.appkeys import DEPOSITS
 from aigateway.money import to_units
+from aigateway.portal.formatting import tmt_text
 from aigateway.pricing.service import propose_price
 from tests.conftest import gateway_config
 from tests.console.conftest import console_url, make_operator
@@ -29,6 +30,12 @@ def _problems(page) -> list[str]:
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     page.on("console", lambda m: m.type == "error" and "status of 4" not in m.text and problems.append(m.text))
     return problems
+
+
+def _money(units: int) -> str:
+    from aigateway.money import format_tmt
+
+    return format_tmt(units)
 
 
 def _fits(page) -> None:
@@ -59,6 +66,13 @@ def test_operator_runs_the_business_from_the_browser(start_gateway, mock_upstrea
                                        note="10x jump: held by the guardrail")
 
     held_id = gateway.run(seed())
+    # some traffic, so the overview's charts and tables have something to show
+    gateway.credit(cid, "1", "test:first-top-up")
+    gateway.wait_for(lambda: gateway.run(gateway.gateway.wallet.available(cid)) >= to_units("1"))  # 1 s refresh
+    api = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
+    for _ in range(3):
+        api.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "hello"}])
+    gateway.wait_for(lambda: len(gateway.usage(cid)) == 3)
     base = console_url(gateway)
 
     for viewport, tag in ((DESKTOP, "desktop"), (PHONE, "phone")):
@@ -104,7 +118,8 @@ def test_operator_runs_the_business_from_the_browser(start_gateway, mock_upstrea
         page.get_by_label("Reason (kept in the ledger and the audit log)").fill("bank transfer #881")
         with page.expect_navigation():
             page.get_by_role("button", name="Post to the ledger").click()
-        expect(page.get_by_test_id("balance")).to_have_text("12.500000")
+        expect(page.get_by_test_id("balance")).to_have_text(_money(gateway.balance(cid)))
+        assert gateway.balance(cid) == to_units("13.5") - sum(u.cost for u in gateway.usage(cid))
         shot(page, "console-04-customer-credited-desktop")
         portal = browser.new_context(viewport=DESKTOP, base_url=gateway.url).new_page()
         portal.goto("/login")
@@ -113,7 +128,8 @@ def test_operator_runs_the_business_from_the_browser(start_gateway, mock_upstrea
         with portal.expect_navigation():
             portal.get_by_role("button", name="Log in").click()
         gateway.wait_for(lambda: (portal.reload() or True) and
-                         portal.get_by_test_id("balance").inner_text() == "12.50", timeout=5)
+                         portal.get_by_test_id("balance").inner_text() == tmt_text(gateway.balance(cid)),
+                         timeout=5)
 
         # --- disable: the key is refused within about a second, the portal session ends
         client = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)

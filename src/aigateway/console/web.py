@@ -78,6 +78,16 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(listener)
 
 
+def describe_change(before: str | None, after: str | None) -> list[str]:
+    """An audit row's before/after JSON as "field: old → new" lines."""
+    import orjson
+
+    old = orjson.loads(before) if before else {}
+    new = orjson.loads(after) if after else {}
+    old, new = (old if isinstance(old, dict) else {"": old}), (new if isinstance(new, dict) else {"": new})
+    return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in dict.fromkeys([*old, *new])]
+
+
 def cookie_name(request: web.Request) -> str:
     return "__Host-gw_console" if _https(request) else "gw_console"
 
@@ -97,6 +107,7 @@ def create_console_app(main: web.Application, settings: AdminSettings) -> web.Ap
     env.filters.update(tmt=lambda u: "—" if u is None else format_tmt(int(u)),
                        when=lambda v: formatting.when(v, "en") if v else "",
                        number=lambda v: formatting.number(v or 0, "en"))
+    env.filters["change"] = describe_change
     app[JINJA] = env
     views.add_routes(app)
     app.router.add_static("/static", HERE / "static")
