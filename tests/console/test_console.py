@@ -195,8 +195,41 @@ def test_probes_and_metrics_match_requests(gateway, console):
     assert d("aigateway_tokens_total", model="llama-3.1-70b", direction="output") == tokens
     assert d("aigateway_request_duration_seconds_count", endpoint="chat") == 4
     assert "aigateway_holds_open" in after and "aigateway_usage_uncommitted" in after
+    # every metric the Grafana dashboard in the repo charts is one this endpoint exports
+    import json
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy/grafana/aigateway.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"aigateway_[a-z_]+", t["expr"])}
+    exported = set(re.findall(r"^(aigateway_[a-z_]+)", after, re.M))
+    assert used and used <= exported | {"aigateway_deposit_watcher_lag_seconds", "aigateway_price_fetch_ok"}
     with urllib.request.urlopen(base + "/healthz", timeout=5) as r:
         assert r.status == 200
     with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
         body = r.read().decode()
         assert r.status == 200 and '"database": "ok"' in body and '"recorder": "ok"' in body
+
+
+def test_rate_change_and_held_price_reject_are_audited(gateway, console):
+    from aigateway.money import to_units
+    from aigateway.pricing.service import propose_price
+
+    async def hold():
+        async with gateway.engine.begin() as conn:
+            return await propose_price(conn, "mock-long", to_units("9"), to_units("9"), source="feed", note="jump")
+
+    vid = gateway.run(hold())
+    op = make_operator(gateway, "rates@example.com")
+    c = console()
+    assert c.operator_login(op).status_code == 303
+    assert c.form("/prices", "/prices/rate", {"rate": "19.5", "note": ""}).status_code == 400
+    assert c.form("/prices", "/prices/rate", {"rate": "abc", "note": "x"}).status_code == 400
+    assert c.form("/prices", "/prices/rate", {"rate": "19.5", "note": "central bank"}).status_code == 303
+    assert 'data-testid="rate">19.5<' in c.get("/prices").text
+    assert c.form("/prices", f"/prices/held/{vid}/reject", {}).status_code == 303
+    assert c.form("/prices", f"/prices/held/{vid}/reject", {}).status_code == 400  # not held any more
+    assert gateway.sql("SELECT status FROM price_versions WHERE id = :i", i=vid)[0][0] == "rejected"
+    rows = gateway.sql("SELECT action, before, after, reason FROM console_audit_log "
+                       "WHERE action IN ('rate.set', 'price.reject') ORDER BY id")
+    assert [r.action for r in rows] == ["rate.set", "price.reject"]
+    assert '"19.5"' in rows[0].after and rows[0].reason == "central bank"
