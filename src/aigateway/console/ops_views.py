@@ -17,7 +17,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/prices", prices_page)
     r.add_post("/prices/rate", set_rate)
-    r.add_post(r"/prices/held/{vid:\d+}/{action:confirm|reject}", decide_price)
+    r.add_post(r"/prices/held/{vid:\d{1,12}}/{action:confirm|reject}", decide_price)
     r.add_get("/deposits", deposits_page)
     r.add_post("/deposits/review", review_deposit)
     r.add_post("/deposits/rescan", rescan)
@@ -31,10 +31,11 @@ async def prices_page(request: web.Request, error: str | None = None, status: in
         history = await fx.rate_history(conn, limit=20)
         held = await service.pending_versions(conn)
         prices = await service.current_prices(conn)
+        fetches = await _last_fetches(conn)
     notice = {"rate": "Rate changed.", "confirm": "Price change confirmed.",
               "reject": "Price change rejected."}.get(request.query.get("m", ""))
     return render(request, "prices.html", status=status, tab="prices", rate=rate, history=history, held=held,
-                  prices=prices, error=error, notice=notice)
+                  prices=prices, fetches=fetches, error=error, notice=notice)
 
 
 async def set_rate(request: web.Request) -> web.Response:
@@ -80,6 +81,26 @@ async def decide_price(request: web.Request) -> web.Response:
     return redirect(f"/prices?m={action}")
 
 
+async def _last_fetches(conn) -> list:
+    """The newest finished fetch of each price source (what the CLI's `pricing status` shows)."""
+    from sqlalchemy import func, select
+
+    from aigateway.pricing.tables import price_fetches as f
+
+    latest = select(func.max(f.c.id)).where(f.c.finished_at.is_not(None)).group_by(f.c.source)
+    return (await conn.execute(select(f).where(f.c.id.in_(latest)).order_by(f.c.source))).all()
+
+
+async def _watcher_state(conn) -> dict:
+    from sqlalchemy import func, select
+
+    from aigateway.deposits.tables import deposit_addresses as a, deposit_transactions as t
+
+    last = await conn.scalar(select(func.max(a.c.last_polled_ms)))
+    counts = dict((await conn.execute(select(t.c.status, func.count()).group_by(t.c.status))).all())
+    return {"lag": max(0, int(time.time() - last / 1000)) if last else None, "counts": counts}
+
+
 def _deposits_service(request: web.Request):
     return request.app[MAIN].get(DEPOSITS)
 
@@ -95,10 +116,11 @@ async def deposits_page(request: web.Request, error: str | None = None, status: 
         query = query.where(t.c.status == wanted[:20])
     async with engine_of(request).connect() as conn:
         rows = (await conn.execute(query)).all()
+        watcher = await _watcher_state(conn)
     notice = {"approve": "Approved: credited on the watcher's next check.", "reject": "Rejected.",
               "rescan": "Address will be re-read on the next pass."}.get(request.query.get("m", ""))
     return render(request, "deposits.html", status=status, tab="deposits", rows=rows, wanted=wanted,
-                  configured=_deposits_service(request) is not None, error=error, notice=notice)
+                  configured=_deposits_service(request) is not None, watcher=watcher, error=error, notice=notice)
 
 
 async def review_deposit(request: web.Request) -> web.Response:

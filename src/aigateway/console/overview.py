@@ -7,6 +7,7 @@ deposits waiting for review), the same ones the CLI prints.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from sqlalchemy import case, func, select
@@ -55,7 +56,14 @@ async def overview(conn: AsyncConnection) -> dict:
         select(u.model, func.sum(u.cost).label("revenue"), func.count().label("requests"),
                func.avg(u.latency_ms).label("latency"))
         .where(u.created_at >= since).group_by(u.model).order_by(func.sum(u.cost).desc()).limit(10))).all()
-    return {"days": days, "top_customers": top_customers, "top_models": top_models,
+    day_ago = utcnow() - timedelta(days=1)
+    routes = (await conn.execute(
+        select(u.provider, u.upstream_model, u.endpoint, func.count().label("requests"),
+               func.sum(case((u.status >= 400, 1), else_=0)).label("errors"),
+               func.avg(u.latency_ms).label("latency"), func.max(u.latency_ms).label("worst"))
+        .where(u.created_at >= day_ago).group_by(u.provider, u.upstream_model, u.endpoint)
+        .order_by(func.count().desc()).limit(30))).all()
+    return {"days": days, "routes": routes, "top_customers": top_customers, "top_models": top_models,
             "totals": {k: sum(d[k] for d in days) for k in ("requests", "tokens", "revenue", "deposits", "errors")},
             "peak": {k: max([d[k] for d in days] + [1]) for k in ("requests", "revenue")},
             "needs": await needs_attention(conn, since)}
@@ -80,3 +88,18 @@ async def needs_attention(conn: AsyncConnection, since) -> dict:
         pass
     needs["capped"] = await capped_usage(conn, since=since, limit=20)
     return needs
+
+
+def upstream_health(router) -> list[dict]:
+    """Routes the router is resting now (after repeated failures), and routes with failures in a row.
+
+    Reads the router's in-memory state of THIS replica (each replica keeps its own)."""
+    now = time.monotonic()
+    failures = getattr(router, "_failures", {})
+    cooling = getattr(router, "_cool_until", {})
+    out = []
+    for key in sorted(set(failures) | set(cooling)):
+        left = cooling.get(key, 0) - now
+        if left > 0 or failures.get(key):
+            out.append({"route": key, "failures": failures.get(key, 0), "resting": max(0, round(left))})
+    return out

@@ -33,10 +33,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/enrol/{token}", enrol)
     r.add_get("/", overview)
     r.add_get("/customers", customer_search)
-    r.add_get(r"/customers/{cid:\d+}", customer_page)
-    r.add_post(r"/customers/{cid:\d+}/money", customer_money)
-    r.add_post(r"/customers/{cid:\d+}/status", customer_status)
-    r.add_post(r"/customers/{cid:\d+}/sessions", customer_sessions)
+    r.add_get(r"/customers/{cid:\d{1,9}}", customer_page)
+    r.add_post(r"/customers/{cid:\d{1,9}}/money", customer_money)
+    r.add_post(r"/customers/{cid:\d{1,9}}/status", customer_status)
+    r.add_post(r"/customers/{cid:\d{1,9}}/sessions", customer_sessions)
     r.add_get("/audit", audit_page)
     r.add_get("/audit.csv", audit_csv)
     from aigateway.console import ops_views, probes
@@ -143,9 +143,13 @@ async def enrol(request: web.Request) -> web.Response:
 async def overview(request: web.Request) -> web.Response:
     from aigateway.console import overview as ov
 
+    from aigateway.api.gateway import GATEWAY
+    from aigateway.console.web import MAIN
+
     async with engine_of(request).connect() as conn:
         data = await ov.overview(conn)
-    return render(request, "overview.html", tab="overview", **data)
+    return render(request, "overview.html", tab="overview", health=ov.upstream_health(request.app[MAIN][GATEWAY].router),
+                  **data)
 
 
 async def customer_search(request: web.Request) -> web.Response:

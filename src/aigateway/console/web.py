@@ -14,6 +14,7 @@ with no script at all: every page works with forms and links only.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import jinja2
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from aigateway.appkeys import CONFIG, ENGINE
 from aigateway.console.sessions import OperatorSession, load_session, purge_expired
@@ -180,8 +182,8 @@ def _public(path: str) -> bool:
 
 @web.middleware
 async def console_middleware(request: web.Request, handler):
-    request[SESSION] = await load_session(engine_of(request), request.cookies.get(cookie_name(request)))
     try:
+        request[SESSION] = await load_session(engine_of(request), request.cookies.get(cookie_name(request)))
         if request.method not in ("GET", "HEAD"):
             await _check_csrf(request)
         if request[SESSION] is None and not _public(request.path):
@@ -198,6 +200,13 @@ async def console_middleware(request: web.Request, handler):
         if exc.status < 400:
             raise
         return render(request, "error.html", status=exc.status, message=exc.reason)
+    except (DBAPIError, OSError, asyncio.TimeoutError):
+        # A dependency is down: say so and when to retry, never a 500 or a traceback.
+        log.warning("console: %s %s failed: a dependency is unavailable", request.method, request.path, exc_info=True)
+        response = render(request, "error.html", status=503,
+                          message="The database (or another dependency) is not answering. Try again shortly.")
+        response.headers["Retry-After"] = "5"
+        return response
 
 
 async def _check_csrf(request: web.Request) -> None:
