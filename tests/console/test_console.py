@@ -233,3 +233,31 @@ def test_rate_change_and_held_price_reject_are_audited(gateway, console):
                        "WHERE action IN ('rate.set', 'price.reject') ORDER BY id")
     assert [r.action for r in rows] == ["rate.set", "price.reject"]
     assert '"19.5"' in rows[0].after and rows[0].reason == "central bank"
+
+
+def test_overview_lists_what_needs_the_operator(gateway, console):
+    from aigateway.money import to_units
+    from aigateway.pricing.service import propose_price
+    from aigateway.store.metadata import utcnow
+
+    async def seed():
+        from aigateway.pricing.tables import price_fetches
+
+        async with gateway.engine.begin() as conn:
+            await propose_price(conn, "mock-drop", to_units("5"), to_units("5"), source="feed", note="jump")
+            await conn.execute(price_fetches.insert().values(source="openrouter", holder="t", started_at=utcnow(),
+                                                             finished_at=utcnow(), ok=False, error="HTTP 503"))
+
+    gateway.run(seed())
+    _cid, key = gateway.customer("busy@example.com")
+    openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0).chat.completions.create(
+        model="llama-3.1-70b", messages=[{"role": "user", "content": "hi"}])
+    gateway.flush()
+    viewer = make_operator(gateway, "look@example.com", "viewer")
+    c = console()
+    assert c.operator_login(viewer).status_code == 303
+    page = c.get("/").text
+    assert "price change(s) held by the guardrail" in page
+    assert "<code>openrouter</code>: HTTP 503" in page
+    assert 'data-testid="requests">1<' in page and "busy@example.com" in page
+    assert "mock/mock-chat · chat" in page  # the route's row in the last 24 hours

@@ -70,7 +70,7 @@ async def overview(conn: AsyncConnection) -> dict:
 
 
 async def needs_attention(conn: AsyncConnection, since) -> dict:
-    needs: dict = {"review": [], "held_prices": [], "held_limits": [], "capped": []}
+    needs: dict = {"review": [], "held_prices": [], "held_limits": [], "capped": [], "failing_fetches": []}
     try:
         from aigateway.deposits.tables import deposit_transactions as t
 
@@ -84,6 +84,11 @@ async def needs_attention(conn: AsyncConnection, since) -> dict:
 
         needs["held_prices"] = await pending_versions(conn)
         needs["held_limits"] = await held_limits(conn)
+        from aigateway.pricing.tables import price_fetches as f
+
+        latest = select(func.max(f.c.id)).where(f.c.finished_at.is_not(None)).group_by(f.c.source)
+        needs["failing_fetches"] = (await conn.execute(select(f.c.source, f.c.error, f.c.finished_at)
+                                                       .where(f.c.id.in_(latest), f.c.ok.is_(False)))).all()
     except ModuleNotFoundError:  # pragma: no cover
         pass
     needs["capped"] = await capped_usage(conn, since=since, limit=20)
