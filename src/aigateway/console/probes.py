@@ -46,7 +46,7 @@ async def readyz(request: web.Request) -> web.Response:
     except Exception:
         checks["database"] = "failing"
     wallet = main[GATEWAY].wallet
-    client = getattr(wallet, "_client", None) or getattr(wallet, "client", None)
+    client = getattr(wallet, "_redis", None)  # RedisWallet's pooled client; None in local mode
     if client is not None and hasattr(client, "ping"):
         try:
             async with asyncio.timeout(2):
