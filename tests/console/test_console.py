@@ -112,7 +112,10 @@ def test_viewer_changes_nothing(gateway, console):
     session_csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
     for path, data in [(f"/customers/{cid}/money", {"kind": "credit", "amount": "5", "reason": "x"}),
                        (f"/customers/{cid}/status", {"status": "disabled", "reason": "x"}),
-                       (f"/customers/{cid}/sessions", {}), ("/prices/rate", {"rate": "20", "note": "x"})]:
+                       (f"/customers/{cid}/sessions", {}), ("/prices/rate", {"rate": "20", "note": "x"}),
+                       ("/prices/held/1/confirm", {}), ("/deposits/review", {"tx_id": "ab", "action": "approve",
+                                                                            "reason": "x"}),
+                       ("/deposits/rescan", {"address": "T123"})]:
         assert c.post(path, {"csrf": session_csrf, **data}).status_code == 403, path
     assert gateway.sql("SELECT status, balance FROM customers WHERE id = :c", c=cid)[0] == ("active", 10_000_000)
     assert gateway.sql("SELECT count(*) FROM console_audit_log WHERE action LIKE 'customer.%'")[0][0] == 0
