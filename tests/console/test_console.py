@@ -178,7 +178,7 @@ def test_probes_and_metrics_match_requests(gateway, console):
     def value(text: str, name: str, **labels) -> float:
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
@@ -197,6 +197,9 @@ def test_probes_and_metrics_match_requests(gateway, console):
     assert d("aigateway_requests_total", model="mock-badreq") == 1
     assert d("aigateway_tokens_total", model="llama-3.1-70b", direction="output") == tokens
     assert d("aigateway_request_duration_seconds_count", endpoint="chat") == 4
+    # the 4 usage events went through group commits: the batch-size histogram counted every one
+    gateway.wait_for(lambda: value(scrape(), "aigateway_usage_commit_batch_size_sum") -
+                     value(before, "aigateway_usage_commit_batch_size_sum") == 4)
     assert "aigateway_holds_open" in after and "aigateway_usage_uncommitted" in after
     # every metric the Grafana dashboard in the repo charts is one this endpoint exports
     import json

@@ -32,6 +32,7 @@ from aigateway.billing.ledger import insert_ignoring_duplicates, move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
+from aigateway.console.metrics import observe_commit
 from aigateway.store.bulk import bulk_insert
 from aigateway.store.metadata import utcnow
 
@@ -158,11 +159,14 @@ class UsageRecorder:
         async with self._flush_lock:
             while self._pending:
                 batch = self._pending[: self._max]
+                started = time.monotonic()
                 await self._write(batch)
+                took = time.monotonic() - started
                 del self._pending[: len(batch)]
                 if self._spool is not None:
                     self._spool.committed(len(batch))
                 self.flushes += 1
+                observe_commit(len(batch), took)  # Prometheus, in memory (after the bookkeeping)
 
     async def _write(self, batch: list[UsageEvent], *, replay: bool = False) -> None:
         charges = [e for e in batch if e.cost]

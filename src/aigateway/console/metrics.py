@@ -32,3 +32,14 @@ def observe_call(model: str, endpoint: str, provider: str | None, status: int, s
         TOKENS.labels(model, "output").inc(output_tokens)
     if cost:
         CHARGED.labels(model).inc(cost)
+
+
+COMMIT_BATCH = Histogram("aigateway_usage_commit_batch_size", "Usage events per group commit", registry=REGISTRY,
+                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000))
+COMMIT_SECONDS = Histogram("aigateway_usage_commit_seconds", "Duration of one group commit (its transaction)",
+                           registry=REGISTRY, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+
+def observe_commit(events: int, seconds: float) -> None:
+    COMMIT_BATCH.observe(events)
+    COMMIT_SECONDS.observe(seconds)
