@@ -118,6 +118,7 @@ def gateway_config(upstream_url: str, db_url: str, **overrides) -> Config:
             {"name": "unpriced-model", "type": "chat", "routes": [{"provider": "mock", "model": "mock-chat"}]},
         ],
         "discover_ollama": False,
+        "admin": {"port": 0},  # the operator console on any free port (tests run side by side)
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):

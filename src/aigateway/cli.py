@@ -18,6 +18,8 @@ import click
 
 from aigateway.accounts import commands as accounts_commands
 from aigateway.billing import commands as billing_commands
+from aigateway.console import audit as console_audit
+from aigateway.console import commands as console_commands
 from aigateway.clikit import CliState, config_of, open_database, setup_logging
 from aigateway.config import Config, load_config
 from aigateway.deposits import commands as deposits_commands
@@ -99,7 +101,7 @@ def _loader(config_path: str | None):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, demo: bool) -> None:
     """aigateway: an OpenAI-compatible AI gateway with prepaid TMT balances."""
-    ctx.obj = CliState(load=_loader(config_path), demo=demo)
+    ctx.obj = CliState(load=_loader(config_path), demo=demo, audit=console_audit.record)
 
 
 @main.command()
@@ -189,7 +191,8 @@ for _command in (accounts_commands.customer, accounts_commands.key,
                  billing_commands.credit, billing_commands.adjust, billing_commands.balance,
                  billing_commands.reconcile, billing_commands.usage,
                  pricing_commands.price, pricing_commands.fx,
-                 deposits_commands.deposits_group, portal_commands.portal, vouchers_commands.vouchers_group):
+                 deposits_commands.deposits_group, portal_commands.portal, vouchers_commands.vouchers_group,
+                 console_commands.operator):
     admin.add_command(_command)
 main.add_command(deposits_commands.watcher_cmd)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +31,9 @@ class CliState:
 
     load: Callable[[bool], Config]
     demo: bool = False
+    # Writes an operator action to the audit log (the console's, wired by cli.py), so the
+    # concerns' commands record what they change without importing the console.
+    audit: Callable[..., Awaitable[None]] | None = None
 
 
 def config_of(ctx: click.Context, *, demo: bool = False) -> Config:
@@ -99,3 +102,12 @@ def operator(separator: str = " ") -> str:
         return f"operator{separator}{getpass.getuser()}"
     except Exception:  # no login name (containers): still recorded as the operator
         return "operator"
+
+
+async def audit(ctx: click.Context, conn: Any, action: str, target: str, before: Any = None,
+                after: Any = None, reason: str | None = None) -> None:
+    """Record a CLI action in the audit log, in the caller's transaction (nothing when none is wired)."""
+    state = ctx.find_object(CliState)
+    if state is not None and state.audit is not None:
+        await state.audit(conn, actor="cli", action=action, target=target, before=before, after=after,
+                          reason=reason)

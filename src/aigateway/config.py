@@ -158,6 +158,7 @@ class Config(Strict):
     deposits: dict = Field(default_factory=dict)
     portal: dict = Field(default_factory=dict)
     smtp: dict = Field(default_factory=dict)  # outgoing e-mail (portal.mail): reset and verification links
+    admin: dict = Field(default_factory=dict)  # the operator console's listener (console.settings)
     # Look for a local Ollama when no providers are configured.
     discover_ollama: bool = True
     ollama_url: str = "http://127.0.0.1:11434"

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from aigateway.clikit import database, run_command
+from aigateway.clikit import audit, database, run_command
 
 T = TypeVar("T")
 
@@ -113,6 +113,7 @@ def key_revoke(ctx: click.Context, key_id: int) -> None:
     async def run() -> None:
         async with database(ctx) as engine, engine.begin() as conn:
             await revoke_key(conn, key_id)
+            await audit(ctx, conn, "key.revoke", f"key:{key_id}", None, {"revoked": True}, None)
         click.echo(f"key {key_id} revoked")
 
     _run(run())

@@ -24,6 +24,7 @@ from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
+from aigateway.metrics import observe_call
 from aigateway.money import format_tmt, request_cost
 from aigateway.pricing.catalog import Model, Price
 from aigateway.providers.routes import Route
@@ -237,6 +238,8 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
         price_version_id=call.price.version_id, stream=call.stream, error=error, capped=capped,
         latency_ms=int((time.monotonic() - call.started) * 1000),
     ))
+    observe_call(call.model.name, call.endpoint, route.provider.name if route else None, status,
+                 time.monotonic() - call.started, input_tokens, output_tokens, cost)
     return cost
 
 

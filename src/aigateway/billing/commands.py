@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aigateway.clikit import config_of, database, open_database, run_command
+from aigateway.clikit import audit, config_of, database, open_database, run_command
 from aigateway.timeutil import as_utc
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ def _ledger_command(kind: str, ctx: click.Context, customer_ref: str, amount: st
             ref = reference or f"{kind}:{os.urandom(8).hex()}"
             posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
                                       memo=memo)
+            if posted.applied:  # the operator console's audit trail, in the same transaction
+                await audit(ctx, conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
+                            {"balance": format_tmt(posted.balance)}, memo)
         state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
         click.echo(f"{kind} {format_tmt(units)} TMT to customer {row.id}: {state}; "
                    f"balance {format_tmt(posted.balance)} TMT")

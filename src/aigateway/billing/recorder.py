@@ -33,6 +33,7 @@ from aigateway.billing.ledger import move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
+from aigateway.metrics import observe_commit
 from aigateway.store.bulk import bulk_insert, insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 
@@ -158,10 +159,13 @@ class UsageRecorder:
         async with self._flush_lock:
             while self._pending:
                 batch = self._pending[: self._max]
+                started = time.monotonic()
                 await self._write(batch)
+                took = time.monotonic() - started
                 del self._pending[: len(batch)]
                 if self._spool is not None:
                     self._spool.committed(len(batch))
+                observe_commit(len(batch), took)  # Prometheus, in memory (after the bookkeeping)
 
     async def _write(self, batch: list[UsageEvent], *, replay: bool = False) -> None:
         charges = [e for e in batch if e.cost]

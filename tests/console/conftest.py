@@ -1,0 +1,75 @@
+"""Console test helpers: a gateway with its admin listener, operators, a form client on the console."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pyotp
+import pytest
+from sqlalchemy import update
+
+from aigateway.console.operators import create_operator
+from aigateway.console.tables import operators
+from aigateway.console.web import CONSOLE_URL
+from aigateway.portal.passwords import hash_password
+from tests.portal.conftest import PortalClient, browser, visitor  # noqa: F401 (fixtures)
+
+OP_PASSWORD = "operator horse battery 42"
+
+
+@dataclass(frozen=True)
+class OperatorLogin:
+    email: str
+    password: str
+    secret: str
+
+    def code(self, offset_steps: int = 0) -> str:
+        """The TOTP code of now (+ offset steps of 30 s): each step is accepted once."""
+        return pyotp.TOTP(self.secret).at(time.time() + 30 * offset_steps)
+
+
+class _Site:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def console_url(server) -> str:
+    return server.app[CONSOLE_URL]
+
+
+def make_operator(server, email: str, role: str = "admin") -> OperatorLogin:
+    """An enrolled operator (enrolment itself is tested in test_auth)."""
+
+    async def make():
+        async with server.engine.begin() as conn:
+            op_id, _token = await create_operator(conn, email, role)
+            await conn.execute(update(operators).where(operators.c.id == op_id).values(
+                status="active", password_hash=await hash_password(OP_PASSWORD), enrol_token_hash=None))
+            return await conn.scalar(operators.select().with_only_columns(operators.c.totp_secret)
+                                     .where(operators.c.id == op_id))
+
+    return OperatorLogin(email, OP_PASSWORD, server.run(make()))
+
+
+class ConsoleClient(PortalClient):
+    def __init__(self, server) -> None:
+        super().__init__(_Site(console_url(server)))
+
+    def operator_login(self, op: OperatorLogin, offset_steps: int = 0):
+        return self.form("/login", "/login", {"email": op.email, "password": op.password,
+                                              "code": op.code(offset_steps)})
+
+
+@pytest.fixture
+def console(gateway):
+    clients: list[ConsoleClient] = []
+
+    def make() -> ConsoleClient:
+        c = ConsoleClient(gateway)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
