@@ -65,7 +65,7 @@ def _make_wallet(config: Config, engine: AsyncEngine, replica: str) -> Wallet:
         from aigateway.billing.redis_wallet import RedisWallet, connect
 
         r = config.redis
-        client = connect(url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
+        client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,
                          health_check_interval=r.health_check_interval)
         wallet = RedisWallet(engine, r.url, hold_ttl=config.billing.hold_ttl, key_prefix=r.key_prefix,

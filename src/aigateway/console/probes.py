@@ -72,9 +72,7 @@ async def _state_metrics(main: web.Application) -> list:
     backlog = GaugeMetricFamily("aigateway_usage_uncommitted", "Usage events waiting for the group commit")
     backlog.add_metric([], gateway.recorder.uncommitted if gateway.recorder else 0)
     out.append(backlog)
-    flushes = GaugeMetricFamily("aigateway_usage_commits", "Group commits done by this replica")
-    flushes.add_metric([], gateway.recorder.flushes if gateway.recorder else 0)
-    out.append(flushes)
+    # The number of group commits is aigateway_usage_commit_batch_size_count (metrics.py).
     try:
         out.extend(await _database_metrics(main))
     except Exception:  # the database is down: the in-memory metrics still answer; /readyz says why
