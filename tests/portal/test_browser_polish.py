@@ -4,6 +4,8 @@ banner shows. Screenshots land in artifacts/screenshots/ (polish-*)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -58,7 +60,11 @@ def test_phone_tabs_hint_header_balance_after_a_deposit_and_links(deposits_gatew
     assert bar.evaluate("b => b.scrollWidth > b.clientWidth")
     expect(tabs).to_have_class("tabs more-right")
     # (the hint fades in over .15 s)
-    page.wait_for_function("getComputedStyle(document.querySelector('nav.tabs'), '::after').opacity === '1'")
+    # polled with evaluate: wait_for_function's string predicate is an eval, which the portal's CSP refuses
+    deadline = time.monotonic() + 5
+    while tabs.evaluate("t => getComputedStyle(t, '::after').opacity") != "1":
+        assert time.monotonic() < deadline, "the tab hint never faded in"
+        page.wait_for_timeout(20)
     shot(page, "polish-phone-dashboard-tabs")
     bar.evaluate("b => { b.scrollLeft = b.scrollWidth; }")
     expect(tabs).to_have_class("tabs more-left")
