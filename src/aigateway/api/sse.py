@@ -7,7 +7,8 @@ per the SSE format: lines end in LF, CRLF or CR, an event ends at a blank line, 
 `data:` fields are joined with LF, and `:` lines are comments.
 
 Complete events are forwarded byte for byte, except a usage the client did not ask
-for (the gateway always asks the upstream for usage). Hot path: an event's JSON is
+for (the gateway always asks the upstream for usage) and the `model` member, renamed
+to the customer's model name by byte replacement (`api.model_name`). Hot path: an event's JSON is
 parsed only when its bytes could carry a non-null `usage` (a cheap substring count);
 the decision is then made on the parsed event.
 
@@ -21,6 +22,7 @@ import re
 
 import orjson
 
+from aigateway.api.model_name import ModelRename
 from aigateway.api.tokens import count_text_tokens
 
 _USAGE = b'"usage"'
@@ -74,8 +76,9 @@ def _plain_chunks(block: bytes) -> bool:
 
 
 class SSEFilter:
-    def __init__(self, *, strip_usage: bool) -> None:
+    def __init__(self, *, strip_usage: bool, rename: ModelRename | None = None) -> None:
         self.strip_usage = strip_usage
+        self.rename = rename  # forwarded blocks name the model the client asked for
         self.usage: dict | None = None
         self.done = False  # saw the event `data: [DONE]`
         self._done_cr = False  # [DONE] ended in a CR at the end of a read
@@ -97,7 +100,7 @@ class SSEFilter:
             if _plain_chunks(complete):
                 self._tail = buffer[cut:]
                 self._seen.append(complete)
-                return complete
+                return self.rename.apply(complete) if self.rename else complete
         out: list[bytes] = []
         start = 0
         for end in _EVENT_END.finditer(buffer):
@@ -117,6 +120,8 @@ class SSEFilter:
         block = b"".join(out)
         if block:
             self._seen.append(block)
+            if self.rename:
+                block = self.rename.apply(block)
         return block
 
     def _keep(self, tail: bytes) -> bytes:

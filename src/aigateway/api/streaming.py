@@ -33,6 +33,7 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.api.model_name import renamer
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt
 from aigateway.providers.upstream import UnexpectedAnswer
@@ -69,7 +70,7 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> we
     async def prime(upstream: aiohttp.ClientResponse) -> tuple[SSEFilter, bytes]:
         if upstream.content_type != "text/event-stream":
             raise UnexpectedAnswer(f"answered {upstream.content_type or 'no content type'} to a stream request")
-        sse = SSEFilter(strip_usage=not wants_usage)
+        sse = SSEFilter(strip_usage=not wants_usage, rename=renamer(call.model.name, call.model.rewrite_model))
         return sse, await _first_block(upstream, sse)
 
     route, upstream, primed = await first_answer(gateway, call, prime)

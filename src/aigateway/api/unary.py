@@ -20,6 +20,7 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.api.model_name import renamer
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -65,4 +66,6 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
     await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
                        estimated=estimated)
+    if (rename := renamer(call.model.name, call.model.rewrite_model)) is not None:
+        raw = rename.apply(raw)
     return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})
