@@ -19,6 +19,7 @@ from aiohttp import web
 from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
+from aigateway.api.encodings import as_requested
 from aigateway.api.gateway import Gateway
 from aigateway.api.model_name import renamer
 from aigateway.providers.upstream import UnexpectedAnswer
@@ -47,7 +48,10 @@ def checked_answer(endpoint: str, raw: bytes) -> dict:
 async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web.Response:
     async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict]:
         raw = await response.read()  # a cut body raises ClientPayloadError: a route failure
-        return raw, checked_answer(call.endpoint, raw)
+        payload = checked_answer(call.endpoint, raw)
+        if call.endpoint == "embeddings":  # in the encoding the client asked for (base64 / float)
+            raw = as_requested(call.body.get("encoding_format"), payload, raw)
+        return raw, payload
 
     route, response, primed = await first_answer(gateway, call, prime)
     if response.status != 200:
