@@ -4,7 +4,8 @@
 
 Same chunks as bench/sse_filter_speed.py (OpenAI's shape, `"usage":null` in each; one event per
 read and 16 per read). "off" is the filter as before this feature (no rename object); "bytes" is
-the shipped rename (learned `"model":"<upstream>"` bytes, `bytes.replace`); "regex" forces the
+the shipped model rename (learned `"model":"<upstream>"` bytes, `bytes.replace`); "bytes+id" adds
+the request-id rename that chat answers get (what ships); "regex" forces the
 fallback path (the upstream's spelling changes every chunk); "reparse" is what parsing and
 re-serialising every chunk would cost, for comparison. Best of 5 runs.
 """
@@ -20,7 +21,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent))
 from sse_filter_speed import chunk  # noqa: E402
 
-from aigateway.api.model_name import ModelRename  # noqa: E402
+from aigateway.api.model_name import AnswerRename  # noqa: E402
 from aigateway.api.sse import SSEFilter  # noqa: E402
 
 
@@ -38,9 +39,9 @@ class _Reparse:
         return b"\n\n".join(out)
 
 
-class _AlwaysRegex(ModelRename):
+class _AlwaysRegex(AnswerRename):
     def apply(self, block: bytes) -> bytes:
-        self.pattern = b"never"
+        self.model_bytes = b"never"
         return super().apply(block)
 
 
@@ -61,7 +62,8 @@ def run(make_rename, per_read: int, n: int = 20_000) -> float:
 
 
 if __name__ == "__main__":
-    variants = {"off": lambda: None, "bytes": lambda: ModelRename("llama-3.1-70b"),
+    variants = {"off": lambda: None, "bytes": lambda: AnswerRename("llama-3.1-70b"),
+                "bytes+id": lambda: AnswerRename("llama-3.1-70b", "req_0123456789abcdef00000001"),
                 "regex": lambda: _AlwaysRegex("llama-3.1-70b"), "reparse": _Reparse}
     for per_read in (1, 16):
         base = None

@@ -3,7 +3,7 @@
 import openai
 import pytest
 
-from aigateway.api.model_name import ModelRename
+from aigateway.api.model_name import AnswerRename
 from aigateway.api.sse import SSEFilter
 from tests.conftest import gateway_config
 
@@ -38,7 +38,7 @@ def test_rewrite_can_be_turned_off_per_model(start_gateway, mock_upstream, sqlit
 
 @pytest.mark.parametrize("spelling", [b'"model":"up/x-1"', b'"model" : "up/x-1"'])
 def test_byte_rename_learns_the_upstream_spelling(spelling):
-    rename = ModelRename('my "model"')
+    rename = AnswerRename('my "model"')
     block = b'{"id":"a",' + spelling + b',"choices":[{"delta":{"content":"\\"model\\":\\"up/x-1\\""}}]}'
     out = rename.apply(block)
     assert out == b'{"id":"a","model":"my \\"model\\"","choices":[{"delta":{"content":"\\"model\\":\\"up/x-1\\""}}]}'
@@ -51,7 +51,7 @@ def test_stream_filter_renames_every_chunk_split_anywhere():
     events.append(b'data: {"id":"c","model":"up","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":20}}\n\n')
     raw = b"".join(events) + b"data: [DONE]\n\n"
     for size in (1, 7, 64, len(raw)):
-        sse = SSEFilter(strip_usage=False, rename=ModelRename("asked"))
+        sse = SSEFilter(strip_usage=False, rename=AnswerRename("asked", "req_1"))
         out = b"".join(sse.feed(raw[i:i + size]) for i in range(0, len(raw), size)) + sse.end()
-        assert out == raw.replace(b'"model":"up"', b'"model":"asked"')
+        assert out == raw.replace(b'"model":"up"', b'"model":"asked"').replace(b'"id":"c"', b'"id":"req_1"')
         assert sse.done and sse.usage["completion_tokens"] == 20

@@ -48,6 +48,7 @@ class Call:
     hold: Hold | None
     started: float
     stream: bool = False
+    wants_cost: bool = False  # the usage object the client gets carries `cost` (api.receipts)
 
     def cost(self, input_tokens: int, output_tokens: int) -> int:
         if self.price.free:

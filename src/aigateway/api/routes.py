@@ -7,7 +7,9 @@ import logging
 from aiohttp import web
 
 from aigateway.api import errors
+from aigateway.api.call import new_request_id
 from aigateway.api.models import get_model, list_models
+from aigateway.api.receipts import generation
 from aigateway.api.views import chat_completions, embeddings
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,13 @@ async def api_errors(request: web.Request, handler):
     """Every failure under /v1 answers in OpenAI's error JSON."""
     if not request.path.startswith("/v1/"):
         return await handler(request)
+    response = await _answer(request, handler)
+    if "X-Request-Id" not in response.headers and not response.prepared:
+        response.headers["X-Request-Id"] = new_request_id()  # refused before a call began: still a receipt id
+    return response
+
+
+async def _answer(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.APIError as exc:
@@ -39,3 +48,4 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/v1/generation", generation)

@@ -19,10 +19,11 @@ nor `[DONE]`, an event larger than `MAX_EVENT_BYTES`) raises `NotSSE`.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import orjson
 
-from aigateway.api.model_name import ModelRename
+from aigateway.api.model_name import AnswerRename
 from aigateway.api.tokens import count_text_tokens
 
 _USAGE = b'"usage"'
@@ -76,8 +77,10 @@ def _plain_chunks(block: bytes) -> bool:
 
 
 class SSEFilter:
-    def __init__(self, *, strip_usage: bool, rename: ModelRename | None = None) -> None:
+    def __init__(self, *, strip_usage: bool, rename: AnswerRename | None = None,
+                 price_usage: Callable[[dict], dict] | None = None) -> None:
         self.strip_usage = strip_usage
+        self.price_usage = price_usage  # adds `cost` to the usage the client gets (api.receipts)
         self.rename = rename  # forwarded blocks name the model the client asked for
         self.usage: dict | None = None
         self.done = False  # saw the event `data: [DONE]`
@@ -158,7 +161,10 @@ class SSEFilter:
             return event
         self.usage = chunk["usage"]
         if not self.strip_usage:
-            return event
+            if self.price_usage is None:
+                return event
+            chunk["usage"] = self.price_usage(self.usage)
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
         if not chunk.get("choices"):
             return b""  # a usage-only event the client did not ask for
         chunk["usage"] = None

@@ -34,6 +34,7 @@ from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
 from aigateway.api.model_name import renamer
+from aigateway.api.receipts import expected_charge, with_cost
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt
 from aigateway.providers.upstream import UnexpectedAnswer
@@ -63,14 +64,19 @@ def _client_wants_usage(body: dict) -> bool:
 
 
 async def relay_stream(gateway: Gateway, call: Call, request: web.Request) -> web.StreamResponse:
-    wants_usage = _client_wants_usage(call.body)
+    wants_usage = _client_wants_usage(call.body) or call.wants_cost
+
+    def price_usage(usage: dict) -> dict:  # the usage chunk the client asked for also says what it cost
+        counts = usage_counts(usage)
+        return with_cost(usage, expected_charge(call, *counts)) if counts is not None else usage
     options = call.body.get("stream_options")
     call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
     async def prime(upstream: aiohttp.ClientResponse) -> tuple[SSEFilter, bytes]:
         if upstream.content_type != "text/event-stream":
             raise UnexpectedAnswer(f"answered {upstream.content_type or 'no content type'} to a stream request")
-        sse = SSEFilter(strip_usage=not wants_usage, rename=renamer(call.model.name, call.model.rewrite_model))
+        sse = SSEFilter(strip_usage=not wants_usage, rename=renamer(call.model.name, call.model.rewrite_model, call.id),
+                        price_usage=price_usage if wants_usage else None)
         return sse, await _first_block(upstream, sse)
 
     route, upstream, primed = await first_answer(gateway, call, prime)

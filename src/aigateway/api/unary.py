@@ -22,6 +22,7 @@ from aigateway.api.forward import first_answer, pass_through_refusal, usage_coun
 from aigateway.api.encodings import as_requested
 from aigateway.api.gateway import Gateway
 from aigateway.api.model_name import renamer
+from aigateway.api.receipts import with_cost
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,14 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
             counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
-    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
-                       estimated=estimated)
-    if (rename := renamer(call.model.name, call.model.rewrite_model)) is not None:
+    cost = await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
+                              output_tokens=counts[1], estimated=estimated)
+    if call.wants_cost:  # `usage: {"include": true}`: the usage object says what the request cost
+        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {
+            "prompt_tokens": counts[0], "completion_tokens": counts[1], "total_tokens": sum(counts)}
+        payload["usage"] = with_cost(usage, cost)
+        raw = orjson.dumps(payload)
+    if (rename := renamer(call.model.name, call.model.rewrite_model,
+                          call.id if call.endpoint == "chat" else None)) is not None:
         raw = rename.apply(raw)
     return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})

@@ -9,6 +9,7 @@ from aigateway.api import call as calls
 from aigateway.api.gateway import GATEWAY
 from aigateway.api.call import Call
 from aigateway.api.errors import APIError
+from aigateway.api.receipts import wants_cost
 from aigateway.api.streaming import relay_stream
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 from aigateway.api.unary import answer_unary
@@ -31,6 +32,7 @@ def _estimate_embeddings(call: Call, _payload: dict | None) -> tuple[int, int]:
 async def _run(request: web.Request, endpoint: str) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     call = await calls.begin(gateway, request, endpoint)
+    call.wants_cost = wants_cost(call.body)
     try:
         if call.stream:
             return await relay_stream(gateway, call, request)
@@ -38,6 +40,7 @@ async def _run(request: web.Request, endpoint: str) -> web.StreamResponse:
         return await answer_unary(gateway, call, estimate)
     except APIError as exc:
         await calls.finish(gateway, call, status=exc.status, error=exc.code)
+        exc.headers.setdefault("X-Request-Id", call.id)
         raise
     except BaseException:
         await calls.abandon(gateway, call)
