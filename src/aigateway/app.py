@@ -123,7 +123,8 @@ async def _lifecycle(app: web.Application):
 
 # Concerns beyond the API plug in through `setup(app)` in these modules: each adds
 # its routes, middlewares and STARTUP_HOOKS. A concern that is not installed is skipped.
-CONCERN_MODULES = ("aigateway.pricing.web", "aigateway.deposits.web", "aigateway.portal.web", "aigateway.vouchers.web")
+CONCERN_MODULES = ("aigateway.pricing.web", "aigateway.deposits.web", "aigateway.portal.web", "aigateway.vouchers.web",
+                   "aigateway.keylimits.web")
 
 
 def create_app(config: Config) -> web.Application:

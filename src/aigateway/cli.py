@@ -364,7 +364,7 @@ def mock_upstream(port: int) -> None:
 
 # Concerns add their own commands: `register(main, admin)` in each of these modules.
 for _name in ("aigateway.pricing.commands", "aigateway.deposits.commands", "aigateway.portal.commands",
-              "aigateway.billing.commands", "aigateway.vouchers.commands"):
+              "aigateway.billing.commands", "aigateway.vouchers.commands", "aigateway.keylimits.commands"):
     try:
         __import__(_name, fromlist=["register"]).register(main, admin)
     except ModuleNotFoundError as _exc:

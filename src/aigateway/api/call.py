@@ -11,6 +11,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import orjson
 from aiohttp import web
@@ -22,6 +23,8 @@ from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
+from aigateway.keylimits.limiter import Admission
+from aigateway.keylimits.values import LimitReached, LimitsUnavailable
 from aigateway.money import format_tmt, request_cost
 from aigateway.pricing.catalog import Model, Price
 from aigateway.providers.routes import Route
@@ -49,6 +52,7 @@ class Call:
     started: float
     stream: bool = False
     wants_cost: bool = False  # the usage object the client gets carries `cost` (api.receipts)
+    admission: Admission | None = None  # what the key's limits took (keylimits): settled in `finish`
 
     def cost(self, input_tokens: int, output_tokens: int) -> int:
         if self.price.free:
@@ -117,6 +121,9 @@ def cap_output(model: Model, body: dict, per_choice: int) -> None:
 
 async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
     key = await authenticate(gateway, request)
+    limits = gateway.key_limits.get(key.key_id) if gateway.key_limits is not None else None
+    if limits is not None and limits.expires_at is not None and limits.expired(datetime.now(timezone.utc)):
+        raise errors.key_expired(f"{limits.expires_at:%Y-%m-%d %H:%M} UTC")
     raw = await request.read()
     body = parse_json_object(raw)
     name = body.get("model")
@@ -149,15 +156,31 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str) -> Call:
         output_cap, stream = 0, False
     call = Call(id=new_request_id(), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
+    if limits is not None:  # the key's own limits first: the same hold amount counts against its cap
+        most = 0 if model.price.free else call.cost(prompt_token_bound(raw, model.context_length), output_cap)
+        try:
+            call.admission = await gateway.key_limits.admit(limits, call.id, most)
+        except LimitReached as exc:
+            raise errors.key_limit(exc.code, exc.kind, exc.message, exc.retry_after) from None
+        except LimitsUnavailable:
+            raise errors.key_limits_unavailable() from None
     if gateway.wallet is not None and not model.price.free:
         most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)
         try:
             call.hold = await gateway.wallet.hold(key.customer_id, most)
         except InsufficientBalance as exc:
+            await _release_limits(gateway, call)
             raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
         except WalletUnavailable as exc:
+            await _release_limits(gateway, call)
             raise errors.billing_unavailable(exc.retry_after) from None
     return call
+
+
+async def _release_limits(gateway: Gateway, call: Call, cost: int = 0, tokens: int = 0) -> None:
+    admission, call.admission = call.admission, None  # exactly once, whichever path ends the call
+    if admission is not None and gateway.key_limits is not None:
+        await gateway.key_limits.settle(admission, cost, tokens)
 
 
 async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
@@ -172,10 +195,12 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
     cost = call.cost(input_tokens, output_tokens) if status == 200 else 0
     wallet, recorder = gateway.wallet, gateway.recorder
     if wallet is None or recorder is None:
+        await _release_limits(gateway, call, cost, input_tokens + output_tokens)
         return cost
     capped = call.hold is not None and cost > call.hold.amount
     if capped:
         cost = call.hold.amount
+    await _release_limits(gateway, call, cost, input_tokens + output_tokens)
     if call.hold is not None:
         if cost:
             await wallet.settle(call.hold, cost)
@@ -194,5 +219,6 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
 
 async def abandon(gateway: Gateway, call: Call) -> None:
     """The call ended before reaching any upstream (a bug or cancellation): free its hold."""
+    await _release_limits(gateway, call)
     if call.hold is not None and gateway.wallet is not None:
         await gateway.wallet.release(call.hold)

@@ -60,3 +60,18 @@ def billing_unavailable(retry_after: int) -> APIError:
     return APIError(503, f"Billing is briefly unavailable, so no request can be accepted right now. "
                          f"Retry in {retry_after} s.", type="server_error", code="billing_unavailable",
                     headers={"Retry-After": str(retry_after)})
+
+
+def key_expired(when: str) -> APIError:
+    return APIError(401, f"This API key expired on {when}. Create a new key on the API Keys tab.",
+                    code="api_key_expired")
+
+
+def key_limit(code: str, kind: str, message: str, retry_after: int) -> APIError:
+    """A key limit (`rate_limit_exceeded` for requests/tokens/concurrency, `key_spend_limit_reached`)."""
+    return APIError(429, message, type=kind, code=code, headers={"Retry-After": str(retry_after)})
+
+
+def key_limits_unavailable(retry_after: int = 2) -> APIError:
+    return APIError(503, f"Key limits cannot be checked right now. Retry in {retry_after} s.", type="server_error",
+                    code="limits_unavailable", headers={"Retry-After": str(retry_after)})

@@ -10,6 +10,7 @@ from aigateway.accounts.keycache import KeyCache
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
 from aigateway.config import Config
+from aigateway.keylimits.limiter import KeyLimiter
 from aigateway.pricing.catalog import Catalog
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
@@ -24,6 +25,7 @@ class Gateway:
     upstream: UpstreamClient
     wallet: Wallet | None  # None = billing disabled ("bare" profile)
     recorder: UsageRecorder | None
+    key_limits: "KeyLimiter | None" = None  # per-key limits (keylimits.web sets it at start-up)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
