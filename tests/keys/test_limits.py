@@ -16,7 +16,7 @@ import redis
 from aigateway.config import ModelConfig
 from aigateway.keylimits.service import set_limits
 from aigateway.keylimits.values import KeyLimits
-from aigateway.money import format_tmt, to_units
+from aigateway.money import to_units
 from tests.conftest import gateway_config
 
 MESSAGES = [{"role": "user", "content": "Hi there"}]
@@ -97,8 +97,7 @@ def refusal(exc, status: int, code: str) -> dict:
 
 
 def key_spend(gw, key_id) -> int:
-    for g in [gw]:
-        g.flush()
+    gw.flush()
     [(spent,)] = gw.sql("SELECT COALESCE(SUM(cost), 0) FROM usage_records WHERE api_key_id = :k", k=key_id)
     return int(spent)
 
