@@ -28,6 +28,7 @@ from aigateway.billing.wallet import LocalWallet, Wallet
 from aigateway.config import Config
 from aigateway.console import web as console_web
 from aigateway.deposits import web as deposits_web
+from aigateway.keylimits import web as keylimits_web
 from aigateway.portal import web as portal_web
 from aigateway.pricing import web as pricing_web
 from aigateway.pricing.catalog import Catalog
@@ -137,7 +138,8 @@ async def _ready(app: web.Application) -> AsyncIterator[None]:
 
 # Concerns beyond the API: each `setup(app)` adds its routes and middlewares and appends its
 # start-up/clean-up to `app.cleanup_ctx` (after the core's, so it is cleaned up before it).
-CONCERNS = (pricing_web.setup, deposits_web.setup, portal_web.setup, vouchers_web.setup, console_web.setup)
+CONCERNS = (pricing_web.setup, deposits_web.setup, portal_web.setup, vouchers_web.setup, console_web.setup,
+            keylimits_web.setup)
 
 
 def create_app(config: Config) -> web.Application:

@@ -23,6 +23,7 @@ from aigateway.console import commands as console_commands
 from aigateway.clikit import CliState, config_of, open_database, setup_logging
 from aigateway.config import Config, load_config
 from aigateway.deposits import commands as deposits_commands
+from aigateway.keylimits import commands as keylimits_commands
 from aigateway.portal import commands as portal_commands
 from aigateway.pricing import commands as pricing_commands
 from aigateway.vouchers import commands as vouchers_commands
@@ -194,6 +195,7 @@ for _command in (accounts_commands.customer, accounts_commands.key,
                  deposits_commands.deposits_group, portal_commands.portal, vouchers_commands.vouchers_group,
                  console_commands.operator):
     admin.add_command(_command)
+accounts_commands.key.add_command(keylimits_commands.limits_cmd)  # admin key limits ID ...
 main.add_command(deposits_commands.watcher_cmd)
 
 

@@ -127,6 +127,8 @@ class ModelConfig(Strict):
     # Optional: follow an upstream price source (see [pricing]); id of the model there.
     price_source: str | None = None
     price_source_model: str | None = None
+    # Answers' `model` field says `name` (false: the upstream's own model id, as it answered).
+    rewrite_model: bool = True
 
     @field_validator("input_price", "output_price")
     @classmethod

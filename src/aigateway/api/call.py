@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Callable
+from datetime import datetime, timezone
 
 import orjson
 from aiohttp import web
@@ -25,6 +26,8 @@ from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
 from aigateway.metrics import observe_call
+from aigateway.keylimits.limiter import Admission
+from aigateway.keylimits.values import KeyLimits, LimitReached, LimitsUnavailable
 from aigateway.money import format_tmt, request_cost
 from aigateway.pricing.catalog import Model, Price
 from aigateway.providers.routes import Route
@@ -61,6 +64,8 @@ class Call:
     hold: Hold | None
     started: float
     stream: bool = False
+    wants_cost: bool = False  # the usage object the client gets carries `cost` (api.receipts)
+    admission: Admission | None = None  # what the key's limits took (keylimits): settled in `finish`
 
     def cost(self, input_tokens: int, output_tokens: int) -> int:
         if self.price.free:
@@ -136,9 +141,12 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str,
     is checked or held: the hold is sized on the chat body that goes upstream. An
     authenticated request refused here is recorded."""
     key = await authenticate(gateway, request)
+    limits = gateway.key_limits.get(key.key_id) if gateway.key_limits is not None else None
+    if limits is not None and limits.expires_at is not None and limits.expired(datetime.now(timezone.utc)):
+        raise errors.key_expired(f"{limits.expires_at:%Y-%m-%d %H:%M} UTC")
     started = time.monotonic()
     try:
-        return await _open(gateway, request, endpoint, key, translate)
+        return await _open(gateway, request, endpoint, key, translate, limits)
     except errors.APIError as exc:
         record_refusal(gateway, request, key, endpoint, exc, started)
         raise
@@ -161,7 +169,7 @@ def record_refusal(gateway: Gateway, request: web.Request, key: KeyInfo, endpoin
 
 
 async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyInfo,
-                translate: Callable[[dict], dict] | None) -> Call:
+                translate: Callable[[dict], dict] | None, limits: KeyLimits | None) -> Call:
     raw = await read_body(request)
     body = parse_json_object(raw)
     if translate is not None:
@@ -198,15 +206,31 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
         output_cap, stream = 0, False
     call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
+    if limits is not None:  # the key's own limits first: the same hold amount counts against its cap
+        most = 0 if model.price.free else call.cost(prompt_token_bound(raw, model.context_length), output_cap)
+        try:
+            call.admission = await gateway.key_limits.admit(limits, call.id, most)
+        except LimitReached as exc:
+            raise errors.key_limit(exc.code, exc.kind, exc.message, exc.retry_after) from None
+        except LimitsUnavailable:
+            raise errors.key_limits_unavailable() from None
     if gateway.wallet is not None and not model.price.free:
         most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)
         try:
             call.hold = await gateway.wallet.hold(key.customer_id, most)
         except InsufficientBalance as exc:
+            await _release_limits(gateway, call)
             raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
         except WalletUnavailable as exc:
+            await _release_limits(gateway, call)
             raise errors.billing_unavailable(exc.retry_after) from None
     return call
+
+
+async def _release_limits(gateway: Gateway, call: Call, cost: int = 0, tokens: int = 0) -> None:
+    admission, call.admission = call.admission, None  # exactly once, whichever path ends the call
+    if admission is not None and gateway.key_limits is not None:
+        await gateway.key_limits.settle(admission, cost, tokens)
 
 
 async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
@@ -221,10 +245,12 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
     cost = call.cost(input_tokens, output_tokens) if status == 200 else 0
     wallet, recorder = gateway.wallet, gateway.recorder
     if wallet is None or recorder is None:
+        await _release_limits(gateway, call, cost, input_tokens + output_tokens)
         return cost
     capped = call.hold is not None and cost > call.hold.amount
     if capped:
         cost = call.hold.amount
+    await _release_limits(gateway, call, cost, input_tokens + output_tokens)
     if call.hold is not None:
         if cost:
             await wallet.settle(call.hold, cost)
@@ -245,5 +271,6 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
 
 async def abandon(gateway: Gateway, call: Call) -> None:
     """The call ended before reaching any upstream (a bug or cancellation): free its hold."""
+    await _release_limits(gateway, call)
     if call.hold is not None and gateway.wallet is not None:
         await gateway.wallet.release(call.hold)

@@ -119,3 +119,18 @@ SERVED = ("POST /v1/chat/completions", "POST /v1/responses", "POST /v1/messages"
 def unknown_endpoint(method: str, path: str) -> APIError:
     return APIError(404, f"Unknown endpoint: {method} {path}. This gateway serves {', '.join(SERVED)}.",
                     code="unknown_endpoint")
+
+
+def key_expired(when: str) -> APIError:
+    return APIError(401, f"This API key expired on {when}. Create a new key on the API Keys tab.",
+                    code="api_key_expired")
+
+
+def key_limit(code: str, kind: str, message: str, retry_after: int) -> APIError:
+    """A key limit (`rate_limit_exceeded` for requests/tokens/concurrency, `key_spend_limit_reached`)."""
+    return APIError(429, message, type=kind, code=code, headers={"Retry-After": str(retry_after)})
+
+
+def key_limits_unavailable(retry_after: int = 2) -> APIError:
+    return APIError(503, f"Key limits cannot be checked right now. Retry in {retry_after} s.", type="server_error",
+                    code="limits_unavailable", headers={"Retry-After": str(retry_after)})

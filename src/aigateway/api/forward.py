@@ -72,7 +72,7 @@ async def pass_through_refusal(gateway: Gateway, call: Call, route: Route,
         raw = await response.read()
     await calls.finish(gateway, call, status=response.status, route=route, error="upstream_error")
     return web.Response(status=response.status, body=upstream_error_body(response.status, raw),
-                        content_type="application/json")
+                        content_type="application/json", headers={"X-Request-Id": call.id})
 
 
 def usage_counts(usage) -> tuple[int, int] | None:

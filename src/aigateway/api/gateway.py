@@ -9,6 +9,7 @@ from aigateway.appkeys import GATEWAY  # the key lives below every concern; re-e
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
 from aigateway.config import Config
+from aigateway.keylimits.limiter import KeyLimiter
 from aigateway.pricing.catalog import Catalog
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
@@ -23,6 +24,7 @@ class Gateway:
     upstream: UpstreamClient
     wallet: Wallet | None  # None = billing disabled ("bare" profile)
     recorder: UsageRecorder | None
+    key_limits: "KeyLimiter | None" = None  # per-key limits (keylimits.web sets it at start-up)
 
 
 __all__ = ["GATEWAY", "Gateway"]

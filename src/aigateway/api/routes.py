@@ -16,6 +16,7 @@ from aiohttp import web
 from aigateway.api import errors
 from aigateway.api.call import REQUEST_ID, new_request_id
 from aigateway.api.models import get_model, list_models
+from aigateway.api.receipts import generation
 from aigateway.api.views import chat_completions, embeddings, messages, responses
 
 log = logging.getLogger(__name__)
@@ -57,3 +58,4 @@ def add_api_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model}", get_model)
+    app.router.add_get("/v1/generation", generation)

@@ -7,7 +7,8 @@ per the SSE format: lines end in LF, CRLF or CR, an event ends at a blank line, 
 `data:` fields are joined with LF, and `:` lines are comments.
 
 Complete events are forwarded byte for byte, except a usage the client did not ask
-for (the gateway always asks the upstream for usage). Hot path: an event's JSON is
+for (the gateway always asks the upstream for usage) and the `model` member, renamed
+to the customer's model name by byte replacement (`api.model_name`). Hot path: an event's JSON is
 parsed only when its bytes could carry a non-null `usage` (a cheap substring count);
 the decision is then made on the parsed event.
 
@@ -18,9 +19,11 @@ nor `[DONE]`, an event larger than `MAX_EVENT_BYTES`) raises `NotSSE`.
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import orjson
 
+from aigateway.api.model_name import AnswerRename
 from aigateway.api.tokens import count_text_tokens
 
 _USAGE = b'"usage"'
@@ -74,8 +77,11 @@ def _plain_chunks(block: bytes) -> bool:
 
 
 class SSEFilter:
-    def __init__(self, *, strip_usage: bool) -> None:
+    def __init__(self, *, strip_usage: bool, rename: AnswerRename | None = None,
+                 price_usage: Callable[[dict], dict] | None = None) -> None:
         self.strip_usage = strip_usage
+        self.price_usage = price_usage  # adds `cost` to the usage the client gets (api.receipts)
+        self.rename = rename  # forwarded blocks name the model the client asked for
         self.usage: dict | None = None
         self.done = False  # saw the event `data: [DONE]`
         self._done_cr = False  # [DONE] ended in a CR at the end of a read
@@ -97,7 +103,7 @@ class SSEFilter:
             if _plain_chunks(complete):
                 self._tail = buffer[cut:]
                 self._seen.append(complete)
-                return complete
+                return self.rename.apply(complete) if self.rename else complete
         out: list[bytes] = []
         start = 0
         for end in _EVENT_END.finditer(buffer):
@@ -117,6 +123,8 @@ class SSEFilter:
         block = b"".join(out)
         if block:
             self._seen.append(block)
+            if self.rename:
+                block = self.rename.apply(block)
         return block
 
     def _keep(self, tail: bytes) -> bytes:
@@ -153,7 +161,10 @@ class SSEFilter:
             return event
         self.usage = chunk["usage"]
         if not self.strip_usage:
-            return event
+            if self.price_usage is None:
+                return event
+            chunk["usage"] = self.price_usage(self.usage)
+            return b"data: " + orjson.dumps(chunk) + b"\n\n"
         if not chunk.get("choices"):
             return b""  # a usage-only event the client did not ask for
         chunk["usage"] = None

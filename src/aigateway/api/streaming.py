@@ -34,6 +34,8 @@ from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
+from aigateway.api.model_name import renamer
+from aigateway.api.receipts import expected_charge, with_cost
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt, ensure_loaded
 from aigateway.providers.upstream import UnexpectedAnswer
@@ -78,14 +80,20 @@ class StreamTransform(Protocol):
 
 async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
                        transform: StreamTransform | None = None) -> web.StreamResponse:
-    wants_usage = _client_wants_usage(call.body) and transform is None
+    wants_usage = (_client_wants_usage(call.body) or call.wants_cost) and transform is None
+
+    def price_usage(usage: dict) -> dict:  # the usage chunk the client asked for also says what it cost
+        counts = usage_counts(usage)
+        return with_cost(usage, expected_charge(call, *counts)) if counts is not None else usage
+
     options = call.body.get("stream_options")
     call.body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
 
     async def prime(upstream: aiohttp.ClientResponse) -> tuple[SSEFilter, bytes]:
         if upstream.content_type != "text/event-stream":
             raise UnexpectedAnswer(f"answered {upstream.content_type or 'no content type'} to a stream request")
-        sse = SSEFilter(strip_usage=not wants_usage)
+        sse = SSEFilter(strip_usage=not wants_usage, rename=renamer(call.model.name, call.model.rewrite_model, call.id),
+                        price_usage=price_usage if wants_usage else None)
         return sse, await _first_block(upstream, sse)
 
     route, upstream, primed = await first_answer(gateway, call, prime)

@@ -19,8 +19,11 @@ from aiohttp import web
 from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
+from aigateway.api.encodings import as_requested
 from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import ensure_loaded
+from aigateway.api.model_name import renamer
+from aigateway.api.receipts import with_cost
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
     async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict, Callable | None]:
         raw = await response.read()  # a cut body raises ClientPayloadError: a route failure
         payload = checked_answer(call.endpoint, raw)
+        if call.endpoint == "embeddings":  # in the encoding the client asked for (base64 / float)
+            raw = as_requested(call.body.get("encoding_format"), payload, raw)
         return raw, payload, render(call, payload) if render is not None else None
 
     route, response, primed = await first_answer(gateway, call, prime)
@@ -69,8 +74,19 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
             counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
-    if finisher is not None:
+    cost = await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
+                              output_tokens=counts[1], estimated=estimated)
+    if finisher is not None:  # another API's answer (api/dialects): its own shape and model name
         raw = finisher(*counts)
-    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
-                       estimated=estimated)
+    else:
+        if call.wants_cost:  # `usage: {"include": true}`: the usage object says what the request cost
+            usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {
+                "prompt_tokens": counts[0], "completion_tokens": counts[1], "total_tokens": sum(counts)}
+            payload["usage"] = with_cost(usage, cost)
+            raw = orjson.dumps(payload)
+            if call.endpoint == "embeddings":  # re-encoded from the upstream's payload: convert again
+                raw = as_requested(call.body.get("encoding_format"), payload, raw)
+        if (rename := renamer(call.model.name, call.model.rewrite_model,
+                              call.id if call.endpoint == "chat" else None)) is not None:
+            raw = rename.apply(raw)
     return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})

@@ -13,6 +13,7 @@ from aigateway.api.dialects.base import Dialect
 from aigateway.api.dialects.responses import ResponsesDialect
 from aigateway.api.errors import APIError
 from aigateway.api.gateway import GATEWAY
+from aigateway.api.receipts import wants_cost
 from aigateway.api.streaming import relay_stream
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 from aigateway.api.unary import answer_unary
@@ -36,6 +37,7 @@ async def _run(request: web.Request, endpoint: str, dialect: Dialect | None = No
     """One call; a `dialect` (api/dialects) translates another API's request and answer around it."""
     gateway = request.app[GATEWAY]
     call = await calls.begin(gateway, request, endpoint, dialect.to_chat if dialect else None)
+    call.wants_cost = wants_cost(call.body)
     try:
         if call.stream:
             return await relay_stream(gateway, call, request, dialect.stream(call) if dialect else None)
@@ -43,6 +45,7 @@ async def _run(request: web.Request, endpoint: str, dialect: Dialect | None = No
         return await answer_unary(gateway, call, estimate, dialect.answer if dialect else None)
     except APIError as exc:
         await calls.finish(gateway, call, status=exc.status, error=exc.code)
+        exc.headers.setdefault("X-Request-Id", call.id)
         raise
     except BaseException:
         await calls.abandon(gateway, call)

@@ -98,6 +98,14 @@ class UsageRecorder:
         if len(self._waiting) >= self._max:
             self._wake.set()
 
+    def uncommitted_event(self, event_id: str) -> UsageEvent | None:
+        """The event with this id if it is still waiting for the group commit (receipts read it)."""
+        for queue in (self._waiting, self._pending):
+            for event in reversed(queue):
+                if event.id == event_id:
+                    return event
+        return None
+
     @property
     def uncommitted(self) -> int:
         return len(self._waiting) + len(self._pending)

@@ -12,6 +12,8 @@ behaviour, so one server can play healthy and failing upstreams:
     ...-hang                 never answer
     ...-drop                 stream a few chunks, then cut the connection
     ...-long                 a reply of 200 chunks (for disconnect tests)
+    ...-floats / -b64        embeddings: always float arrays / always base64, whatever
+                             `encoding_format` asked (by default it is honoured)
 
 GET /_mock/requests returns the last 1,000 bodies it received (newest last).
 """
@@ -19,6 +21,7 @@ GET /_mock/requests returns the last 1,000 bodies it received (newest last).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import struct
 import time
@@ -123,6 +126,12 @@ def _vector(text: str, dims: int) -> list[float]:
     return [round(v / 2**32, 6) for v in struct.unpack(f"<{dims}I", digest[: dims * 4])]
 
 
+def _encode(vector: list[float], as_base64: bool) -> list[float] | str:
+    if not as_base64:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()  # float32 LE, as OpenAI
+
+
 async def embeddings(request: web.Request) -> web.Response:
     body = await request.json(loads=orjson.loads)
     request.app[RECEIVED].append(body)
@@ -131,7 +140,9 @@ async def embeddings(request: web.Request) -> web.Response:
         return bad
     value = body.get("input")
     inputs = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else list(value or [])
-    data = [{"object": "embedding", "index": i, "embedding": _vector(str(text), 16)} for i, text in enumerate(inputs)]
+    base64_out = "b64" in model or ("floats" not in model and body.get("encoding_format") == "base64")
+    data = [{"object": "embedding", "index": i, "embedding": _encode(_vector(str(text), 16), base64_out)}
+            for i, text in enumerate(inputs)]
     result = {"object": "list", "data": data, "model": model}
     if "nousage" not in model:
         tokens = count_embedding_input(value)

@@ -34,6 +34,7 @@ from aigateway.portal.base import (
     translator,
 )
 from aigateway.portal.formatting import tmt_text
+from aigateway.portal.key_limits import limits_of
 from aigateway.portal.i18n import N_
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 
@@ -78,12 +79,18 @@ async def _keys_page(request: web.Request, *, status: int = 200, new_key: dict |
     session = require_session(request)
     async with request.app[ENGINE].connect() as conn:
         rows = await list_keys(conn, session.customer_id)
-    keys = [_key_view(r) for r in rows]
-    active = [k for k in keys if k["revoked_at"] is None]
-    revoked = [k for k in keys if k["revoked_at"] is not None]
+        keys = [_key_view(r) for r in rows]
+        active = [k for k in keys if k["revoked_at"] is None]
+        revoked = [k for k in keys if k["revoked_at"] is not None]
+        limits = await limits_of(conn, [k["id"] for k in active])  # spend this period against each cap
+    for k in active:
+        k.update(limits[k["id"]])
     response = await render(request, "keys.html", status=status, tab="keys", active=active, revoked=revoked,
                             new_key=new_key, error=error, notice=notice, name=name)
     return response
+
+
+keys_page = _keys_page  # the limits form (portal.key_limits) re-shows the tab with its error
 
 
 async def keys(request: web.Request) -> web.Response:
@@ -93,6 +100,8 @@ async def keys(request: web.Request) -> web.Response:
     _ = translator(request)
     notice = _("Key revoked. Requests made with it are now refused (401).") if request.query.get("m") == "revoked" \
         else None
+    if request.query.get("m") == "limits":
+        notice = _("Limits saved. They apply to new requests within a second.")
     return await _keys_page(request, notice=notice, new_key=new_key)
 
 

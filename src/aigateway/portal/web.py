@@ -16,6 +16,7 @@ from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE
 from aigateway.background import Periodic
+from aigateway.portal.key_limits import save_limits_view
 from aigateway.demo.setup import DEMO_PROVIDER
 from aigateway.portal import auth, flash, i18n, links, pages, recovery
 from aigateway.portal.base import (
@@ -76,6 +77,7 @@ def setup(app: web.Application) -> None:
         r.add_get("/dashboard", pages.dashboard),
         r.add_get("/keys", pages.keys), r.add_post("/keys", pages.create_key_view),
         r.add_post("/keys/{key_id}/revoke", pages.revoke_key_view),
+        r.add_post("/keys/{key_id}/limits", save_limits_view),
         r.add_get("/transactions", pages.transactions),
         r.add_get("/transactions/export.csv", pages.transactions_csv),
         r.add_get(r"/transactions/{day:\d{4}-\d{2}-\d{2}}", pages.transactions_day),

@@ -42,6 +42,7 @@ class Model:
     price: Price | None = None
     price_updated_at: datetime | None = None
     created: int = 0
+    rewrite_model: bool = True  # answers carry `name`, not the upstream's model id
 
     @property
     def servable(self) -> bool:

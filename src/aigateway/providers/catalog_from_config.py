@@ -32,6 +32,7 @@ def build_models(config: Config, providers: dict[str, Provider]) -> list[Model]:
         Model(
             name=m.name, type=m.type, context_length=m.context_length, max_output_tokens=m.max_output_tokens,
             routes=[Route(providers[r.provider], r.model, r.priority, r.weight) for r in m.routes], created=now,
+            rewrite_model=m.rewrite_model,
         )
         for m in config.models
     ]

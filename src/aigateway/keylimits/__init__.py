@@ -1,0 +1,1 @@
+"""Per-key limits a customer or operator sets: spend cap, request/token rates, concurrency, expiry."""

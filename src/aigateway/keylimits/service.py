@@ -1,0 +1,50 @@
+"""Reading and writing key limits, and the spend a key made this period (for the portal and CLI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from aigateway.accounts.tables import api_keys
+from aigateway.billing.tables import usage_records
+from aigateway.keylimits.tables import api_key_limits
+from aigateway.keylimits.values import PERIODS, KeyLimits, aware, period_start
+from aigateway.store.metadata import utcnow
+
+
+def to_limits(row) -> KeyLimits:
+    return KeyLimits(key_id=row.key_id, spend_cap=row.spend_cap, spend_period=row.spend_period, rpm=row.rpm,
+                     tpm=row.tpm, concurrency=row.concurrency, expires_at=aware(row.expires_at))
+
+
+async def get_limits(conn: AsyncConnection, key_id: int) -> KeyLimits:
+    row = (await conn.execute(select(api_key_limits).where(api_key_limits.c.key_id == key_id))).first()
+    return to_limits(row) if row is not None else KeyLimits(key_id=key_id)
+
+
+async def set_limits(conn: AsyncConnection, limits: KeyLimits) -> None:
+    """Replace the key's limits (all fields; None = no such limit) and bump the key, so caches reload it."""
+    if limits.spend_period not in PERIODS:
+        raise ValueError(f"spend period must be one of {', '.join(PERIODS)}")
+    for name in ("spend_cap", "rpm", "tpm", "concurrency"):
+        value = getattr(limits, name)
+        if value is not None and value < (0 if name == "spend_cap" else 1):
+            raise ValueError(f"{name} must be {'0 or more' if name == 'spend_cap' else 'at least 1'}")
+    await conn.execute(delete(api_key_limits).where(api_key_limits.c.key_id == limits.key_id))
+    await conn.execute(api_key_limits.insert().values(
+        key_id=limits.key_id, spend_cap=limits.spend_cap, spend_period=limits.spend_period, rpm=limits.rpm,
+        tpm=limits.tpm, concurrency=limits.concurrency, expires_at=limits.expires_at, updated_at=utcnow()))
+    await conn.execute(update(api_keys).where(api_keys.c.id == limits.key_id).values(updated_at=utcnow()))
+
+
+async def spent_since(conn: AsyncConnection, key_id: int, since: datetime | None) -> int:
+    query = select(func.coalesce(func.sum(usage_records.c.cost), 0)).where(usage_records.c.api_key_id == key_id)
+    if since is not None:
+        query = query.where(usage_records.c.created_at >= since)
+    return int(await conn.scalar(query))
+
+
+async def spent_this_period(conn: AsyncConnection, limits: KeyLimits, now: datetime | None = None) -> int:
+    return await spent_since(conn, limits.key_id, period_start(limits.spend_period, now or utcnow()))
