@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from aigateway.accounts.service import create_customer, create_key
 from aigateway.accounts.tables import customers
@@ -103,6 +103,16 @@ class GatewayServer(ServerThread):
                 rows = await conn.execute(select(usage_records).where(usage_records.c.customer_id == customer_id)
                                           .order_by(usage_records.c.created_at))
                 return rows.all()
+
+        return self.run(read())
+
+    def count_usage(self) -> int:
+        """How many usage records the database holds (all customers), after a flush."""
+        self.flush()
+
+        async def read():
+            async with self.engine.connect() as conn:
+                return await conn.scalar(select(func.count()).select_from(usage_records))
 
         return self.run(read())
 
