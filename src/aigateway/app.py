@@ -22,7 +22,7 @@ from aigateway.billing.recorder import UsageEvent, UsageRecorder
 from aigateway.billing.spool import Spool, default_spool_dir
 from aigateway.billing.wallet import LocalWallet, Wallet
 from aigateway.config import Config
-from aigateway.pricing.catalog import Catalog
+from aigateway.catalog import Catalog
 from aigateway.pricing.service import current_price, set_price
 from aigateway.pricing.sync import apply_config_prices
 from aigateway.providers.catalog_from_config import build_models, build_providers

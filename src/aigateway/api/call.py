@@ -23,7 +23,7 @@ from aigateway.api.tokens import prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
 from aigateway.money import format_tmt, request_cost
-from aigateway.pricing.catalog import Model, Price
+from aigateway.catalog import Model, Price
 from aigateway.providers.routes import Route
 
 

@@ -10,7 +10,7 @@ from aigateway.accounts.keycache import KeyCache
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
 from aigateway.config import Config
-from aigateway.pricing.catalog import Catalog
+from aigateway.catalog import Catalog
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
 

@@ -9,7 +9,7 @@ from aigateway.api import errors
 from aigateway.api.call import authenticate
 from aigateway.api.gateway import GATEWAY
 from aigateway.money import format_tmt
-from aigateway.pricing.catalog import Model
+from aigateway.catalog import Model
 
 
 def model_entry(model: Model) -> dict:
