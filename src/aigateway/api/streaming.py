@@ -31,7 +31,8 @@ from aiohttp import web
 
 from aigateway.api import call as calls
 from aigateway.api.call import Call
-from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
+from aigateway.api.forward import first_answer, pass_through_refusal
+from aigateway.usage import normalise
 from aigateway.api.gateway import Gateway
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt
@@ -186,7 +187,8 @@ def _record_text(client_gone: bool, fault: StreamFault | None) -> str | None:
 
 
 async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
-    counts = usage_counts(sse.usage)
+    usage = normalise(sse.usage, route.provider.usage_style)
+    counts = (usage.input, usage.output) if usage is not None else None
     estimated = counts is None
     if counts is None:
         try:
@@ -196,4 +198,4 @@ async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: st
             prompt = 0
         counts = (prompt, sse.generated_tokens())
     await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                       output_tokens=counts[1], estimated=estimated, error=error)
+                       output_tokens=counts[1], estimated=estimated, error=error, usage=usage)

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from aigateway.api import call as calls
 from aigateway.api.call import Call
-from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
+from aigateway.api.forward import first_answer, pass_through_refusal
+from aigateway.usage import normalise
 from aigateway.api.gateway import Gateway
 from aigateway.providers.upstream import UnexpectedAnswer
 
@@ -53,7 +54,8 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
         return await pass_through_refusal(gateway, call, route, response)
     response.release()
     raw, payload = primed
-    counts = usage_counts(payload.get("usage"))
+    usage = normalise(payload.get("usage"), route.provider.usage_style)
+    counts = (usage.input, usage.output) if usage is not None else None
     estimated = counts is None
     if counts is None:
         try:
@@ -64,5 +66,5 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator) -> web
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
     await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
-                       estimated=estimated)
+                       estimated=estimated, usage=usage if call.endpoint != "embeddings" else None)
     return web.Response(body=raw, content_type="application/json", headers={"X-Request-Id": call.id})

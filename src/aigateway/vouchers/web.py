@@ -34,7 +34,8 @@ def setup(app: web.Application) -> None:
     portal = app.get(PORTAL)
     if portal is None:  # the portal is not installed: nothing to plug into
         return
-    portal.env.loader = jinja2.ChoiceLoader([portal.env.loader, jinja2.FileSystemLoader(TEMPLATES)])
+    for env in portal.envs.values():
+        env.loader = jinja2.ChoiceLoader([env.loader, jinja2.FileSystemLoader(TEMPLATES)])
     r = app.router
     routes = [r.add_get("/deposit/voucher", result_page), r.add_post("/deposit/voucher", redeem_view)]
     portal.resources.update(route.resource for route in routes)
