@@ -78,3 +78,19 @@ def normalise(usage, style: str = "openai") -> Counts | None:
     written = min(_int(details.get("cache_write_tokens")), prompt - cached)
     return Counts(input=prompt, output=completion, cached=cached, cache_write=written,
                   reasoning=min(reasoning, completion))
+
+
+def breakdown_text(counts: Counts) -> str:
+    """A receipt line, e.g. "1,200 input of which 1,000 cached, 300 output, 1 request fee"."""
+    parts = [f"{counts.input:,} input"]
+    inner = [f"{n:,} {what}" for n, what in ((counts.cached, "cached"), (counts.cache_write, "cache write"),
+                                             (counts.cache_write_long, "long cache write")) if n]
+    if inner:
+        parts[0] += " of which " + ", ".join(inner)
+    parts.append(f"{counts.output:,} output" + (f" of which {counts.reasoning:,} reasoning" if counts.reasoning
+                                                else ""))
+    if counts.images:
+        parts.append(f"{counts.images:,} image" + ("s" if counts.images != 1 else ""))
+    if counts.requests:
+        parts.append(f"{counts.requests:,} request fee" + ("s" if counts.requests != 1 else ""))
+    return ", ".join(parts)

@@ -240,3 +240,35 @@ def test_a_stored_price_round_trips(start_gateway, fake_upstream, sqlite_url):
     [row] = gw.sql("SELECT * FROM price_versions WHERE model = 'fine'")
     assert row.cached_input_price == 500_000 and row.request_price == 1_000
     assert gw.gateway.catalog.get("fine").price.tiers == (Tier(2000, 4_000_000, 12_000_000, 1_000_000),)
+
+
+def test_portal_shows_the_prices_and_each_requests_breakdown(start_gateway, fake_upstream, sqlite_url):
+    from datetime import datetime, timezone
+
+    from tests.portal.conftest import PortalClient, wait_usage
+
+    gw = start_gateway(fine_config(fake_upstream.url, sqlite_url))
+    v = PortalClient(gw)
+    cid = v.signup("finepage@example.com")
+    gw.credit(cid, "5", "test:fine")
+    _, key = v.create_key("fine")
+    name, model, usage, text, images, stream, counts = CASES[0]
+    post(gw, key, {"model": model, "messages": [{"role": "user", "content": text}], "x_usage": usage})
+    wait_usage(gw, cid, 1)
+    day = v.get(f"/transactions/{datetime.now(timezone.utc).date().isoformat()}").text
+    assert "1,200" in day and "of which 1,000 cached" in day and "of which 100 reasoning" in day
+    assert "request fee: 1" in day
+    page = v.get("/models").text
+    for shown in ("cached input 0.5000 TMT", "cache write 2.5000 TMT", "long cache write 4.0000 TMT",
+                  "reasoning 10.0000 TMT", "above 2,000 tokens: 4.0000 / 12.0000 TMT", "TMT per request",
+                  "TMT per image"):
+        assert shown in page, shown
+    v.close()
+
+
+def test_receipt_breakdown_text():
+    from aigateway.usage import breakdown_text
+
+    assert breakdown_text(Counts(1200, 300, cached=1000)) == "1,200 input of which 1,000 cached, 300 output, 1 request fee"
+    assert breakdown_text(Counts(10, 5, reasoning=2, images=2, requests=0)) == (
+        "10 input, 5 output of which 2 reasoning, 2 images")
