@@ -272,3 +272,48 @@ def test_receipt_breakdown_text():
     assert breakdown_text(Counts(1200, 300, cached=1000)) == "1,200 input of which 1,000 cached, 300 output, 1 request fee"
     assert breakdown_text(Counts(10, 5, reasoning=2, images=2, requests=0)) == (
         "10 input, 5 output of which 2 reasoning, 2 images")
+
+
+def test_admin_price_set_takes_every_field(tmp_path, source):
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from aigateway.cli import main
+    from tests.pricing.test_cli import write_config
+
+    config = write_config(tmp_path, source.url)
+    runner = CliRunner()
+    args = ["--config", config, "admin", "price", "set", "hand", "--input", "3", "--output", "15",
+            "--cached-input", "0.3", "--cache-write", "3.75", "--cache-write-long", "6", "--reasoning", "20",
+            "--request", "0.001", "--image", "0.004", "--tier", "200000:6:22.5:0.6"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0 and "version" in result.output, result.output
+    again = runner.invoke(main, args)
+    assert "nothing changed" in again.output  # every field compared
+    bad = runner.invoke(main, args[:-1] + ["200000:6"])
+    assert bad.exit_code == 1 and "ABOVE:INPUT:OUTPUT" in bad.output
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        row = db.execute("SELECT cached_input_price, cache_write_price, cache_write_long_price, reasoning_price, "
+                         "request_price, image_price, tiers FROM price_versions WHERE model = 'hand'").fetchone()
+    assert row[:6] == (300_000, 3_750_000, 6_000_000, 20_000_000, 1_000, 4_000)
+    assert json.loads(row[6]) == [{"above": 200_000, "input": 6_000_000, "output": 22_500_000,
+                                   "cached_input": 600_000}]
+
+
+@pytest.mark.parametrize("field", ["input_price", "output_price", "cached_input_price", "cache_write_price",
+                                   "cache_write_long_price", "reasoning_price", "request_price", "image_price",
+                                   "tier"])
+def test_a_x10_jump_in_any_field_is_a_big_change(field):
+    from dataclasses import replace
+    from decimal import Decimal
+
+    from aigateway.pricing.rules import is_big_price_change
+
+    old = Price(1, 1_000, 4_000, False, 100, 1_250, 2_000, 5_000, 10, 20, (Tier(1000, 2_000, 8_000, 200),))
+    if field == "tier":
+        new = replace(old, tiers=(Tier(1000, 20_000, 8_000, 200),))
+    else:
+        new = replace(old, **{field: getattr(old, field) * 10})
+    assert is_big_price_change(old, new, Decimal(3))
+    assert not is_big_price_change(old, replace(old, version_id=2), Decimal(3))
