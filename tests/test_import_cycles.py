@@ -9,9 +9,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import check_cycles  # noqa: E402
 
-# Being removed on another branch (Model/Price/Catalog move to a module both import);
-# delete this line when that lands.
-PENDING = [["pricing", "providers"]]
+# Still to untangle (issue 10): `catalog.py` holds the value types (Model, Price) that pricing and
+# providers import, and also the Catalog that reads pricing's tables and names providers' Route.
+# Splitting the values from the loader removes it; delete this line then.
+PENDING = [["catalog", "pricing", "providers"]]
 
 
 def test_no_import_cycle_between_packages():

@@ -97,6 +97,9 @@ class ProviderConfig(Strict):
     # The field that carries the output cap (the one the hold is sized for) when the
     # client sent neither; the fields a client did send are always rewritten to the cap.
     output_cap_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # How the provider's usage counts the prompt cache: "openai" (cached tokens included in the
+    # prompt tokens) or "anthropic" (cache_read/cache_creation_input_tokens on top of them).
+    usage_style: Literal["openai", "anthropic"] = "openai"
 
     @field_validator("base_url")
     @classmethod
@@ -114,6 +117,27 @@ class RouteConfig(Strict):
     weight: int = 1  # share of traffic among routes of the same priority
 
 
+def _tmt_price(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            if to_units(v) < 0:
+                raise ValueError("price must not be negative")
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from exc
+    return v
+
+
+class TierConfig(Strict):
+    """Prices for requests whose full input (cached tokens included) is above `above` tokens."""
+
+    above: int = Field(gt=0)
+    input_price: str
+    output_price: str = "0"
+    cached_input_price: str | None = None
+
+    _prices = field_validator("input_price", "output_price", "cached_input_price")(_tmt_price)
+
+
 class ModelConfig(Strict):
     name: str
     type: Literal["chat", "embedding"] = "chat"
@@ -127,8 +151,18 @@ class ModelConfig(Strict):
     # Optional: follow an upstream price source (see [pricing]); id of the model there.
     price_source: str | None = None
     price_source_model: str | None = None
-    # Answers' `model` field says `name` (false: the upstream's own model id, as it answered).
-    rewrite_model: bool = True
+    # Finer prices by hand (TMT as decimal strings; optional, see the README's billing rules):
+    # per 1M tokens for cache reads/writes and reasoning, per request and per input image for the others.
+    cached_input_price: str | None = None
+    cache_write_price: str | None = None
+    cache_write_long_price: str | None = None
+    reasoning_price: str | None = None
+    request_price: str | None = None
+    image_price: str | None = None
+    tiers: list[TierConfig] = Field(default_factory=list)
+
+    _finer = field_validator("cached_input_price", "cache_write_price", "cache_write_long_price",
+                             "reasoning_price", "request_price", "image_price")(_tmt_price)
 
     @field_validator("input_price", "output_price")
     @classmethod

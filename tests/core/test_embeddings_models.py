@@ -34,7 +34,8 @@ def test_models_list_has_prices_types_and_hides_unpriced(gateway):
     assert llama.object == "model"
     assert llama.type == "chat"
     assert llama.pricing == {"currency": "TMT", "unit": "1M tokens", "input": "0.350000", "output": "1.400000",
-                             "free": False}
+                             "free": False, "cached_input": None, "cache_write": None, "cache_write_long": None,
+                             "reasoning": None, "request": None, "image": None, "tiers": []}
     assert llama.prices_updated_at
     embed = models["nomic-embed-text"]
     assert embed.type == "embedding" and embed.pricing["input"] == "0.020000" and embed.pricing["output"] is None

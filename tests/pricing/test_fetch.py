@@ -58,8 +58,10 @@ def test_prices_follow_both_formats_on_schedule(priced, source):
     gw, cid, key = priced
     models = models_of(gw, key)
     # USD/token x 1e6 x 3.50 TMT/USD x 1.20 markup, in TMT per 1M tokens
-    assert models["or-chat"]["pricing"] == {"currency": "TMT", "unit": "1M tokens", "input": "10.500000",
-                                            "output": "42.000000", "free": False}
+    assert {k: models["or-chat"]["pricing"][k] for k in ("currency", "unit", "input", "output", "free")} == {
+        "currency": "TMT", "unit": "1M tokens", "input": "10.500000", "output": "42.000000", "free": False}
+    # "request": "0" and "image": "0" mean no fee, not a priced-apart zero
+    assert models["or-chat"]["pricing"]["request"] is None and models["or-chat"]["pricing"]["image"] is None
     assert models["ll-chat"]["pricing"]["input"] == "0.630000" and models["ll-chat"]["pricing"]["output"] == "2.520000"
     assert models["ll-embed"]["pricing"]["input"] == "0.084000" and models["ll-embed"]["pricing"]["output"] is None
     assert models["mock-long"]["pricing"]["input"] == "0.420000"

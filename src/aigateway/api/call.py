@@ -22,15 +22,16 @@ from aigateway.accounts.keys import looks_like_key
 from aigateway.api import errors
 from aigateway.api.body import check_depth, read_body
 from aigateway.api.gateway import Gateway
-from aigateway.api.tokens import prompt_token_bound
+from aigateway.api.tokens import count_images, prompt_token_bound
 from aigateway.billing.recorder import UsageEvent
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
-from aigateway.metrics import observe_call
+from aigateway.catalog import Model, Price
 from aigateway.keylimits.limiter import Admission
 from aigateway.keylimits.values import KeyLimits, LimitReached, LimitsUnavailable
-from aigateway.money import format_tmt, request_cost
-from aigateway.pricing.catalog import Model, Price
+from aigateway.metrics import observe_call
+from aigateway.money import format_tmt
 from aigateway.providers.routes import Route
+from aigateway.usage import Counts
 
 
 # Request ids: 64 random bits per process + a counter. Unique across replicas and
@@ -66,11 +67,18 @@ class Call:
     stream: bool = False
     wants_cost: bool = False  # the usage object the client gets carries `cost` (api.receipts)
     admission: Admission | None = None  # what the key's limits took (keylimits): settled in `finish`
+    images: int = 0  # input images in the request (billed at the price's per-image rate)
 
-    def cost(self, input_tokens: int, output_tokens: int) -> int:
-        if self.price.free:
-            return 0
-        return request_cost(input_tokens, output_tokens, self.price.input_price, self.price.output_price)
+    def counts(self, input_tokens: int, output_tokens: int, usage: Counts | None = None) -> Counts:
+        """What the call is billed for: the upstream's breakdown (or plain counts), our image count,
+        and one request fee when the price has one."""
+        base = usage or Counts(input_tokens, output_tokens)
+        return Counts(base.input, base.output, base.cached, base.cache_write, base.cache_write_long,
+                      base.reasoning, images=self.images if self.price.image_price else 0,
+                      requests=1 if self.price.request_price else 0)
+
+    def cost(self, input_tokens: int, output_tokens: int, usage: Counts | None = None) -> int:
+        return self.price.cost(self.counts(input_tokens, output_tokens, usage))
 
 
 async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
@@ -206,8 +214,14 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
         output_cap, stream = 0, False
     call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
+    if endpoint == "chat" and model.price.image_price:
+        call.images = count_images(body.get("messages"))
+    # The ceiling: every prompt token at the highest rate of the top tier the bound reaches, the
+    # larger of output/reasoning, the fee and every possible image (Price.ceiling). The key's own
+    # limits and the balance hold the same amount.
+    most = 0 if model.price.free else model.price.ceiling(
+        prompt_token_bound(raw, model.context_length), output_cap, raw.count(b'"image_url"'))
     if limits is not None:  # the key's own limits first: the same hold amount counts against its cap
-        most = 0 if model.price.free else call.cost(prompt_token_bound(raw, model.context_length), output_cap)
         try:
             call.admission = await gateway.key_limits.admit(limits, call.id, most)
         except LimitReached as exc:
@@ -215,7 +229,6 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
         except LimitsUnavailable:
             raise errors.key_limits_unavailable() from None
     if gateway.wallet is not None and not model.price.free:
-        most = call.cost(prompt_token_bound(raw, model.context_length), output_cap)
         try:
             call.hold = await gateway.wallet.hold(key.customer_id, most)
         except InsufficientBalance as exc:
@@ -235,14 +248,18 @@ async def _release_limits(gateway: Gateway, call: Call, cost: int = 0, tokens: i
 
 async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
                  input_tokens: int = 0, output_tokens: int = 0, estimated: bool = False,
-                 error: str | None = None) -> int:
+                 error: str | None = None, usage: Counts | None = None) -> int:
     """Settle the call: charge a successful one, release the hold of a failed one. Returns the cost.
 
     The hold is a hard ceiling: an upstream that reports more than the hold covered
     (it ignored the cap it was sent) is charged the hold, and the record is marked
-    `capped`, keeping the upstream's own counts for the operator.
+    `capped`, keeping the upstream's own counts for the operator. `usage` is the upstream's
+    normalised breakdown (aigateway.usage); without it the plain counts are billed.
     """
-    cost = call.cost(input_tokens, output_tokens) if status == 200 else 0
+    counts = call.counts(input_tokens, output_tokens, usage)
+    if usage is not None:
+        input_tokens, output_tokens = usage.input, usage.output
+    cost = call.price.cost(counts) if status == 200 else 0
     wallet, recorder = gateway.wallet, gateway.recorder
     if wallet is None or recorder is None:
         await _release_limits(gateway, call, cost, input_tokens + output_tokens)
@@ -263,6 +280,9 @@ async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | No
         input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated, cost=cost,
         price_version_id=call.price.version_id, stream=call.stream, error=error, capped=capped,
         latency_ms=int((time.monotonic() - call.started) * 1000),
+        cached_tokens=counts.cached, cache_write_tokens=counts.cache_write,
+        cache_write_long_tokens=counts.cache_write_long, reasoning_tokens=counts.reasoning,
+        images=counts.images if status == 200 else 0, request_fees=counts.requests if status == 200 else 0,
     ))
     observe_call(call.model.name, call.endpoint, route.provider.name if route else None, status,
                  time.monotonic() - call.started, input_tokens, output_tokens, cost)

@@ -11,8 +11,26 @@ from aigateway.api import errors
 from aigateway.api.call import authenticate
 from aigateway.api.gateway import GATEWAY
 from aigateway.money import format_tmt
-from aigateway.pricing.catalog import Model
+from aigateway.catalog import Model, Price
 from aigateway.timeutil import iso
+
+
+def _tmt(units: int | None) -> str | None:
+    return None if units is None else format_tmt(units)
+
+
+def finer_prices(price: Price | None, chat: bool) -> dict:
+    """The optional prices in TMT (null when not priced apart): per 1M tokens, per request, per image."""
+    if price is None or not chat:
+        return {"cached_input": None, "cache_write": None, "cache_write_long": None, "reasoning": None,
+                "request": None, "image": None, "tiers": []}
+    return {
+        "cached_input": _tmt(price.cached_input_price), "cache_write": _tmt(price.cache_write_price),
+        "cache_write_long": _tmt(price.cache_write_long_price), "reasoning": _tmt(price.reasoning_price),
+        "request": _tmt(price.request_price), "image": _tmt(price.image_price),
+        "tiers": [{"above_tokens": t.above, "input": format_tmt(t.input_price), "output": format_tmt(t.output_price),
+                   "cached_input": _tmt(t.cached_input_price)} for t in price.tiers],
+    }
 
 
 def model_entry(model: Model) -> dict[str, Any]:
@@ -29,6 +47,7 @@ def model_entry(model: Model) -> dict[str, Any]:
             "input": format_tmt(price.input_price) if price else None,
             "output": format_tmt(price.output_price) if price and model.type == "chat" else None,
             "free": bool(price and price.free),
+            **finer_prices(price, model.type == "chat"),
         },
         "context_length": model.context_length,
         "max_output_tokens": model.max_output_tokens,

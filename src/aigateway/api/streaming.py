@@ -33,6 +33,7 @@ from aiohttp import web
 from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
+from aigateway.usage import normalise
 from aigateway.api.gateway import Gateway
 from aigateway.api.model_name import renamer
 from aigateway.api.receipts import expected_charge, with_cost
@@ -241,8 +242,16 @@ def stream_counts(call: Call, sse: SSEFilter) -> tuple[int, int, bool]:
 
 
 async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
-    if sse.usage is None:
+    usage = normalise(sse.usage, route.provider.usage_style)
+    counts = (usage.input, usage.output) if usage is not None else None
+    estimated = counts is None
+    if counts is None:
         await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
-    input_tokens, output_tokens, estimated = stream_counts(call, sse)
-    await calls.finish(gateway, call, status=200, route=route, input_tokens=input_tokens,
-                       output_tokens=output_tokens, estimated=estimated, error=error)
+        try:
+            prompt = count_chat_prompt(call.body.get("messages", []))
+        except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
+            log.exception("could not count the prompt of %s", call.id)
+            prompt = 0
+        counts = (prompt, sse.generated_tokens())
+    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
+                       output_tokens=counts[1], estimated=estimated, error=error, usage=usage)

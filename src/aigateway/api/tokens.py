@@ -78,6 +78,15 @@ def _encoding():
     return _start_loading().result()
 
 
+def count_images(messages) -> int:
+    """Input images of a chat request: `image_url` parts of message contents (never more than the
+    hold's bound, which counts every `"image_url"` in the raw body)."""
+    if not isinstance(messages, list):
+        return 0
+    return sum(1 for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list)
+               for part in m["content"] if isinstance(part, dict) and part.get("type") == "image_url")
+
+
 def count_text_tokens(text: str) -> int:
     return len(_encoding().encode_ordinary(text)) if text else 0
 

@@ -18,12 +18,13 @@ from aiohttp import web
 
 from aigateway.api import call as calls
 from aigateway.api.call import Call
-from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.encodings import as_requested
+from aigateway.api.forward import first_answer, pass_through_refusal
 from aigateway.api.gateway import Gateway
 from aigateway.api.tokens import ensure_loaded
 from aigateway.api.model_name import renamer
 from aigateway.api.receipts import with_cost
+from aigateway.usage import normalise
 from aigateway.providers.upstream import UnexpectedAnswer
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
         return await pass_through_refusal(gateway, call, route, response)
     response.release()
     raw, payload, finisher = primed
-    counts = usage_counts(payload.get("usage"))
+    usage = normalise(payload.get("usage"), route.provider.usage_style)
+    counts = (usage.input, usage.output) if usage is not None else None
     estimated = counts is None
     if counts is None:
         await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
@@ -75,14 +77,15 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
     cost = await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                              output_tokens=counts[1], estimated=estimated)
+                              output_tokens=counts[1], estimated=estimated,
+                              usage=usage if call.endpoint != "embeddings" else None)
     if finisher is not None:  # another API's answer (api/dialects): its own shape and model name
         raw = finisher(*counts)
     else:
         if call.wants_cost:  # `usage: {"include": true}`: the usage object says what the request cost
-            usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {
+            shown = payload.get("usage") if isinstance(payload.get("usage"), dict) else {
                 "prompt_tokens": counts[0], "completion_tokens": counts[1], "total_tokens": sum(counts)}
-            payload["usage"] = with_cost(usage, cost)
+            payload["usage"] = with_cost(shown, cost)
             raw = orjson.dumps(payload)
             if call.endpoint == "embeddings":  # re-encoded from the upstream's payload: convert again
                 raw = as_requested(call.body.get("encoding_format"), payload, raw)

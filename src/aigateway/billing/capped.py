@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.tables import customers
 from aigateway.billing.tables import usage_records
-from aigateway.money import request_cost
+from aigateway.catalog import EXTRA_FIELDS, Price
 from aigateway.pricing.tables import price_versions
+from aigateway.usage import Counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,10 @@ async def capped_usage(conn: AsyncConnection, *, since: datetime | None = None, 
     u = usage_records.c
     query = (
         select(u.id, u.created_at, u.customer_id, customers.c.email, u.model, u.provider, u.input_tokens,
-               u.output_tokens, u.cost, price_versions.c.input_price, price_versions.c.output_price)
+               u.output_tokens, u.cost, u.cached_tokens, u.cache_write_tokens, u.cache_write_long_tokens,
+               u.reasoning_tokens, u.images, u.request_fees, price_versions.c.id.label("version_id"),
+               price_versions.c.input_price, price_versions.c.output_price, price_versions.c.free,
+               *(price_versions.c[name] for name in (*EXTRA_FIELDS, "tiers")))
         .select_from(usage_records.join(customers, customers.c.id == u.customer_id)
                      .outerjoin(price_versions, price_versions.c.id == u.price_version_id))
         .where(text("usage_records.capped"))  # the partial index's own predicate, so both databases use it
@@ -55,8 +59,9 @@ async def capped_usage(conn: AsyncConnection, *, since: datetime | None = None, 
         query = query.where(u.customer_id == customer_id)
     out = []
     for row in (await conn.execute(query)).all():
-        reported = (None if row.input_price is None else
-                    request_cost(row.input_tokens, row.output_tokens, row.input_price, row.output_price))
+        counts = Counts(row.input_tokens, row.output_tokens, row.cached_tokens, row.cache_write_tokens,
+                        row.cache_write_long_tokens, row.reasoning_tokens, row.images, row.request_fees)
+        reported = None if row.input_price is None else Price.from_row(row, row.version_id).cost(counts)
         out.append(CappedRecord(row.id, row.created_at, row.customer_id, row.email, row.model, row.provider,
                                 row.input_tokens, row.output_tokens, row.cost, reported))
     return out

@@ -70,6 +70,13 @@ class UsageEvent:
     created_at: datetime = field(default_factory=utcnow)
     # The upstream reported more than the hold covered: charged the hold, counts kept as reported.
     capped: bool = False
+    # The breakdown the cost was computed from (aigateway.usage.Counts); parts of input/output tokens.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_long_tokens: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    request_fees: int = 0
 
 
 class UsageRecorder:

@@ -62,6 +62,13 @@ usage_records = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
     # Charged the hold, not the reported tokens: the upstream reported more than it was held for.
     Column("capped", Boolean, nullable=False, default=False, server_default=false()),
+    # The breakdown the cost was computed from (migration 0009_usage_breakdown); parts of input/output.
+    Column("cached_tokens", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("cache_write_tokens", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("cache_write_long_tokens", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("reasoning_tokens", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("images", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("request_fees", Integer, nullable=False, default=0, server_default=text("0")),  # 1 when a fee applied
 )
 Index("ix_usage_customer_created", usage_records.c.customer_id, usage_records.c.created_at)
 # Partial: only the (rare) capped rows are indexed, so the operator's report stays quick on a big table.

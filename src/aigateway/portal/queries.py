@@ -206,6 +206,12 @@ class RequestRow:
     cost: int
     status: int
     stream: bool
+    # The breakdown (parts of input/output tokens) and fees the cost was computed from.
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    request_fees: int = 0
 
 
 async def requests_of_day(conn: AsyncConnection, customer_id: int, day: date, *, page: int = 1,
@@ -216,7 +222,9 @@ async def requests_of_day(conn: AsyncConnection, customer_id: int, day: date, *,
                   u.created_at < day_start(day + timedelta(days=1)))
     query = (
         select(u.id, u.created_at, u.model, u.endpoint, api_keys.c.name.label("key_name"), u.input_tokens,
-               u.output_tokens, u.cost, u.status, u.stream)
+               u.output_tokens, u.cost, u.status, u.stream,
+               (u.cache_write_tokens + u.cache_write_long_tokens).label("cache_write_tokens"), u.cached_tokens,
+               u.reasoning_tokens, u.images, u.request_fees)
         .select_from(usage_records.outerjoin(api_keys, api_keys.c.id == u.api_key_id))
         .where(window)
         .order_by(u.created_at.desc(), u.id.desc())
@@ -229,7 +237,8 @@ async def requests_of_day(conn: AsyncConnection, customer_id: int, day: date, *,
         cast(func.coalesce(func.sum(u.cost), 0), BigInteger).label("cost"),
     ).where(window))).one()
     items = [RequestRow(r.id, _as_datetime(r.created_at), r.model, r.endpoint, r.key_name, r.input_tokens,
-                        r.output_tokens, r.cost, r.status, bool(r.stream)) for r in rows[:per_page]]
+                        r.output_tokens, r.cost, r.status, bool(r.stream), r.cached_tokens, r.cache_write_tokens,
+                        r.reasoning_tokens, r.images, r.request_fees) for r in rows[:per_page]]
     totals = {"requests": int(totals_row.requests), "tokens": int(totals_row.tokens), "cost": int(totals_row.cost)}
     return items, len(rows) > per_page, totals
 

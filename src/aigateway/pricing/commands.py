@@ -41,10 +41,20 @@ def price() -> None:
 @click.argument("model")
 @click.option("--input", "input_price", required=True, help="TMT per 1M input tokens, e.g. 0.35")
 @click.option("--output", "output_price", default=None, help="TMT per 1M output tokens (chat models)")
+@click.option("--cached-input", default=None, help="TMT per 1M cached input tokens (cache reads)")
+@click.option("--cache-write", default=None, help="TMT per 1M tokens written to the prompt cache")
+@click.option("--cache-write-long", default=None, help="TMT per 1M tokens written to the long-lived cache")
+@click.option("--reasoning", default=None, help="TMT per 1M reasoning tokens")
+@click.option("--request", "request_fee", default=None, help="TMT per request")
+@click.option("--image", default=None, help="TMT per input image")
+@click.option("--tier", "tiers", multiple=True,
+              help="ABOVE:INPUT:OUTPUT[:CACHED_INPUT], prices for a full input above ABOVE tokens")
 @click.option("--note", default=None)
 @click.pass_context
-def price_set(ctx, model, input_price, output_price, note) -> None:
-    """Set a model's price by hand (in force everywhere within 5 s)."""
+def price_set(ctx, model, input_price, output_price, cached_input, cache_write, cache_write_long, reasoning,
+              request_fee, image, tiers, note) -> None:
+    """Set a model's price by hand (in force everywhere within 5 s); the finer prices are optional."""
+    from aigateway.catalog import Tier, tiers_to_text
     from aigateway.pricing.service import set_price
 
     config = config_of(ctx)
@@ -57,12 +67,25 @@ def price_set(ctx, model, input_price, output_price, note) -> None:
     if entry is not None and entry.type == "chat" and output_price is None:
         raise click.ClickException("--output is required for a chat model")
     units_in, units_out = run_sync(lambda: (to_units(input_price), to_units(output_price or "0")))
-    if units_in < 0 or units_out < 0:
+    finer = {"cached_input_price": cached_input, "cache_write_price": cache_write,
+             "cache_write_long_price": cache_write_long, "reasoning_price": reasoning,
+             "request_price": request_fee, "image_price": image}
+    extra = run_sync(lambda: {k: None if v is None else to_units(v) for k, v in finer.items()})
+
+    def tier(text: str) -> Tier:
+        parts = text.split(":")
+        if len(parts) not in (3, 4) or not parts[0].isdigit() or int(parts[0]) < 1:
+            raise click.ClickException(f"--tier {text!r}: expected ABOVE:INPUT:OUTPUT[:CACHED_INPUT]")
+        return Tier(int(parts[0]), *run_sync(lambda: [to_units(p) for p in parts[1:3]]),
+                    run_sync(lambda: to_units(parts[3])) if len(parts) == 4 else None)
+
+    extra["tiers"] = tiers_to_text(tuple(tier(t) for t in tiers))
+    if units_in < 0 or units_out < 0 or any(isinstance(v, int) and v < 0 for v in extra.values()):
         raise click.ClickException("a price must not be negative")
 
     async def run():
         async with database(ctx) as engine, engine.begin() as conn:
-            return await set_price(conn, model, units_in, units_out, source="manual", note=note)
+            return await set_price(conn, model, units_in, units_out, source="manual", note=note, extra=extra)
 
     version = _run(run())
     _echo_set(model, version, f"input {format_tmt(units_in)} output {format_tmt(units_out)} TMT per 1M tokens")

@@ -21,6 +21,7 @@ guardrails (pricing.limits: bounds, big changes held) before they are stored in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from decimal import Decimal
@@ -35,10 +36,12 @@ from aigateway.money import format_tmt
 from aigateway.pricing import sources
 from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
-from aigateway.pricing.rules import is_big_change, tmt_price_units
+from aigateway.catalog import Price, Tier
+from aigateway.pricing.rules import is_big_price_change, tmt_price_units, tmt_units_each
 from aigateway.pricing.service import (
     current_price,
     decide_version,
+    same_price,
     latest_unapplied,
     pending_versions,
     propose_price,
@@ -220,37 +223,38 @@ class Fetcher:
                         source_name, model.name, ident)
             return {"outcome": "variable", "source_model": ident}
         markup = self.settings.markup_for(model.name, source_name)
-        new_in = tmt_price_units(quote.input, rate, markup)
-        new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
-        free = new_in == 0 and new_out == 0
+        new_price = source_price(quote, rate, markup, embedding)
+        new_in, new_out, free = new_price.input_price, new_price.output_price, new_price.free
+        extra = new_price.stored()
         new = (new_in, new_out, free)
         details = {"source_model": ident, "usd_input": str(quote.input),
                    "usd_output": None if embedding else str(quote.output),
+                   "usd_extra": _usd_extra(quote, embedding),
                    "fx_rate": str(rate), "markup": str(markup), "fetch_id": fetch_id}
-        shown = {"input": format_tmt(new_in), "output": format_tmt(new_out), "free": free}
+        shown = {"input": format_tmt(new_in), "output": format_tmt(new_out), "free": free, **shown_extra(new_price)}
         current = await current_price(conn, model.name)
-        if current is not None and (current.input_price, current.output_price, current.free) == new:
+        if current is not None and same_price(current, *new, extra):
             for stale in await pending_versions(conn, model.name):
                 await decide_version(conn, stale.id, "rejected", "source returned to the price in force")
             return {"outcome": "unchanged", "version_id": current.id, **shown}
-        if current is None or not is_big_change((current.input_price, current.output_price), (new_in, new_out),
-                                                self.settings.max_change_factor):
+        if current is None or not is_big_price_change(Price.from_row(current), new_price,
+                                                      self.settings.max_change_factor):
             version_id = await set_price(conn, model.name, new_in, new_out, source=source_name, free=free,
-                                         details=details)
+                                         details=details, extra=extra)
             for stale in await pending_versions(conn, model.name):
                 await decide_version(conn, stale.id, "rejected", f"superseded by applied version {version_id}")
             log.info("price of %s from %s: input %s output %s TMT per 1M tokens (version %s)",
                      model.name, source_name, shown["input"], shown["output"], version_id)
             return {"outcome": "applied", "version_id": version_id, **shown}
         last = await latest_unapplied(conn, model.name)
-        if last is not None and (last.input_price, last.output_price, last.free) == new:
+        if last is not None and same_price(last, *new, extra):
             if last.status == "rejected":
                 return {"outcome": "held", "version_id": last.id, "already": "rejected by the operator", **shown}
             return {"outcome": "held", "version_id": last.id, "already": "waiting for the operator", **shown}
         for stale in await pending_versions(conn, model.name):
             await decide_version(conn, stale.id, "rejected", "superseded by a newer fetched price")
         version_id = await propose_price(
-            conn, model.name, new_in, new_out, source=source_name, free=free, details=details,
+            conn, model.name, new_in, new_out, source=source_name, free=free, details=details, extra=extra,
             note=f"held: more than x{self.settings.max_change_factor} from version {current.id} "
                  f"({format_tmt(current.input_price)}/{format_tmt(current.output_price)})")
         log.warning("price of %s from %s changes beyond x%s (input %s -> %s, output %s -> %s TMT per 1M): held as "
@@ -258,6 +262,51 @@ class Fetcher:
                     self.settings.max_change_factor, format_tmt(current.input_price), shown["input"],
                     format_tmt(current.output_price), shown["output"], version_id, version_id)
         return {"outcome": "held", "version_id": version_id, **shown}
+
+def source_price(quote: sources.Quote, rate: Decimal, markup: Decimal, embedding: bool = False) -> Price:
+    """A source's USD quote as a TMT price (version 0: not stored yet); every field rounded up on its own."""
+    def per_m(usd: Decimal | None) -> int | None:
+        return None if usd is None else tmt_price_units(usd, rate, markup)
+
+    def each(usd: Decimal | None) -> int | None:
+        return None if usd is None else tmt_units_each(usd, rate, markup)
+
+    new_in = tmt_price_units(quote.input, rate, markup)
+    new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
+    if embedding:  # billed by input tokens only: output-side and cache fields do not apply
+        return Price(0, new_in, 0, new_in == 0)
+    tiers = tuple(Tier(t.above, per_m(t.input), per_m(t.output), per_m(t.cached_input)) for t in quote.tiers)
+    price = Price(0, new_in, new_out, False, per_m(quote.cached_input), per_m(quote.cache_write),
+                  per_m(quote.cache_write_long), per_m(quote.reasoning), each(quote.request), each(quote.image),
+                  tiers)
+    free = not tiers and all(v in (None, 0) for v in (new_in, new_out, *price.stored().values()))
+    return dataclasses.replace(price, free=free)
+
+
+_USD_EXTRA = ("cached_input", "cache_write", "cache_write_long", "reasoning", "request", "image")
+
+
+def _usd_extra(quote: sources.Quote, embedding: bool) -> str | None:
+    if embedding:
+        return None
+    out: dict = {k: str(getattr(quote, k)) for k in _USD_EXTRA if getattr(quote, k) is not None}
+    if quote.tiers:
+        out["tiers"] = [{"above": t.above, "input": str(t.input), "output": str(t.output),
+                         **({"cached_input": str(t.cached_input)} if t.cached_input is not None else {})}
+                        for t in quote.tiers]
+    return json.dumps(out, sort_keys=True) if out else None
+
+
+def shown_extra(price: Price) -> dict:
+    """The finer prices of a fetch report in TMT (only those set)."""
+    out = {name.removesuffix("_price"): format_tmt(getattr(price, name))
+           for name in ("cached_input_price", "cache_write_price", "cache_write_long_price", "reasoning_price",
+                        "request_price", "image_price") if getattr(price, name) is not None}
+    if price.tiers:
+        out["tiers"] = [{k: (v if k == "above" else format_tmt(v)) for k, v in t.as_json().items()}
+                        for t in price.tiers]
+    return out
+
 
 async def fetch_status(conn: AsyncConnection) -> dict:
     """{"schedule": {...}, "sources": {name: {"last": row, "last_ok_at": datetime|None}}} for the operator."""

@@ -13,8 +13,9 @@ Rounding rule (documented in the README): with exact decimal arithmetic,
 
 and the result is rounded UP to a whole unit (0.000001 TMT per 1M tokens), so
 the gateway never sells below upstream cost x rate x (1 + markup) and is never
-more than one unit per 1M tokens above it. Each of input and output is rounded
-on its own. No binary floating point is involved anywhere.
+more than one unit per 1M tokens above it. Each price (input, output, cache
+read/write, reasoning, every tier's) is rounded on its own; a per-request or
+per-image price is USD x rate x (1 + markup) x 1,000,000 units, rounded up. No binary floating point is involved anywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ def tmt_price_units(usd_per_token: Decimal, rate: Decimal, markup: Decimal) -> i
     return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
+def tmt_units_each(usd_each: Decimal, rate: Decimal, markup: Decimal) -> int:
+    """A per-request or per-image price in units: USD x rate x (1 + markup) x 1,000,000, rounded UP."""
+    with localcontext() as ctx:
+        ctx.prec = 200
+        ctx.traps[Inexact] = True
+        ctx.traps[Rounded] = True
+        exact = usd_each * rate * (1 + markup) * UNITS_PER_TMT
+    return int(exact.to_integral_value(rounding=ROUND_CEILING))
+
+
 def _beyond(old: int, new: int, factor: Decimal) -> bool:
     if old == new:
         return False
@@ -45,6 +56,19 @@ def _beyond(old: int, new: int, factor: Decimal) -> bool:
 def is_big_change(old: tuple[int, int], new: tuple[int, int], factor: Decimal) -> bool:
     """True when input or output price moves by more than `factor` up or down (held for the operator)."""
     return _beyond(old[0], new[0], factor) or _beyond(old[1], new[1], factor)
+
+
+def is_big_price_change(old, new, factor: Decimal) -> bool:
+    """True when ANY rate (input, output, cache read/write, reasoning, request fee, image, at any tier)
+    moves by more than `factor` up or down. `old`/`new` are aigateway.catalog.Price values.
+
+    Rates are compared as charged (defaults resolved) at every input length where either price changes
+    tier, so a new field (a cache read price where input was charged before) or a new tier counts as the
+    change it makes to bills; a fee appearing from nothing (0 -> priced) is always big.
+    """
+    points = {0, *(t.above + 1 for t in (*old.tiers, *new.tiers))}
+    return any(_beyond(a, b, factor) for n in sorted(points)
+               for a, b in zip(old.effective(n), new.effective(n)))
 
 
 # Sane bounds for a source's limits. No served model has a context outside these;

@@ -11,8 +11,22 @@ from __future__ import annotations
 from sqlalchemy import desc, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from aigateway.catalog import EXTRA_FIELDS
 from aigateway.pricing.tables import model_prices, price_version_details, price_versions
 from aigateway.store.metadata import utcnow
+
+_NO_EXTRA = {**dict.fromkeys(EXTRA_FIELDS), "tiers": None}
+
+
+def extra_of(row) -> dict:
+    """The finer-price columns of a price_versions row (all None for a plain price)."""
+    return {name: row._mapping.get(name) for name in _NO_EXTRA}
+
+
+def same_price(row, input_price: int, output_price: int, free: bool, extra: dict | None) -> bool:
+    """Whether a stored version is exactly this price, every field compared."""
+    return ((row.input_price, row.output_price, bool(row.free)) == (input_price, output_price, free)
+            and extra_of(row) == {**_NO_EXTRA, **(extra or {})})
 
 
 class PricingError(Exception):
@@ -30,10 +44,15 @@ async def current_price(conn: AsyncConnection, model: str):
 
 async def _insert_version(conn: AsyncConnection, model: str, input_price: int, output_price: int, *, source: str,
                           free: bool, status: str, note: str | None, previous_id: int | None,
-                          details: dict | None) -> int:
+                          details: dict | None, extra: dict | None = None) -> int:
+    unknown = set(extra or {}) - set(_NO_EXTRA)
+    if unknown:
+        raise PricingError(f"unknown price field(s): {', '.join(sorted(unknown))}")
+    if any(isinstance(v, int) and v < 0 for v in (extra or {}).values()):
+        raise PricingError("a price must not be negative")
     result = await conn.execute(price_versions.insert().values(
         model=model, input_price=input_price, output_price=output_price, free=free,
-        source=source, status=status, note=note, created_at=utcnow(),
+        source=source, status=status, note=note, created_at=utcnow(), **{**_NO_EXTRA, **(extra or {})},
     ))
     version_id = int(result.inserted_primary_key[0])
     await conn.execute(price_version_details.insert().values(
@@ -52,30 +71,32 @@ async def _point_at(conn: AsyncConnection, model: str, version_id: int, exists: 
 
 async def set_price(
     conn: AsyncConnection, model: str, input_price: int, output_price: int, *, source: str,
-    free: bool = False, note: str | None = None, details: dict | None = None,
+    free: bool = False, note: str | None = None, details: dict | None = None, extra: dict | None = None,
 ) -> int | None:
-    """Apply a price unless it is already the one in force. Returns the new version id, or None."""
+    """Apply a price unless it is already the one in force. Returns the new version id, or None.
+
+    `extra` holds the finer prices (aigateway.catalog.EXTRA_FIELDS and "tiers" as JSON text); absent = none.
+    """
     if input_price < 0 or output_price < 0:
         raise PricingError("a price must not be negative")
     current = await current_price(conn, model)
-    if current is not None and (current.input_price, current.output_price, current.free) == (
-        input_price, output_price, free
-    ):
+    if current is not None and same_price(current, input_price, output_price, free, extra):
         return None
     version_id = await _insert_version(
         conn, model, input_price, output_price, source=source, free=free, status="applied", note=note,
-        previous_id=current.id if current is not None else None, details=details)
+        previous_id=current.id if current is not None else None, details=details, extra=extra)
     await _point_at(conn, model, version_id, current is not None)
     return version_id
 
 
 async def propose_price(conn: AsyncConnection, model: str, input_price: int, output_price: int, *, source: str,
-                        free: bool = False, note: str | None = None, details: dict | None = None) -> int:
+                        free: bool = False, note: str | None = None, details: dict | None = None,
+                        extra: dict | None = None) -> int:
     """Record a `held` version: the price in force does not change until the operator confirms it."""
     current = await current_price(conn, model)
     return await _insert_version(
         conn, model, input_price, output_price, source=source, free=free, status="held", note=note,
-        previous_id=current.id if current is not None else None, details=details)
+        previous_id=current.id if current is not None else None, details=details, extra=extra)
 
 
 async def pending_versions(conn: AsyncConnection, model: str | None = None) -> list:

@@ -150,7 +150,10 @@ def load_settings(config: Config) -> PricingSettings:
         if model.price_source not in settings.sources:
             raise PricingConfigError(f"model {model.name!r}: price_source {model.price_source!r} is not a "
                                      f"[pricing.sources.{model.price_source}] section")
-        if model.input_price is not None or model.output_price is not None or model.free:
+        finer = [model.cached_input_price, model.cache_write_price, model.cache_write_long_price,
+                 model.reasoning_price, model.request_price, model.image_price]
+        if (model.input_price is not None or model.output_price is not None or model.free
+                or any(v is not None for v in finer) or model.tiers):
             raise PricingConfigError(f"model {model.name!r}: either set its price by hand (input_price/free) "
                                      "or follow price_source, not both")
     unknown = sorted(set(settings.model_markup) - names)

@@ -5,9 +5,20 @@ Two formats are understood, each from any URL (so an operator can mirror them):
 * ``openrouter``: a model list ``{"data": [{"id", "pricing": {"prompt", "completion"},
   "context_length", "top_provider": {"max_completion_tokens"}}]}`` with prices as
   decimal strings of USD per token; ``"-1"`` means variable (not usable), ``"0"`` free.
+  Optional ``pricing`` fields: ``input_cache_read``, ``input_cache_write``,
+  ``internal_reasoning`` (USD per token), ``request`` (USD per request) and ``image``
+  (USD per input image).
 * ``litellm``: a JSON object keyed by model with ``input_cost_per_token``,
   ``output_cost_per_token``, ``max_input_tokens``, ``max_output_tokens`` and ``mode``;
-  the ``sample_spec`` entry is documentation and skipped.
+  the ``sample_spec`` entry is documentation and skipped. Optional:
+  ``cache_read_input_token_cost``, ``cache_creation_input_token_cost`` (and its
+  long-lived ``cache_creation_input_token_cost_above_1hr``),
+  ``output_cost_per_reasoning_token``, ``input_cost_per_image`` and the tiers
+  ``input_cost_per_token_above_<N>k_tokens`` / ``output_cost_per_token_above_<N>k_tokens``
+  / ``cache_read_input_token_cost_above_<N>k_tokens`` (prices above N thousand input tokens).
+
+An optional field that is absent, ``"0"`` or the variable marker means "not priced
+apart": the input (or output) price applies to those tokens, no fee is added.
 
 Numbers are parsed as ``Decimal`` straight from the JSON text (never through a
 float). A document that is not JSON, has the wrong shape, or holds no usable
@@ -20,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -33,6 +45,16 @@ class SourceError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class QuoteTier:
+    """USD per token for requests whose full input is above `above` tokens."""
+
+    above: int
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Quote:
     """One model's upstream price. A price is None when the source marks it variable."""
 
@@ -41,6 +63,14 @@ class Quote:
     context_length: int | None = None
     max_output_tokens: int | None = None
     mode: str | None = None
+    # Optional finer prices, USD per token unless noted; None = not priced apart.
+    cached_input: Decimal | None = None
+    cache_write: Decimal | None = None
+    cache_write_long: Decimal | None = None
+    reasoning: Decimal | None = None
+    request: Decimal | None = None  # USD per request
+    image: Decimal | None = None  # USD per input image
+    tiers: tuple[QuoteTier, ...] = ()
 
 
 @dataclass(slots=True)
@@ -100,6 +130,14 @@ def _count(value) -> int | None:
     return None
 
 
+def _optional(value) -> Decimal | None:
+    """An optional price: None when absent, zero or variable. Raises ValueError when malformed."""
+    if value is None:
+        return None
+    d = _price(value, variable_marker=True)
+    return d if d else None
+
+
 def parse_openrouter(doc) -> Parsed:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise SourceError('not an OpenRouter model list (expected {"data": [...]})')
@@ -116,6 +154,7 @@ def parse_openrouter(doc) -> Parsed:
             prompt = _price(pricing.get("prompt"), variable_marker=True)
             completion = pricing.get("completion")
             completion = _price(completion, variable_marker=True) if completion is not None else Decimal(0)
+            extra = {name: _optional(pricing.get(field)) for name, field in _OPENROUTER_EXTRA.items()}
         except ValueError as exc:
             invalid[ident] = str(exc)
             continue
@@ -123,9 +162,36 @@ def parse_openrouter(doc) -> Parsed:
         quotes[ident] = Quote(
             input=prompt, output=completion,
             context_length=_count(entry.get("context_length")) or _count(top.get("context_length")),
-            max_output_tokens=_count(top.get("max_completion_tokens")),
+            max_output_tokens=_count(top.get("max_completion_tokens")), **extra,
         )
     return Parsed(quotes, invalid)
+
+
+_OPENROUTER_EXTRA = {"cached_input": "input_cache_read", "cache_write": "input_cache_write",
+                     "reasoning": "internal_reasoning", "request": "request", "image": "image"}
+_LITELLM_EXTRA = {"cached_input": "cache_read_input_token_cost", "cache_write": "cache_creation_input_token_cost",
+                  "cache_write_long": "cache_creation_input_token_cost_above_1hr",
+                  "reasoning": "output_cost_per_reasoning_token", "image": "input_cost_per_image"}
+_LITELLM_TIER = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
+
+
+def _litellm_tiers(entry: dict) -> tuple[QuoteTier, ...]:
+    """`*_above_<N>k_tokens` prices as tiers; a tier without its own output price keeps the base one."""
+    tiers = []
+    for key, value in entry.items():
+        match = _LITELLM_TIER.match(key)
+        if not match:
+            continue
+        above = int(match.group(1)) * 1000
+        if not 0 < above <= MAX_COUNT:
+            raise ValueError(f"implausible tier {key}")
+        output = entry.get(f"output_cost_per_token_above_{match.group(1)}k_tokens")
+        tiers.append(QuoteTier(
+            above=above, input=_price(value, variable_marker=False),
+            output=_price(output if output is not None else entry.get("output_cost_per_token", 0),
+                          variable_marker=False),
+            cached_input=_optional(entry.get(f"cache_read_input_token_cost_above_{match.group(1)}k_tokens"))))
+    return tuple(sorted(tiers, key=lambda t: t.above))
 
 
 def parse_litellm(doc) -> Parsed:
@@ -144,13 +210,15 @@ def parse_litellm(doc) -> Parsed:
             prompt = _price(entry.get("input_cost_per_token"), variable_marker=False)
             completion = entry.get("output_cost_per_token")
             completion = _price(completion, variable_marker=False) if completion is not None else Decimal(0)
+            extra = {name: _optional(entry.get(field)) for name, field in _LITELLM_EXTRA.items()}
+            tiers = _litellm_tiers(entry)
         except ValueError as exc:
             invalid[ident] = str(exc)
             continue
         mode = entry.get("mode") if isinstance(entry.get("mode"), str) else None
         quotes[ident] = Quote(
             input=prompt, output=completion, context_length=_count(entry.get("max_input_tokens")),
-            max_output_tokens=_count(entry.get("max_output_tokens")), mode=mode,
+            max_output_tokens=_count(entry.get("max_output_tokens")), mode=mode, tiers=tiers, **extra,
         )
     return Parsed(quotes, invalid)
 

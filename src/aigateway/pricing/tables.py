@@ -15,6 +15,16 @@ price_versions = Table(
     Column("output_price", BigInteger, nullable=False),
     Column("free", Boolean, nullable=False, default=False),
     Column("source", String(200), nullable=False),  # config | manual | <source name>
+    # Finer prices (migration 0009_pricing_fields), NULL when the model has none (see aigateway.catalog.Price):
+    # units per 1M tokens, except request_price (units per request) and image_price (units per input image).
+    Column("cached_input_price", BigInteger, nullable=True),
+    Column("cache_write_price", BigInteger, nullable=True),
+    Column("cache_write_long_price", BigInteger, nullable=True),
+    Column("reasoning_price", BigInteger, nullable=True),
+    Column("request_price", BigInteger, nullable=True),
+    Column("image_price", BigInteger, nullable=True),
+    # Long-context tiers, JSON [{"above": N, "input": units, "output": units, "cached_input": units?}].
+    Column("tiers", Text, nullable=True),
     Column("status", String(20), nullable=False),  # applied | held | rejected
     Column("note", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
@@ -44,6 +54,8 @@ price_version_details = Table(
     Column("source_model", String(200), nullable=True),
     Column("usd_input", String(60), nullable=True),  # USD per token, the source's decimal text
     Column("usd_output", String(60), nullable=True),
+    # The source's other USD fields as exact decimal text, JSON (migration 0009_pricing_fields).
+    Column("usd_extra", Text, nullable=True),
     Column("fx_rate", String(60), nullable=True),  # TMT per USD
     Column("markup", String(60), nullable=True),
     Column("fetch_id", BigInteger, nullable=True),

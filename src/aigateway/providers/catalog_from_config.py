@@ -6,7 +6,7 @@ import logging
 import time
 
 from aigateway.config import Config
-from aigateway.pricing.catalog import Model
+from aigateway.catalog import Model
 from aigateway.providers.routes import Provider, Route
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ def build_providers(config: Config) -> dict[str, Provider]:
         providers[name] = Provider(
             name=name, base_url=p.base_url, api_key=p.api_key(), headers=tuple(p.headers.items()),
             connect_timeout=p.connect_timeout, read_timeout=p.read_timeout, timeout=p.timeout,
-            output_cap_field=p.output_cap_field,
+            output_cap_field=p.output_cap_field, usage_style=p.usage_style,
         )
     return providers
 

@@ -6,7 +6,7 @@ import logging
 
 import aiohttp
 
-from aigateway.pricing.catalog import Model
+from aigateway.catalog import Model
 from aigateway.providers.routes import Provider, Route
 
 log = logging.getLogger(__name__)

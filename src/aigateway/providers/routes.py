@@ -16,6 +16,9 @@ class Provider:
     timeout: float = 600.0
     # Which field carries the output cap when the client sent none: "max_tokens" | "max_completion_tokens".
     output_cap_field: str = "max_tokens"
+    # How its usage reports the prompt cache (aigateway.usage): "openai" (cached tokens are part of
+    # the prompt count) or "anthropic" (cache reads and writes are counted apart from it).
+    usage_style: str = "openai"
     request_headers: dict[str, str] = field(init=False, default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
