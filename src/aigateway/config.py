@@ -151,6 +151,8 @@ class ModelConfig(Strict):
     # Optional: follow an upstream price source (see [pricing]); id of the model there.
     price_source: str | None = None
     price_source_model: str | None = None
+    # Answers' `model` field says `name` (false: the upstream's own model id, as it answered).
+    rewrite_model: bool = True
     # Finer prices by hand (TMT as decimal strings; optional, see the README's billing rules):
     # per 1M tokens for cache reads/writes and reasoning, per request and per input image for the others.
     cached_input_price: str | None = None
