@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from aigateway.catalog import Price, Tier
 from aigateway.config import Config
+from aigateway.money import to_units
 from aigateway.pricing import sources
 from aigateway.usage import Counts, normalise
 from tests.conftest import gateway_config
@@ -317,3 +318,19 @@ def test_a_x10_jump_in_any_field_is_a_big_change(field):
         new = replace(old, **{field: getattr(old, field) * 10})
     assert is_big_price_change(old, new, Decimal(3))
     assert not is_big_price_change(old, replace(old, version_id=2), Decimal(3))
+
+
+def test_the_receipt_gives_the_breakdown_it_was_billed_for(start_gateway, fake_upstream, sqlite_url):
+    gw = start_gateway(fine_config(fake_upstream.url, sqlite_url))
+    cid, key = gw.customer("fine-receipt@example.com", credit="10")
+    name, model, usage, text, images, stream, counts = CASES[0]  # OpenAI style: cached + reasoning
+    post(gw, key, {"model": model, "messages": [{"role": "user", "content": text}], "x_usage": usage})
+    gw.flush()
+    [record] = gw.sql("SELECT id, cost FROM usage_records WHERE customer_id = :c", c=cid)
+    req = urllib.request.Request(f"{gw.base_url}/generation?id={record.id}", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        data = json.loads(resp.read())["data"]
+    assert (data["tokens_prompt"], data["tokens_cached"], data["tokens_completion"], data["tokens_reasoning"],
+            data["request_fees"]) == (1200, 1000, 300, 100, 1)
+    assert data["breakdown"] == "1,200 input of which 1,000 cached, 300 output of which 100 reasoning, 1 request fee"
+    assert to_units(data["cost"]) == record.cost == expected_units(FINE, **counts)

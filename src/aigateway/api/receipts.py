@@ -32,6 +32,7 @@ from aigateway.appkeys import ENGINE
 from aigateway.billing.tables import usage_records
 from aigateway.money import format_tmt
 from aigateway.providers.routes import Route
+from aigateway.usage import Counts, breakdown_text
 
 
 def wants_cost(body: dict) -> bool:
@@ -71,6 +72,13 @@ def _time(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def _counts(row) -> Counts:
+    """What the request was billed for (a usage row, or an event not yet written: same names)."""
+    return Counts(input=row.input_tokens, output=row.output_tokens, cached=row.cached_tokens,
+                  cache_write=row.cache_write_tokens, cache_write_long=row.cache_write_long_tokens,
+                  reasoning=row.reasoning_tokens, images=row.images, requests=row.request_fees)
+
+
 async def generation(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     key = await authenticate(gateway, request)
@@ -89,6 +97,9 @@ async def generation(request: web.Request) -> web.Response:
         "id": row.id, "model": row.model, "route": route_label(gateway, row.model, row.provider, row.upstream_model),
         "endpoint": row.endpoint, "stream": row.stream, "status": row.status,
         "tokens_prompt": row.input_tokens, "tokens_completion": row.output_tokens,
+        "tokens_cached": row.cached_tokens, "tokens_cache_write": row.cache_write_tokens,
+        "tokens_cache_write_long": row.cache_write_long_tokens, "tokens_reasoning": row.reasoning_tokens,
+        "images": row.images, "request_fees": row.request_fees, "breakdown": breakdown_text(_counts(row)),
         "estimated": row.estimated, "capped": row.capped, "price_version": row.price_version_id,
         "cost": format_tmt(row.cost), "currency": "TMT", "latency_ms": row.latency_ms,
         "created_at": _time(row.created_at),
