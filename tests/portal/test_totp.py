@@ -160,6 +160,12 @@ def test_disable_needs_the_password_and_a_code(visitor):
     assert w.login("off@example.com").headers["Location"] == "/dashboard"
 
 
+def _shot(page, name: str) -> None:
+    # a field filled lower down scrolls the page; a full-page shot then paints the sticky header mid-page
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shot(page, name)
+
+
 @pytest.mark.browser
 def test_browser_enrol_and_log_in_with_totp(gateway, browser):
     PortalClient(gateway).signup("walk2fa@example.com")
@@ -181,12 +187,12 @@ def test_browser_enrol_and_log_in_with_totp(gateway, browser):
         assert page.get_by_role("img", name="QR code to scan with your authenticator app").is_visible()
         secret = page.get_by_test_id("totp-secret").inner_text()
         page.get_by_label("6-digit code").fill(_code(secret))
-        shot(page, f"totp-enrol-{suffix}")
+        _shot(page, f"totp-enrol-{suffix}")
         page.get_by_role("button", name="Turn on").click()
         page.wait_for_url("**/security?m=on*")
         codes = page.locator("#recovery-codes-list li").all_inner_texts()
         assert len(codes) == 10
-        shot(page, f"totp-recovery-codes-{suffix}")
+        _shot(page, f"totp-recovery-codes-{suffix}")
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url("**/login?m=bye")
 
@@ -198,7 +204,7 @@ def test_browser_enrol_and_log_in_with_totp(gateway, browser):
         page.get_by_role("button", name="Log in").click()
         assert page.get_by_role("alert").inner_text().startswith("That code is not right")
         page.get_by_label("Code").fill(_code(secret, ahead=1))
-        shot(page, f"totp-login-code-{suffix}")
+        _shot(page, f"totp-login-code-{suffix}")
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/dashboard")
         assert page.get_by_role("heading", level=1, name="Dashboard").is_visible()
