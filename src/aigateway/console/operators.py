@@ -9,7 +9,6 @@ shoulder cannot be replayed within its 30 s window.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +22,9 @@ from aigateway.console.tables import operator_recovery_codes, operators
 from aigateway.portal.passwords import check_strength, hash_password, verify_password
 from aigateway.portal.sessions import aware
 from aigateway.store.metadata import utcnow
+from aigateway.twofactor import codes as codes_
+from aigateway.twofactor.codes import sha256
+from aigateway.twofactor.codes import step_if_valid as _step_if_valid
 
 ROLES = ("admin", "viewer")
 ENROL_TTL = timedelta(hours=24)
@@ -32,10 +34,6 @@ ISSUER = "aigateway console"
 
 class OperatorError(ValueError):
     """Refused by the operator rules; str() is safe to show."""
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,20 +87,7 @@ async def pending_by_token(conn: AsyncConnection, token: str):
 
 
 def provisioning_uri(row) -> str:
-    return pyotp.TOTP(row.totp_secret).provisioning_uri(name=row.email, issuer_name=ISSUER)
-
-
-def _step_if_valid(secret: str, code: str, last_step: int) -> int | None:
-    """The time step a 6-digit code belongs to (now +- 1 step), if it is newer than last_step."""
-    code = code.strip().replace(" ", "")
-    if len(code) != 6 or not code.isdigit():
-        return None
-    totp = pyotp.TOTP(secret)
-    now = int(utcnow().timestamp()) // totp.interval
-    for step in (now, now - 1, now + 1):
-        if step > last_step and secrets.compare_digest(totp.generate_otp(step), code):
-            return step
-    return None
+    return codes_.provisioning_uri(row.totp_secret, row.email, ISSUER)
 
 
 async def _accept_totp(conn: AsyncConnection, row, code: str) -> bool:
@@ -127,7 +112,7 @@ async def enrol(conn: AsyncConnection, token: str, password: str, code: str) -> 
         raise OperatorError(str(exc)) from None
     if not await _accept_totp(conn, row, code):
         raise OperatorError("That code is not right. Enter the 6-digit code your authenticator app shows now.")
-    codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]
+    codes = codes_.new_recovery_codes(RECOVERY_CODES)
     await conn.execute(update(operators).where(operators.c.id == row.id).values(
         status="active", password_hash=await hash_password(password), enrol_token_hash=None, enrol_expires_at=None))
     await conn.execute(operator_recovery_codes.insert(), [

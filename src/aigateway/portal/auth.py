@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from aigateway.accounts.service import AccountError, create_customer, normalise_email
 from aigateway.accounts.tables import customers
 from aigateway.appkeys import ENGINE
-from aigateway.portal import throttle
+from aigateway.portal import security, throttle, twofactor
 from aigateway.portal.base import (
     PORTAL,
     client_ip,
@@ -84,8 +84,17 @@ async def login(request: web.Request) -> web.Response:
         new_hash = await hash_password(password)
         async with engine.begin() as conn:
             await conn.execute(update(customers).where(customers.c.id == row.id).values(password_hash=new_hash))
+    async with engine.connect() as conn:
+        second_factor = await twofactor.is_enabled(conn, row.id)
+    if second_factor:  # no session until the code is accepted (see portal/security.py)
+        return await security.begin(request, row.id, target)
+    return await start_session(request, row.id, target)
+
+
+async def start_session(request: web.Request, customer_id: int, target: str) -> web.Response:
+    """A new session cookie and the redirect to `target` (a safe_next() path)."""
     portal = request.app[PORTAL]
-    token = await create_session(engine, row.id, portal.session_ttl)
+    token = await create_session(request.app[ENGINE], customer_id, portal.session_ttl)
     response = redirect(target)
     set_cookie(request, response, session_cookie_name(request), token,
                max_age=int(portal.session_ttl.total_seconds()))

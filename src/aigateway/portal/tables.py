@@ -68,3 +68,38 @@ portal_verified_emails = Table(
     Column("email", String(320), primary_key=True),
     Column("verified_at", DateTime(timezone=True), nullable=False, default=utcnow),
 )
+
+# Optional TOTP two-factor (issue 13). One row per customer who started enrolment; the
+# factor is on only when `enabled_at` is set (enrolment proved the app holds the secret).
+# `last_step` only moves forward, in the UPDATE that accepts a code: each code works once.
+portal_totp = Table(
+    "portal_totp",
+    metadata,
+    Column("customer_id", Integer, ForeignKey("customers.id"), primary_key=True),
+    Column("secret", String(64), nullable=False),  # base32 TOTP seed
+    Column("last_step", Integer, nullable=False, default=0),
+    Column("enabled_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
+
+# Single-use recovery codes, stored as SHA-256; spent by one conditional UPDATE (used_at IS NULL).
+portal_recovery_codes = Table(
+    "portal_recovery_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+# A log-in that passed the password and waits for the second factor. The cookie holds a
+# random token, the table its SHA-256; no session exists until the code is accepted, and
+# the row is deleted by the same statement that lets the log-in through (used once).
+portal_pending_logins = Table(
+    "portal_pending_logins",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("target", String(2000), nullable=False),  # safe_next() of the log-in form
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_portal_pending_logins_expires_at", portal_pending_logins.c.expires_at)

@@ -18,7 +18,7 @@ from aigateway.appkeys import CONFIG, ENGINE
 from aigateway.background import Periodic
 from aigateway.portal.key_limits import save_limits_view
 from aigateway.demo.setup import DEMO_PROVIDER
-from aigateway.portal import auth, flash, i18n, links, pages, recovery
+from aigateway.portal import auth, flash, i18n, links, pages, recovery, security, twofactor
 from aigateway.portal.base import (
     LOCALE,
     PORTAL,
@@ -46,7 +46,7 @@ from aigateway.portal.throttle import purge_stale
 log = logging.getLogger(__name__)
 
 # Forms a visitor posts before logging in: checked against the double-submit cookie.
-ANONYMOUS_FORMS = {"/login", "/register", "/forgot", "/reset", "/verify"}
+ANONYMOUS_FORMS = {"/login", "/register", "/forgot", "/reset", "/verify", "/login/code"}
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -68,6 +68,11 @@ def setup(app: web.Application) -> None:
         r.add_get("/", pages.home),
         r.add_get("/lang/{code}", pages.language),
         r.add_get("/login", auth.login_page), r.add_post("/login", auth.login),
+        r.add_get("/login/code", security.code_page), r.add_post("/login/code", security.code_submit),
+        r.add_get("/security", security.security_page),
+        r.add_post("/security/2fa/start", security.start_view),
+        r.add_post("/security/2fa/confirm", security.confirm_view),
+        r.add_post("/security/2fa/disable", security.disable_view),
         r.add_get("/register", auth.register_page), r.add_post("/register", auth.register),
         r.add_get("/logout", auth.logout_page), r.add_post("/logout", auth.logout),
         r.add_get("/forgot", recovery.forgot_page), r.add_post("/forgot", recovery.forgot),
@@ -106,6 +111,7 @@ async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
         await purge_stale(engine)
         await flash.purge_expired(engine)
         await links.purge_expired(engine)
+        await twofactor.purge_expired(engine)
 
     periodic = Periodic()
     periodic.every(600.0, purge, "portal-purge")

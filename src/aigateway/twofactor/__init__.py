@@ -1,0 +1,1 @@
+"""TOTP second factor shared by the operator console and the customer portal."""
