@@ -50,6 +50,7 @@ async def page(request: web.Request, *, status: int = 200, errors: dict | None =
               "seconds."}.get(request.query.get("m", ""))
     return render(request, "catalog.html", status=status, tab="providers", providers=providers,
                   key_source=admin.key_source, config_providers=sorted(config_providers),
+                  config_provider_rows=sorted(request.app[MAIN][CONFIG].providers.items()),
                   config_models=sorted(config_models), catalog=catalog, db_models=models, errors=errors or {},
                   provider_form=provider_form, model_form=model_form, test=test, notice=notice)
 
