@@ -226,7 +226,13 @@ class Catalog:
         for row in model_rows:
             if row.name in self.models and row.name not in self.db_models:
                 continue  # the config file (or discovery) defines it: that one wins
-            routes = json.loads(row.routes)
+            try:
+                routes = [r for r in json.loads(row.routes) if isinstance(r, dict) and "provider" in r
+                          and "model" in r]
+            except ValueError:
+                # Hazard: one bad row must not stop the refresh (prices and every other model ride on it).
+                log.warning("catalog_models row %s: routes are not JSON; skipped", row.name)
+                continue
             used = tuple(tuple(providers[r["provider"]])[:4] for r in routes if r["provider"] in providers)
             wanted[row.name] = (tuple(row)[:5], used)
         changed = False
@@ -238,7 +244,8 @@ class Catalog:
             if self._db_rows.get(name) == signature and name in self.models:
                 continue
             row = next(r for r in model_rows if r.name == name)
-            model = Model(name=name, type=row.type, routes=self._routes(json.loads(row.routes), providers),
+            specs = [r for r in json.loads(row.routes) if isinstance(r, dict) and "provider" in r and "model" in r]
+            model = Model(name=name, type=row.type, routes=self._routes(specs, providers),
                           context_length=row.context_length, max_output_tokens=row.max_output_tokens,
                           created=int(time.time()))
             old = self.models.get(name)

@@ -9,6 +9,7 @@ import logging
 import openai
 import pytest
 from aiohttp import web
+from sqlalchemy import text
 
 from tests.conftest import gateway_config
 from tests.console.conftest import make_operator
@@ -132,3 +133,33 @@ def test_invalid_forms_are_refused_on_the_page(gateway, console, monkeypatch):
     for expected in ("config file defines this model", "Unknown provider: ghost", "Whole numbers", "not negative"):
         assert expected in r.text, expected
     assert gateway.sql("SELECT count(*) FROM catalog_models")[0][0] == 0
+
+
+def test_config_file_wins_over_a_database_row_of_the_same_name(gateway, upstream):
+    """A row written behind the console's back (or before the config gained that name) is ignored;
+    a malformed row is skipped without stopping the refresh; a deleted row leaves the catalog."""
+    def write(query: str, **params) -> None:
+        async def run():
+            async with gateway.engine.begin() as conn:
+                await conn.execute(text(query), params)
+
+        gateway.run(run())
+
+    write("INSERT INTO catalog_providers (name, base_url, updated_at) VALUES "
+                "('mock', 'http://127.0.0.1:1/v1', CURRENT_TIMESTAMP), "
+                "('other', :u, CURRENT_TIMESTAMP)", u=upstream.url + "/v1")
+    write("INSERT INTO catalog_models (name, type, routes, updated_at) VALUES "
+                "('llama-3.1-70b', 'chat', '[{\"provider\": \"other\", \"model\": \"x\"}]', CURRENT_TIMESTAMP), "
+                "('broken', 'chat', 'not json', CURRENT_TIMESTAMP), "
+                "('db-model', 'chat', '[{\"provider\": \"mock\", \"model\": \"y\", \"priority\": 2}]', "
+                "CURRENT_TIMESTAMP)")
+    catalog = gateway.gateway.catalog
+    gateway.run(catalog.refresh(gateway.engine))
+    assert [r.key for r in catalog.get("llama-3.1-70b").routes] == ["mock/mock-chat"]
+    assert catalog.get("broken") is None
+    db_route = catalog.get("db-model").routes[0]
+    # the route names the config's "mock" provider, not the clashing database row
+    assert db_route.provider.base_url != "http://127.0.0.1:1/v1" and db_route.priority == 2
+    write("DELETE FROM catalog_models WHERE name = 'db-model'")
+    gateway.run(catalog.refresh(gateway.engine))
+    assert catalog.get("db-model") is None and catalog.get("llama-3.1-70b") is not None
