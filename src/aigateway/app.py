@@ -82,7 +82,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(config.database.url)
     await upgrade(engine)
     await apply_config_prices(engine, config)
-    catalog = Catalog(build_models(config, build_providers(config)))
+    providers = build_providers(config)
+    catalog = Catalog(build_models(config, providers), providers=providers)
     if not config.providers and config.discover_ollama:
         await _offer_ollama(config, catalog, engine)
     await catalog.refresh(engine)

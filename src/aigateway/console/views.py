@@ -42,6 +42,9 @@ def add_routes(app: web.Application) -> None:
     from aigateway.console import ops_views, probes
 
     ops_views.add_routes(app)
+    from aigateway.console import catalog_views
+
+    catalog_views.add_routes(app)
     probes.add_routes(app)
 
 

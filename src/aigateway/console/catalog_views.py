@@ -1,0 +1,108 @@
+"""The Providers and models page: list, add/edit, test a route. Rules live in console.catalog_admin."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from aigateway.appkeys import CONFIG, GATEWAY
+from aigateway.console import catalog_admin as admin
+from aigateway.console.web import MAIN, actor_of, engine_of, redirect, render
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/providers", page)
+    r.add_post("/providers", save_provider)
+    r.add_post("/models", save_model)
+    r.add_post("/models/test", test_model)
+
+
+def _config_names(request: web.Request) -> tuple[set[str], set[str]]:
+    config = request.app[MAIN][CONFIG]
+    return set(config.providers), {m.name for m in config.models}
+
+
+async def page(request: web.Request, *, status: int = 200, errors: dict | None = None, provider_form=None,
+               model_form=None, test=None) -> web.Response:
+    config_providers, config_models = _config_names(request)
+    catalog = request.app[MAIN][GATEWAY].catalog
+    async with engine_of(request).connect() as conn:
+        providers = await admin.provider_rows(conn)
+        models = await admin.model_rows(conn)
+    edit_p = request.query.get("provider")
+    edit_m = request.query.get("model")
+    if provider_form is None:
+        row = next((p for p in providers if p.name == edit_p), None)
+        provider_form = {"name": row.name, "base_url": row.base_url, "api_key_env": row.api_key_env or ""} \
+            if row else {"name": "", "base_url": "", "api_key_env": ""}
+    if model_form is None:
+        row = next((m for m in models if m.name == edit_m), None)
+        model_form = {"name": "", "type": "chat", "routes": "", "context_length": "", "max_output_tokens": "",
+                      "input_price": "", "output_price": ""}
+        if row is not None:
+            model_form.update(name=row.name, type=row.type, context_length=row.context_length or "",
+                              max_output_tokens=row.max_output_tokens or "",
+                              routes="\n".join(f"{r['provider']} {r['model']} {r.get('priority', 1)} "
+                                               f"{r.get('weight', 1)}" for r in json.loads(row.routes)))
+    notice = {"provider": "Provider saved.", "model": "Model saved. Every replica serves it within a few "
+              "seconds."}.get(request.query.get("m", ""))
+    return render(request, "catalog.html", status=status, tab="providers", providers=providers,
+                  key_source=admin.key_source, config_providers=sorted(config_providers),
+                  config_provider_rows=sorted(request.app[MAIN][CONFIG].providers.items()),
+                  config_models=sorted(config_models), catalog=catalog, db_models=models, errors=errors or {},
+                  provider_form=provider_form, model_form=model_form, test=test, notice=notice)
+
+
+def _text(form, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+async def save_provider(request: web.Request) -> web.Response:
+    form = await request.post()
+    fields = {k: _text(form, k) for k in ("name", "base_url", "api_key_env")}
+    try:
+        async with engine_of(request).begin() as conn:
+            await admin.save_provider(conn, actor=actor_of(request), api_key=_text(form, "api_key"),
+                                      config_names=_config_names(request)[0], **fields)
+    except admin.Invalid as exc:
+        # The typed key is NOT echoed back into the form.
+        return await page(request, status=400, errors=exc.errors, provider_form=fields)
+    return redirect("/providers?m=provider")
+
+
+async def save_model(request: web.Request) -> web.Response:
+    form = await request.post()
+    fields = {k: _text(form, k) for k in ("name", "type", "routes", "context_length", "max_output_tokens",
+                                          "input_price", "output_price")}
+    config_providers, config_models = _config_names(request)
+    try:
+        async with engine_of(request).begin() as conn:
+            known = config_providers | {p.name for p in await admin.provider_rows(conn)}
+            await admin.save_model(conn, actor=actor_of(request), name=fields["name"], type_=fields["type"],
+                                   routes_text=fields["routes"], context_length=fields["context_length"],
+                                   max_output_tokens=fields["max_output_tokens"],
+                                   input_price=fields["input_price"], output_price=fields["output_price"],
+                                   providers=known, config_names=config_models)
+    except admin.Invalid as exc:
+        return await page(request, status=400, errors=exc.errors, model_form=fields)
+    # This replica at once; the others on their next refresh.
+    await request.app[MAIN][GATEWAY].catalog.refresh(engine_of(request))
+    return redirect("/providers?m=model")
+
+
+async def test_model(request: web.Request) -> web.Response:
+    """A 1-token request through one route of a model the catalog knows (refreshed first)."""
+    form = await request.post()
+    gateway = request.app[MAIN][GATEWAY]
+    await gateway.catalog.refresh(engine_of(request))
+    model = gateway.catalog.get(_text(form, "model"))
+    route_key = _text(form, "route")
+    route = next((r for r in (model.routes if model else []) if r.key == route_key), None)
+    if route is None:
+        return await page(request, status=400, errors={"test": "No such model or route."})
+    result = await admin.test_route(gateway.upstream, route)
+    return await page(request, test={"model": model.name, "route": route.key, "ok": result.ok,
+                                     "answer": result.answer, "millis": result.millis})
