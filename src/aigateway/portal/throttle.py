@@ -13,7 +13,8 @@ A successful login ends the (email, IP) streak and uncounts itself from the othe
 
 from __future__ import annotations
 
-from aigateway.throttle import service
+from aigateway.throttle import login, service
+from aigateway.throttle.login import login_checks
 from aigateway.throttle.service import Check, Policy, Verdict
 
 PAIR = Policy("login:pair", free=3, base=2.0, cap=300.0, forget=3600.0)
@@ -30,20 +31,16 @@ def delay_after(failures: int) -> float:
 
 
 def _checks(email: str, ip: str) -> list[Check]:
-    email = email.strip().lower()
-    return [Check(PAIR, f"{email}|{ip}"), Check(ACCOUNT, email), Check(IP, ip)]
+    return login_checks(email, ip, PAIR, ACCOUNT, IP)  # read at call time: tests may swap a policy
 
 
 async def attempt(engine, email: str, ip: str) -> Verdict:
     """Count a login attempt before its password is checked; refused attempts are not checked."""
-    return await service.attempt(engine, _checks(email, ip))
+    return await login.attempt(engine, _checks(email, ip))
 
 
 async def succeeded(engine, email: str, ip: str) -> None:
-    pair, account, by_ip = _checks(email, ip)
-    await service.forgive(engine, pair, clear=True)
-    await service.forgive(engine, account)
-    await service.forgive(engine, by_ip)
+    await login.succeeded(engine, _checks(email, ip))
 
 
 purge_stale = service.purge_stale
