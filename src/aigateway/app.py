@@ -25,8 +25,8 @@ from aigateway.background import Periodic
 from aigateway.billing.recorder import UsageEvent, UsageRecorder
 from aigateway.billing.spool import Spool, default_spool_dir, replica_id
 from aigateway.billing.wallet import LocalWallet, Wallet
-from aigateway.config import Config
 from aigateway.catalog import Catalog
+from aigateway.config import Config
 from aigateway.console import web as console_web
 from aigateway.deposits import web as deposits_web
 from aigateway.keylimits import web as keylimits_web

@@ -97,7 +97,7 @@ class Price:
     tiers: tuple[Tier, ...] = ()  # ascending by `above`
 
     @classmethod
-    def from_row(cls, row, version_id: int | None = None) -> "Price":
+    def from_row(cls, row, version_id: int | None = None) -> Price:
         """From a price_versions row (extra columns may be absent on a partial select)."""
         get = row._mapping.get
         return cls(version_id if version_id is not None else row.id, row.input_price, row.output_price,

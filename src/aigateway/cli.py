@@ -18,10 +18,10 @@ import click
 
 from aigateway.accounts import commands as accounts_commands
 from aigateway.billing import commands as billing_commands
-from aigateway.console import audit as console_audit
-from aigateway.console import commands as console_commands
 from aigateway.clikit import CliState, config_of, open_database, setup_logging
 from aigateway.config import Config, load_config
+from aigateway.console import audit as console_audit
+from aigateway.console import commands as console_commands
 from aigateway.deposits import commands as deposits_commands
 from aigateway.keylimits import commands as keylimits_commands
 from aigateway.portal import commands as portal_commands

@@ -42,7 +42,7 @@ def exchange(port: int, data: bytes, timeout: float = 10.0) -> RawResponse:
         while len(rest) < length or length < 0:
             try:
                 chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break

@@ -14,7 +14,6 @@ Derandomized (a fixed sequence per Hypothesis version), so CI sees the same requ
 from __future__ import annotations
 
 import gzip
-import socket
 import zlib
 
 import orjson
@@ -170,7 +169,7 @@ def send(port: int, data: bytes, timeout: float) -> RawResponse | None:
     """One exchange; None if the server closed without an answer or is still waiting for more bytes."""
     try:
         return exchange(port, data, timeout=timeout)
-    except (AssertionError, socket.timeout, ConnectionResetError):
+    except (TimeoutError, AssertionError, ConnectionResetError):
         return None
 
 

@@ -3,7 +3,7 @@ path, duplicate retry, spool replay) and built by migration 0012 for older recor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert, inspect, select, text
 
@@ -16,7 +16,7 @@ from aigateway.billing.wallet import LocalWallet
 from aigateway.store.db import create_engine
 from aigateway.store.migrate import alembic_config, upgrade
 
-NOON = datetime(2026, 3, 15, 12, tzinfo=timezone.utc)
+NOON = datetime(2026, 3, 15, 12, tzinfo=UTC)
 
 
 def event(i: int, cid: int, model: str, when: datetime, cost: int) -> UsageEvent:
@@ -44,7 +44,7 @@ async def snapshot(conn) -> list[tuple]:
 def _utc(value) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def setup(db_url):

@@ -2,11 +2,10 @@
 
 import base64
 import struct
-
 import urllib.request
 
-import orjson
 import openai
+import orjson
 import pytest
 
 from aigateway.api.encodings import as_requested, base64_to_floats, floats_to_base64

@@ -7,7 +7,7 @@ import asyncio
 import re
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
@@ -158,7 +158,7 @@ def test_rpm_tpm_concurrency_answer_429_with_retry_after(gateway):
 
 
 def test_expired_key_is_401_and_a_future_expiry_serves(gateway):
-    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    past = datetime.now(UTC) - timedelta(minutes=1)
     _, old = limited_key([gateway], "expired@example.com", expires_at=past)
     [(status, exc)] = fire([(gateway.base_url, old)], 1)
     assert status == 401 and exc.response.json()["error"]["code"] == "api_key_expired"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
-from datetime import datetime, timezone
-from pathlib import Path
-
-import http.cookiejar
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import Message
+from pathlib import Path
 
 import pytest
 
@@ -174,7 +173,7 @@ def deposits_gateway(mock_upstream, sqlite_url):
                           "amount_usdt": "20.00", "amount_tmt": "70.00",
                           "credited_at": "2026-01-05T09:30:00+00:00"})  # ISO text, as the real port gives
     fake.pending.append({"tx_id": "ffee0011223344556677889900aabbccddeeff00112233445566778899aabbcc",
-                         "amount_usdt": "15.50", "seen_at": datetime(2026, 1, 6, 10, 0, tzinfo=timezone.utc)})
+                         "amount_usdt": "15.50", "seen_at": datetime(2026, 1, 6, 10, 0, tzinfo=UTC)})
     server = DepositsGateway(gateway_config(mock_upstream.url, sqlite_url), fake).start()
     yield server, fake
     server.stop()

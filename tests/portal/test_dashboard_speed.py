@@ -8,13 +8,14 @@ so a loaded machine does not fail it, while a page that aggregated the records a
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from aigateway.billing import rollups
 from aigateway.billing.recorder import _FIELDS, UsageEvent
 from aigateway.billing.tables import usage_records
 from aigateway.store.bulk import bulk_insert
-from sqlalchemy import select
 
 RECORDS = 100_000
 MODELS = ["llama-3.1-70b", "llama-3.1-8b", "qwen-2.5-72b", "mistral-large", "nomic-embed-text"]
@@ -27,7 +28,7 @@ def server_ms(response) -> float:
 def test_dashboard_and_transactions_with_100k_usage_records(visitor, gateway):
     v = visitor()
     cid = v.signup("heavy@example.com")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     step = timedelta(days=29) / RECORDS  # all inside the 30-day window
 
     async def fill():

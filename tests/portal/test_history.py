@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import openai
 import pytest
@@ -25,7 +25,7 @@ TODAY = date(2026, 3, 15)
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
 
 
 def usage_row(rid: str, cid: int, model: str, when: datetime, inp: int, out: int, cost: int) -> dict:
@@ -143,7 +143,7 @@ def test_transaction_pages_and_csv_export(visitor, gateway):
     assert total == gateway.sql("SELECT balance FROM customers WHERE id = :c", c=cid)[0][0]
 
     # drill-down of today's charges
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     day = v.get(f"/transactions/{today}").text
     assert day.count("<tr>") == 1 + 3 and "nomic-embed-text" in day and "csv" in day
     assert v.get("/transactions/2026-02-30").status_code == 404
@@ -176,7 +176,7 @@ def test_dashboard_chart_metrics(visitor, gateway, metric):
 
     async def usage():
         async with gateway.engine.begin() as conn:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             await conn.execute(insert(usage_records), [
                 usage_row(f"c{metric}{i}", cid, f"model-{i % 8}", now - timedelta(days=i % 30), 100 * i, 10 * i,
                           1000 * i) for i in range(1, 60)])

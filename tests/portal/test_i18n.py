@@ -149,7 +149,7 @@ def test_every_language_renders_every_page(visitor, gateway):
 
 def test_the_voucher_refusal_is_in_the_catalogs_word_for_word():
     from aigateway.vouchers.service import REFUSED
-    from aigateway.vouchers.web import TYPO, _REFUSED_MARK
+    from aigateway.vouchers.web import _REFUSED_MARK, TYPO
 
     ids = {m.id for m in extract()}
     assert _REFUSED_MARK == REFUSED and {REFUSED, TYPO} <= ids

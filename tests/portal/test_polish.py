@@ -5,7 +5,7 @@ dashboard's h1, the QR code's accessible name."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -32,7 +32,7 @@ def test_signs_locales_and_the_exact_value_in_the_title():
     assert tmt_text(1_234_567_890, locale="ru") == "1\xa0234,56"
     assert str(tmt_html(3_500_094)) == '<span class="tmt" title="3.500094 TMT">3.50</span>'
     assert str(tmt_html(3_500_000)) == '<span class="tmt">3.50</span>'  # not rounded: no title needed
-    assert when(datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)) == "5 Jan 2026, 09:30 UTC"
+    assert when(datetime(2026, 1, 5, 9, 30, tzinfo=UTC)) == "5 Jan 2026, 09:30 UTC"
     assert when(datetime(2026, 1, 5, 9, 30)) == "5 Jan 2026, 09:30 UTC"  # naive = UTC (SQLite)
 
 

@@ -9,9 +9,8 @@ import hashlib
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
-
-from datetime import datetime, timezone
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -130,7 +129,7 @@ def test_reset_links_expire_and_only_the_newest_works(mail_gateway):
     assert v.get(f"/reset?t={second}").status_code == 200
     async def age():  # the hour passes
         async with server.engine.begin() as conn:
-            await conn.execute(update(portal_tokens).values(expires_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+            await conn.execute(update(portal_tokens).values(expires_at=datetime(2000, 1, 1, tzinfo=UTC)))
 
     server.run(age())
     assert v.get(f"/reset?t={second}").status_code == 410

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from datetime import UTC
 from decimal import ROUND_CEILING, Decimal
 
 import pytest
@@ -244,7 +245,7 @@ def test_a_stored_price_round_trips(start_gateway, fake_upstream, sqlite_url):
 
 
 def test_portal_shows_the_prices_and_each_requests_breakdown(start_gateway, fake_upstream, sqlite_url):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from tests.portal.conftest import PortalClient, wait_usage
 
@@ -256,7 +257,7 @@ def test_portal_shows_the_prices_and_each_requests_breakdown(start_gateway, fake
     name, model, usage, text, images, stream, counts = CASES[0]
     post(gw, key, {"model": model, "messages": [{"role": "user", "content": text}], "x_usage": usage})
     wait_usage(gw, cid, 1)
-    day = v.get(f"/transactions/{datetime.now(timezone.utc).date().isoformat()}").text
+    day = v.get(f"/transactions/{datetime.now(UTC).date().isoformat()}").text
     assert "1,200" in day and "of which 1,000 cached" in day and "of which 100 reasoning" in day
     assert "request fee: 1" in day
     page = v.get("/models").text

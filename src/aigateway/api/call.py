@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
@@ -32,7 +32,6 @@ from aigateway.metrics import observe_call
 from aigateway.money import format_tmt
 from aigateway.providers.routes import Route
 from aigateway.usage import Counts
-
 
 # Request ids: 64 random bits per process + a counter. Unique across replicas and
 # restarts without a syscall per request (uuid4 reads os.urandom every time).
@@ -150,7 +149,7 @@ async def begin(gateway: Gateway, request: web.Request, endpoint: str,
     authenticated request refused here is recorded."""
     key = await authenticate(gateway, request)
     limits = gateway.key_limits.get(key.key_id) if gateway.key_limits is not None else None
-    if limits is not None and limits.expires_at is not None and limits.expired(datetime.now(timezone.utc)):
+    if limits is not None and limits.expires_at is not None and limits.expired(datetime.now(UTC)):
         raise errors.key_expired(f"{limits.expires_at:%Y-%m-%d %H:%M} UTC")
     started = time.monotonic()
     try:

@@ -8,8 +8,8 @@ from aigateway.accounts.keycache import KeyCache
 from aigateway.appkeys import GATEWAY  # the key lives below every concern; re-exported for the API's views
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
-from aigateway.config import Config
 from aigateway.catalog import Catalog
+from aigateway.config import Config
 from aigateway.keylimits.limiter import KeyLimiter
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
@@ -24,7 +24,7 @@ class Gateway:
     upstream: UpstreamClient
     wallet: Wallet | None  # None = billing disabled ("bare" profile)
     recorder: UsageRecorder | None
-    key_limits: "KeyLimiter | None" = None  # per-key limits (keylimits.web sets it at start-up)
+    key_limits: KeyLimiter | None = None  # per-key limits (keylimits.web sets it at start-up)
 
 
 __all__ = ["GATEWAY", "Gateway"]

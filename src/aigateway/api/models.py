@@ -10,8 +10,8 @@ from aiohttp import web
 from aigateway.api import errors
 from aigateway.api.call import authenticate
 from aigateway.api.gateway import GATEWAY
-from aigateway.money import format_tmt
 from aigateway.catalog import Model, Price
+from aigateway.money import format_tmt
 from aigateway.timeutil import iso
 
 

@@ -19,7 +19,7 @@ spelling; removed before the request goes upstream), the usage object it gets al
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
@@ -68,8 +68,8 @@ def route_label(gateway: Gateway, model: str, provider: str | None, upstream_mod
 
 def _time(value: datetime) -> str:
     if value.tzinfo is None:  # SQLite gives naive datetimes; every stored time is UTC
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _counts(row) -> Counts:

@@ -19,7 +19,7 @@ nor `[DONE]`, an event larger than `MAX_EVENT_BYTES`) raises `NotSSE`.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 

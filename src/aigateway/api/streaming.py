@@ -33,13 +33,13 @@ from aiohttp import web
 from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
-from aigateway.usage import normalise
 from aigateway.api.gateway import Gateway
 from aigateway.api.model_name import renamer
 from aigateway.api.receipts import expected_charge, with_cost
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt, ensure_loaded
 from aigateway.providers.upstream import UnexpectedAnswer
+from aigateway.usage import normalise
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upst
             fault = StreamFault("upstream stalled",
                                 f"The upstream provider sent nothing for {read_timeout:g} s and the stream was "
                                 "ended. The partial response was billed.", code="upstream_timeout")
-        except asyncio.TimeoutError:  # the route's total timeout
+        except TimeoutError:  # the route's total timeout
             fault = StreamFault("upstream timed out", "The upstream provider took too long and the stream was "
                                 "ended. The partial response was billed.", code="upstream_timeout")
         except NotSSE as exc:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 from concurrent.futures import Future
+from typing import Any
 
 IMAGE_TOKEN_ALLOWANCE = 1_700  # a high-detail image is at most ~1,500 tokens at OpenAI
 

@@ -21,11 +21,11 @@ from aigateway.api.call import Call
 from aigateway.api.encodings import as_requested
 from aigateway.api.forward import first_answer, pass_through_refusal
 from aigateway.api.gateway import Gateway
-from aigateway.api.tokens import ensure_loaded
 from aigateway.api.model_name import renamer
 from aigateway.api.receipts import with_cost
-from aigateway.usage import normalise
+from aigateway.api.tokens import ensure_loaded
 from aigateway.providers.upstream import UnexpectedAnswer
+from aigateway.usage import normalise
 
 log = logging.getLogger(__name__)
 

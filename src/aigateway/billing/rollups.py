@@ -14,9 +14,10 @@ the rollups stay a few hundred rows per customer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Iterable, Protocol
+from datetime import UTC, date, datetime
+from typing import Protocol
 
 from sqlalchemy import delete, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -48,7 +49,7 @@ class _Sum:
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of a timestamp (naive timestamps are UTC, as stored)."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.date()
 
 

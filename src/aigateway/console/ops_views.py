@@ -94,7 +94,8 @@ async def _last_fetches(conn) -> list:
 async def _watcher_state(conn) -> dict:
     from sqlalchemy import func, select
 
-    from aigateway.deposits.tables import deposit_addresses as a, deposit_transactions as t
+    from aigateway.deposits.tables import deposit_addresses as a
+    from aigateway.deposits.tables import deposit_transactions as t
 
     last = await conn.scalar(select(func.max(a.c.last_polled_ms)))
     counts = dict((await conn.execute(select(t.c.status, func.count()).group_by(t.c.status))).all())

@@ -16,10 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select, text
 
-from aigateway.appkeys import GATEWAY
-from aigateway.appkeys import ENGINE
-from aigateway.metrics import REGISTRY
+from aigateway.appkeys import ENGINE, GATEWAY
 from aigateway.console.web import MAIN
+from aigateway.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 RECORDER_BACKLOG_LIMIT = 50_000  # uncommitted usage events beyond which the replica is not ready

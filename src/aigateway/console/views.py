@@ -8,7 +8,6 @@ import math
 
 import segno
 from aiohttp import web
-from sqlalchemy import select
 
 from aigateway.console import audit, customers, operators, sessions, throttle
 from aigateway.console.web import (
@@ -144,9 +143,8 @@ async def enrol(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ customers
 
 async def overview(request: web.Request) -> web.Response:
-    from aigateway.console import overview as ov
-
     from aigateway.appkeys import GATEWAY
+    from aigateway.console import overview as ov
     from aigateway.console.web import MAIN
 
     async with engine_of(request).connect() as conn:

@@ -14,7 +14,6 @@ with no script at all: every page works with forms and links only.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import secrets
@@ -200,7 +199,7 @@ async def console_middleware(request: web.Request, handler):
         if exc.status < 400:
             raise
         return render(request, "error.html", status=exc.status, message=exc.reason)
-    except (DBAPIError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, DBAPIError, OSError):
         # A dependency is down: say so and when to retry, never a 500 or a traceback.
         log.warning("console: %s %s failed: a dependency is unavailable", request.method, request.path, exc_info=True)
         response = render(request, "error.html", status=503,

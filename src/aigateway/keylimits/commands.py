@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import click
 
 from aigateway.clikit import database, run_command
-
 from aigateway.keylimits.values import PERIODS
 
 _NONE = ("none", "off", "never", "")
@@ -28,7 +27,7 @@ def _count(value: str | None, name: str):
     if value.lower() in _NONE:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"a whole number of at least 1, or 'none'", param_hint=name)
+        raise click.BadParameter("a whole number of at least 1, or 'none'", param_hint=name)
     return int(value)
 
 
@@ -42,7 +41,7 @@ def _expiry(value: str | None):
     except ValueError:
         raise click.BadParameter("YYYY-MM-DD (the key stops at 00:00 UTC that day) or an ISO timestamp, "
                                  "or 'never'", param_hint="--expires") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def describe(limits, spent: int) -> list[str]:

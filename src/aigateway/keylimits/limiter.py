@@ -25,9 +25,10 @@ so a change made in the portal, the CLI or another replica applies within about 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -150,7 +151,7 @@ class LocalCounters:
         return window
 
     async def admit(self, limits: KeyLimits, request_id: str, most: int, now: float, base: Base) -> Admission:
-        wall = datetime.fromtimestamp(now, timezone.utc)
+        wall = datetime.fromtimestamp(now, UTC)
         pid = period_id(limits.spend_period, wall)
         if limits.spend_cap is not None and (limits.key_id, pid) not in self._spent:
             spent = await base(limits, wall)

@@ -11,9 +11,9 @@ settle removes a hold once and adds its cost once), so the client's one retry is
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from aigateway.keylimits.limiter import (Admission, Base, concurrency_refusal, rate_refusal, spend_refusal)
+from aigateway.keylimits.limiter import Admission, Base, concurrency_refusal, rate_refusal, spend_refusal
 from aigateway.keylimits.values import KeyLimits, LimitsUnavailable, period_id
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class RedisCounters:
                 f"{p}holdexp:{pid}"]
 
     async def admit(self, limits: KeyLimits, request_id: str, most: int, now: float, base: Base) -> Admission:
-        wall = datetime.fromtimestamp(now, timezone.utc)
+        wall = datetime.fromtimestamp(now, UTC)
         pid = period_id(limits.spend_period, wall)
         keys = self._keys(limits.key_id, int(now // 60), pid)
         cap = limits.spend_cap if limits.spend_cap is not None else -1

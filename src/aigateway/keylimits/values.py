@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 PERIODS = ("day", "month", "lifetime")
 
@@ -43,7 +43,7 @@ def period_id(period: str, now: datetime) -> str:
 def aware(value: datetime | None) -> datetime | None:
     """SQLite gives naive datetimes; every stored time is UTC."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-from aigateway.portal.i18n import N_
 from aigateway.portal.formatting import axis_places, day_label, number, short_day, tmt_text
+from aigateway.portal.i18n import N_
 from aigateway.portal.queries import UsageSummary
 
 PALETTE = ("#4f46e5", "#0d9488", "#f59e0b", "#e11d48", "#0284c7", "#7c3aed", "#94a3b8")

@@ -19,7 +19,7 @@ and the CSV export always carries it. Times are shown in UTC, labelled "UTC".
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from babel.dates import format_date, format_datetime
@@ -112,7 +112,7 @@ def number(value: int | float | Decimal | None, locale: str = "en") -> str:
 
 
 def utc(value: datetime) -> datetime:
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def when(value: datetime | None, locale: str = "en", *, with_time: bool = True) -> str:
@@ -120,7 +120,7 @@ def when(value: datetime | None, locale: str = "en", *, with_time: bool = True) 
     if value is None:
         return "—"
     pattern = "d MMM y, HH:mm" if with_time else "d MMM y"
-    return format_datetime(utc(value), pattern, tzinfo=timezone.utc, locale=locale) + " UTC"
+    return format_datetime(utc(value), pattern, tzinfo=UTC, locale=locale) + " UTC"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -138,4 +138,4 @@ def short_day(value: date, locale: str = "en") -> str:
 
 
 def time_utc(value: datetime, locale: str = "en") -> str:
-    return format_datetime(utc(value), "HH:mm:ss", tzinfo=timezone.utc, locale=locale) + " UTC"
+    return format_datetime(utc(value), "HH:mm:ss", tzinfo=UTC, locale=locale) + " UTC"

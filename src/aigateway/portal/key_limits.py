@@ -6,7 +6,7 @@ Saving bumps the key (keylimits.service.set_limits), so every gateway applies it
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiohttp import web
 from sqlalchemy import select
@@ -61,7 +61,7 @@ def parse_limits(key_id: int, form, _) -> KeyLimits:
     expires = None
     if expires_text:
         try:
-            expires = datetime.fromisoformat(expires_text).replace(tzinfo=timezone.utc)
+            expires = datetime.fromisoformat(expires_text).replace(tzinfo=UTC)
         except ValueError:
             raise FormError(_("The expiry date is a day like 2030-12-31.")) from None
     return KeyLimits(key_id=key_id, spend_cap=cap, spend_period=period, rpm=_count(form, "rpm", _),

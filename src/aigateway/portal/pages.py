@@ -6,8 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from datetime import date, datetime, timezone
-
+from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 import segno
@@ -34,8 +33,8 @@ from aigateway.portal.base import (
     translator,
 )
 from aigateway.portal.formatting import tmt_text
-from aigateway.portal.key_limits import limits_of
 from aigateway.portal.i18n import N_
+from aigateway.portal.key_limits import limits_of
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 
 log = logging.getLogger(__name__)
@@ -196,7 +195,7 @@ def _csv_text(value: str | None) -> str:
 
 async def transactions_csv(request: web.Request) -> web.StreamResponse:
     session = require_session(request)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="transactions-{stamp}.csv"',
@@ -213,7 +212,7 @@ async def transactions_csv(request: web.Request) -> web.StreamResponse:
             for r in rows:
                 at = r.created_at  # naive on SQLite: stored as UTC
                 if at.tzinfo is not None:
-                    at = at.astimezone(timezone.utc)
+                    at = at.astimezone(UTC)
                 # isoformat, not strftime: strftime was the costliest step of writing a row (profiled)
                 writer.writerow([at.isoformat(" ", "seconds")[:19], r.kind,
                                  tmt_text(r.amount, "csv"), _csv_text(r.memo), _csv_text(r.reference)])

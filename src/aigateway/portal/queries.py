@@ -15,7 +15,7 @@ kept by the group commit: `billing.rollups`), so they cost the same at 1,000 or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import BigInteger, String, Text, and_, cast, func, literal, null, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -62,7 +62,7 @@ def _rollup_day_pg(element, compiler, **kw):
 
 
 def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- usage by day
@@ -116,7 +116,7 @@ class UsageSummary:
 
 async def usage_by_day(conn: AsyncConnection, customer_id: int, *, days: int = 30,
                        today: date | None = None) -> UsageSummary:
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     r = usage_daily.c  # the rollups: at most one row per day and model, whatever the history
     query = (
@@ -191,7 +191,7 @@ async def transactions_page(conn: AsyncConnection, customer_id: int, *, page: in
 def _as_datetime(value) -> datetime:
     if isinstance(value, str):  # SQLite returns max() over a union as text
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 
 from aiohttp import web
+from sqlalchemy import select
 
+from aigateway.accounts.tables import customers
 from aigateway.appkeys import ENGINE
 from aigateway.portal import flash, twofactor
 from aigateway.portal.base import (
@@ -28,11 +30,8 @@ from aigateway.portal.base import (
 from aigateway.portal.i18n import N_
 from aigateway.portal.pages import qr_svg
 from aigateway.portal.passwords import verify_password
-from aigateway.accounts.tables import customers
 from aigateway.throttle import service
 from aigateway.throttle.service import Check, Policy, Verdict
-
-from sqlalchemy import select
 
 CODE_ACCOUNT = Policy("2fa:account", free=5, base=2.0, cap=300.0, forget=3600.0)
 CODE_IP = Policy("2fa:ip", free=20, base=2.0, cap=300.0, forget=3600.0)

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE
 from aigateway.background import Periodic
-from aigateway.portal.key_limits import save_limits_view
 from aigateway.demo.setup import DEMO_PROVIDER
 from aigateway.portal import auth, flash, i18n, links, pages, recovery, security, twofactor
 from aigateway.portal.base import (
@@ -38,6 +37,7 @@ from aigateway.portal.base import (
     static_version,
 )
 from aigateway.portal.i18n import N_
+from aigateway.portal.key_limits import save_limits_view
 from aigateway.portal.mail import MAILER, mailer_from
 from aigateway.portal.render import make_env
 from aigateway.portal.sessions import load_session, purge_expired

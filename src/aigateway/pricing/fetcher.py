@@ -31,20 +31,20 @@ from sqlalchemy import desc, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from aigateway.catalog import Price, Tier
 from aigateway.config import Config
 from aigateway.money import format_tmt
 from aigateway.pricing import sources
 from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
-from aigateway.catalog import Price, Tier
 from aigateway.pricing.rules import is_big_price_change, tmt_price_units, tmt_units_each
 from aigateway.pricing.service import (
     current_price,
     decide_version,
-    same_price,
     latest_unapplied,
     pending_versions,
     propose_price,
+    same_price,
     set_price,
 )
 from aigateway.pricing.settings import PricingSettings, tied_models

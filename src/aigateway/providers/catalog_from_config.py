@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from aigateway.config import Config
 from aigateway.catalog import Model
+from aigateway.config import Config
 from aigateway.providers.routes import Provider, Route
 
 log = logging.getLogger(__name__)

@@ -194,7 +194,7 @@ class AnthropicDialect:
 
         return finish_with
 
-    def stream(self, call: Call) -> "AnthropicStream":
+    def stream(self, call: Call) -> AnthropicStream:
         return AnthropicStream(self, call)
 
 

@@ -7,7 +7,8 @@ in by the lifecycle, which computed it for `finish`).
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 

@@ -210,7 +210,7 @@ class ResponsesDialect:
 
         return finish_with
 
-    def stream(self, call: Call) -> "ResponsesStream":
+    def stream(self, call: Call) -> ResponsesStream:
         return ResponsesStream(self, call)
 
 

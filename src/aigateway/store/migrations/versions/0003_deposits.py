@@ -4,9 +4,8 @@ Revision ID: 0003_deposits
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003_deposits'
 down_revision = None

@@ -4,9 +4,8 @@ Revision ID: 0004_portal
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004_portal'
 down_revision = None

@@ -3,8 +3,8 @@
 Revision ID: 0004_portal_flash
 Revises: 0004_portal
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0004_portal_flash'
 down_revision = '0004_portal'

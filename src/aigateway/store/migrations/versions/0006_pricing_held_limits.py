@@ -3,8 +3,8 @@
 Revision ID: 0006_pricing_held_limits
 Revises: 0002_pricing
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0006_pricing_held_limits'
 down_revision = '0002_pricing'

@@ -3,8 +3,8 @@
 Revision ID: 0006_usage_capped
 Revises: 0005_core_indexes
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0006_usage_capped'
 down_revision = '0005_core_indexes'

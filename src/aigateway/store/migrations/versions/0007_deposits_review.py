@@ -3,9 +3,8 @@
 Revision ID: 0007_deposits_review
 Revises: 0003_deposits
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0007_deposits_review'
 down_revision = '0003_deposits'

@@ -4,9 +4,8 @@ Revision ID: 0008_vouchers
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008_vouchers'
 down_revision = None

@@ -3,8 +3,8 @@
 Revision ID: 0009_pricing_fields
 Revises: 0006_pricing_held_limits
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0009_pricing_fields'
 down_revision = '0006_pricing_held_limits'

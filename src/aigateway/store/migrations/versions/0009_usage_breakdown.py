@@ -3,8 +3,8 @@
 Revision ID: 0009_usage_breakdown
 Revises: 0006_usage_capped
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = '0009_usage_breakdown'
 down_revision = '0006_usage_capped'

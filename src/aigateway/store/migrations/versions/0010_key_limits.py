@@ -4,9 +4,8 @@ Revision ID: 0010_key_limits
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0010_key_limits'
 down_revision = None

@@ -4,9 +4,8 @@ Revision ID: 0011_console
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0011_console'
 down_revision = None

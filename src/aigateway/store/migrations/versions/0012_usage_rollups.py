@@ -8,9 +8,8 @@ Depends on: 0001_core
 Its own branch ('rollups'), so it never makes a second head beside the core branch's
 later revisions. The backfill SQL is a frozen copy of billing.rollups.REBUILD_SQL.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0012_usage_rollups'
 down_revision = None

@@ -6,9 +6,8 @@ Depends on: 0001_core
 
 Its own branch ('portal_totp'), so it never makes a second head beside other portal work.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0014_portal_totp'
 down_revision = None

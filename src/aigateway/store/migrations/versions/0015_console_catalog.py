@@ -4,9 +4,8 @@ Revision ID: 0015_console_catalog
 Revises:
 Depends on: 0001_core
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0015_console_catalog'
 down_revision = None
