@@ -101,7 +101,7 @@ class Price:
         """From a price_versions row (extra columns may be absent on a partial select)."""
         get = row._mapping.get
         return cls(version_id if version_id is not None else row.id, row.input_price, row.output_price,
-                   bool(row.free), *(get(name) for name in EXTRA_FIELDS), tiers=tiers_from_text(get("tiers")))
+                   bool(row.free), **{name: get(name) for name in EXTRA_FIELDS}, tiers=tiers_from_text(get("tiers")))
 
     def stored(self) -> dict:
         """The extra columns of this price as written to price_versions."""

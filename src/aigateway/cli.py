@@ -119,7 +119,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool, ac
     from aigateway.app import create_app
 
     setup_logging(log_level)
-    demo = demo or ctx.find_object(CliState).demo  # type: ignore[union-attr]
+    state = ctx.find_object(CliState)
+    demo = demo or (state is not None and state.demo)
     config = config_of(ctx, demo=demo)
     if host:
         config.server.host = host

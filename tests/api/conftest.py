@@ -8,7 +8,8 @@ from tests.api.fake_upstream import create_fake_app
 from tests.conftest import gateway_config
 from tests.support.servers import ServerThread
 
-FAULTS = ("cut", "html", "not-completion", "json", "stall", "done-in-text", "malformed", "garbage", "no-done", "odd-choices", "silent", "good")
+FAULTS = ("cut", "html", "not-completion", "json", "stall", "done-in-text", "malformed", "garbage", "no-done",
+          "odd-choices", "silent", "good")
 READ_TIMEOUT = 0.5  # seconds of silence before a route counts as stalled
 
 

@@ -15,7 +15,8 @@ from aiohttp import ClientSession
 from tests.billing.test_spool_faults import COST, Gateway, _billing, _setup, fake_upstream  # noqa: F401
 
 
-def test_sigterm_commits_everything_and_leaves_no_spool(fake_upstream, tmp_path):
+# fake_upstream is a fixture imported above: pytest injects it by name (not a redefinition)
+def test_sigterm_commits_everything_and_leaves_no_spool(fake_upstream, tmp_path):  # noqa: F811
     db_url = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
     cid, key = asyncio.run(_setup(db_url, "1"))
     gw = Gateway(tmp_path, db_url, fake_upstream.url)

@@ -28,7 +28,8 @@ def events_for(a: int, b: int) -> list[UsageEvent]:
     # Two customers, two models, three UTC days (23:59:59 and 00:00:00 fall on different days), free ones.
     late = NOON.replace(hour=23, minute=59, second=59)
     return [
-        event(1, a, "chat", NOON, 100), event(2, a, "chat", late, 50), event(3, a, "chat", late + timedelta(seconds=1), 7),
+        event(1, a, "chat", NOON, 100), event(2, a, "chat", late, 50),
+        event(3, a, "chat", late + timedelta(seconds=1), 7),
         event(4, a, "embed", NOON, 0), event(5, a, "embed", NOON - timedelta(days=1), 3),
         event(6, b, "chat", NOON, 1000),
     ]

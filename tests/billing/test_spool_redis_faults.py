@@ -61,7 +61,7 @@ async def _spend_until_refused(port: int, key: str, limit: int = 1000) -> dict[i
 
 
 def test_a_dead_replicas_spooled_charges_cannot_be_spent_on_another_replica(
-        private_pg, fake_upstream, tmp_path, redis_url):
+        private_pg, fake_upstream, tmp_path, redis_url):  # noqa: F811 (fixtures imported above, injected by name)
     db_url = private_pg.fresh_database()
     credit_units = 300 * COST  # room for A's answers before and during the outage, whatever the speed
     cid, key = asyncio.run(_setup(db_url, str(credit_units / 1_000_000)))

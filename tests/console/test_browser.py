@@ -127,7 +127,7 @@ def test_operator_runs_the_business_from_the_browser(start_gateway, mock_upstrea
         portal.get_by_label("Password").fill(PASSWORD)
         with portal.expect_navigation():
             portal.get_by_role("button", name="Log in").click()
-        gateway.wait_for(lambda: (portal.reload() or True) and
+        gateway.wait_for(lambda portal=portal: (portal.reload() or True) and
                          portal.get_by_test_id("balance").inner_text() == tmt_text(gateway.balance(cid)),
                          timeout=5)
 
@@ -139,7 +139,7 @@ def test_operator_runs_the_business_from_the_browser(start_gateway, mock_upstrea
             page.get_by_role("button", name="Disable account").click()
         expect(page.get_by_test_id("status")).to_have_text("disabled")
 
-        def refused() -> bool:
+        def refused(client: openai.OpenAI = client) -> bool:
             try:
                 client.models.list()
             except openai.AuthenticationError:

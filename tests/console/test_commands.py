@@ -45,7 +45,8 @@ def test_operator_reset_replaces_every_credential(tmp_path):
     r = run("admin", "operator", "reset", "--email", "ops@example.com")
     assert r.exit_code == 0 and r.stdout.strip() != first
     with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT status, password_hash, totp_secret, totp_last_step FROM console_operators").fetchone()
+        row = conn.execute(
+            "SELECT status, password_hash, totp_secret, totp_last_step FROM console_operators").fetchone()
         codes = conn.execute("SELECT count(*) FROM console_recovery_codes").fetchone()[0]
     assert row[0] == "pending" and row[1] is None and row[2] != seed and row[3] == 0 and codes == 0
     assert "ops@example.com" in run("admin", "operator", "list").stdout

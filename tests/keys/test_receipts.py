@@ -76,7 +76,8 @@ def test_usage_include_on_a_stream_asks_for_usage_and_is_not_sent_upstream(gatew
 def test_receipts_are_the_keys_own_and_unknown_ids_say_not_yet(gateway):
     cid, key = gateway.customer("owner@example.com")
     _, other = gateway.customer("other@example.com")
-    reply = sdk(gateway, key).chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "x"}])
+    reply = sdk(gateway, key).chat.completions.create(model="llama-3.1-70b",
+                                                      messages=[{"role": "user", "content": "x"}])
     gateway.flush()
     for who, rid in ((other, reply.id), (key, "req_doesnotexist")):
         status, headers, body = get(gateway, who, f"/generation?id={rid}")

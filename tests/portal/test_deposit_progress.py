@@ -42,7 +42,8 @@ def test_each_deposit_shows_its_progress_translated(locale, expected):
 
 
 def test_a_port_without_progress_still_explains_what_it_can():
-    view = _deposit_view({"pending": [{"tx_id": "x"}], "ignored": [{"tx_id": "y", "reason": "below the minimum deposit"}]})
+    view = _deposit_view({"pending": [{"tx_id": "x"}],
+                          "ignored": [{"tx_id": "y", "reason": "below the minimum deposit"}]})
     assert [row["note"] for row in view["rows"]] == [None, "below the minimum deposit"]
 
 

@@ -116,7 +116,8 @@ def test_transaction_pages_and_csv_export(visitor, gateway):
         client.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "Hello!"}])
     client.embeddings.create(model="nomic-embed-text", input="Text to embed")
     usage = {r.id: r for r in wait_usage(gateway, cid, 3)}
-    gateway.wait_for(lambda: gateway.sql("SELECT count(*) FROM ledger_entries WHERE customer_id = :c", c=cid)[0][0] == 5)
+    entries = "SELECT count(*) FROM ledger_entries WHERE customer_id = :c"
+    gateway.wait_for(lambda: gateway.sql(entries, c=cid)[0][0] == 5)
 
     page = v.get("/transactions").text
     assert "API usage" in page and "3 requests" in page and "+12.50" in page and "-0.25" in page

@@ -57,13 +57,13 @@ def test_sixty_simultaneous_guesses_get_at_most_one_password_check(db_url, start
     time.sleep(throttle.delay_after(throttle.FREE_FAILURES) + 0.2)  # the wait the last failure imposed is over
 
     # 60 wrong guesses at once: one was due, the other 59 are refused without a password check
-    statuses = _burst(first_burst, "target@example.com", ["wrong guess %d" % i for i in range(60)])
+    statuses = _burst(first_burst, "target@example.com", [f"wrong guess {i}" for i in range(60)])
     first_done = time.monotonic()
     assert [s for s in statuses if s != 429] in ([401], []), statuses
     first_checked = statuses.count(401)
 
     # then at once 59 wrong and the right one (issue 13: this used to give 59 x 401 and a 303)
-    passwords = ["wrong guess %d" % i for i in range(59)] + [PASSWORD]
+    passwords = [f"wrong guess {i}" for i in range(59)] + [PASSWORD]
     statuses = _burst(second_burst, "target@example.com", passwords)
     waited = time.monotonic() - first_done
     if first_checked and waited < throttle.delay_after(throttle.FREE_FAILURES + 1):

@@ -271,7 +271,8 @@ def test_portal_shows_the_prices_and_each_requests_breakdown(start_gateway, fake
 def test_receipt_breakdown_text():
     from aigateway.usage import breakdown_text
 
-    assert breakdown_text(Counts(1200, 300, cached=1000)) == "1,200 input of which 1,000 cached, 300 output, 1 request fee"
+    assert breakdown_text(Counts(1200, 300, cached=1000)) == (
+        "1,200 input of which 1,000 cached, 300 output, 1 request fee")
     assert breakdown_text(Counts(10, 5, reasoning=2, images=2, requests=0)) == (
         "10 input, 5 output of which 2 reasoning, 2 images")
 

@@ -23,11 +23,11 @@ def test_second_replica_sees_fetched_prices(start_gateway, mock_upstream, pg_url
     b = start_gateway(Config.model_validate(config.model_dump()))
     _, key = a.customer("replica@example.com")
     for gw in (a, b):  # b may not have fetched at all: it reads the prices from the database
-        gw.wait_for(lambda: input_price(gw, key, "or-chat") == "10.500000", timeout=10)
+        gw.wait_for(lambda gw=gw: input_price(gw, key, "or-chat") == "10.500000", timeout=10)
 
     source.or_model("vendor/chat")["pricing"]["prompt"] = "0.000003"  # x1.2: applied
     for gw in (a, b):  # within a fetch interval + the 5 s catalog refresh
-        gw.wait_for(lambda: input_price(gw, key, "or-chat") == "12.600000", timeout=8)
+        gw.wait_for(lambda gw=gw: input_price(gw, key, "or-chat") == "12.600000", timeout=8)
     assert a.gateway.catalog.get("or-chat").price == b.gateway.catalog.get("or-chat").price
 
     async def fetch_rows():

@@ -14,9 +14,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.keys import hash_key
@@ -44,7 +45,7 @@ _QUERY = select(
 ).join(customers, customers.c.id == api_keys.c.customer_id)
 
 
-def _to_info(row) -> KeyInfo | None:
+def _to_info(row: Row[*tuple[Any, ...]]) -> KeyInfo | None:
     if row.revoked_at is not None or row.status != "active":
         return None
     allowed = frozenset(orjson.loads(row.allowed_models)) if row.allowed_models else None
@@ -57,7 +58,7 @@ class KeyCache:
         self._engine = engine
         self._known: dict[str, KeyInfo] = {}
         self._unknown: OrderedDict[str, float] = OrderedDict()
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loading: dict[str, asyncio.Future[KeyInfo | None]] = {}
         self._negative_ttl = negative_ttl
         self._negative_max = negative_max
         self.refresh_interval = refresh_interval

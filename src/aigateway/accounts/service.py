@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.keys import NewKey, generate_key
 from aigateway.accounts.tables import api_keys, customers
+from aigateway.store.db import inserted_id
 from aigateway.store.metadata import utcnow
 
 
@@ -29,17 +33,17 @@ async def create_customer(conn: AsyncConnection, email: str, password_hash: str 
     if exists is not None:
         raise AccountError(f"an account with email {email} already exists")
     result = await conn.execute(customers.insert().values(email=email, password_hash=password_hash))
-    return int(result.inserted_primary_key[0])
+    return inserted_id(result)
 
 
-async def get_customer(conn: AsyncConnection, customer_id: int):
+async def get_customer(conn: AsyncConnection, customer_id: int) -> Row[*tuple[Any, ...]]:
     row = (await conn.execute(select(customers).where(customers.c.id == customer_id))).first()
     if row is None:
         raise AccountError(f"no customer with id {customer_id}")
     return row
 
 
-async def find_customer(conn: AsyncConnection, ref: str):
+async def find_customer(conn: AsyncConnection, ref: str) -> Row[*tuple[Any, ...]]:
     """Look a customer up by numeric id or by email."""
     if ref.isdigit():
         return await get_customer(conn, int(ref))
@@ -67,7 +71,7 @@ async def create_key(
             allowed_models=orjson.dumps(allowed_models).decode() if allowed_models is not None else None,
         )
     )
-    return int(result.inserted_primary_key[0]), key
+    return inserted_id(result), key
 
 
 async def revoke_key(conn: AsyncConnection, key_id: int, customer_id: int | None = None) -> str:
@@ -80,14 +84,15 @@ async def revoke_key(conn: AsyncConnection, key_id: int, customer_id: int | None
         raise AccountError(f"no key with id {key_id}")
     if row.revoked_at is None:
         await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=utcnow()))
-    return row.key_hash
+    key_hash: str = row.key_hash
+    return key_hash
 
 
-async def list_keys(conn: AsyncConnection, customer_id: int):
+async def list_keys(conn: AsyncConnection, customer_id: int) -> Sequence[Row[*tuple[Any, ...]]]:
     query = select(api_keys).where(api_keys.c.customer_id == customer_id).order_by(api_keys.c.id.desc())
     return (await conn.execute(query)).all()
 
 
-async def list_customers(conn: AsyncConnection):
+async def list_customers(conn: AsyncConnection) -> Sequence[Row[*tuple[Any, ...]]]:
     """Every customer (id, email, balance, status...), by id."""
     return (await conn.execute(select(customers).order_by(customers.c.id))).all()

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.console.tables import audit_log
@@ -30,7 +32,7 @@ async def record(conn: AsyncConnection, *, actor: str, action: str, target: str 
 
 
 async def entries(conn: AsyncConnection, *, limit: int = 200, action: str | None = None,
-                  since: datetime | None = None) -> list:
+                  since: datetime | None = None) -> Sequence[Row[*tuple[Any, ...]]]:
     query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if action:
         query = query.where(audit_log.c.action == action)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.console import audit
@@ -60,11 +62,11 @@ def key_source(row) -> str:
     return f"env:{row.api_key_env}" if row.api_key_env else "none"
 
 
-async def provider_rows(conn: AsyncConnection) -> list:
+async def provider_rows(conn: AsyncConnection) -> Sequence[Row[*tuple[Any, ...]]]:
     return (await conn.execute(select(catalog_providers).order_by(catalog_providers.c.name))).all()
 
 
-async def model_rows(conn: AsyncConnection) -> list:
+async def model_rows(conn: AsyncConnection) -> Sequence[Row[*tuple[Any, ...]]]:
     return (await conn.execute(select(catalog_models).order_by(catalog_models.c.name))).all()
 
 
@@ -99,7 +101,7 @@ async def save_provider(conn: AsyncConnection, *, actor: str, name: str, base_ur
         await conn.execute(catalog_providers.insert().values(name=name, **values))
     else:
         await conn.execute(catalog_providers.update().where(catalog_providers.c.name == name).values(**values))
-    after = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).first()
+    after = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).one()
     await audit.record(conn, actor=actor, action="provider.save", target=name,
                        before=None if before is None else {"base_url": before.base_url, "key": key_source(before)},
                        after={"base_url": after.base_url, "key": key_source(after)})
@@ -151,7 +153,7 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
             errors["routes"] = f"Unknown provider: {', '.join(unknown)}."
     except Invalid as exc:
         errors.update(exc.errors)
-    caps = (None, None)
+    caps: tuple[int | None, int | None] = (None, None)
     try:
         caps = (_optional_int(context_length), _optional_int(max_output_tokens))
         problem = limits_problem(*caps) if any(c is not None for c in caps) else None
@@ -177,7 +179,7 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
     else:
         await conn.execute(catalog_models.update().where(catalog_models.c.name == name).values(**values))
     shown = ("type", "routes", "context_length", "max_output_tokens")
-    after = {k: values[k] for k in shown}
+    after: dict[str, Any] = {k: values[k] for k in shown}
     old = None if before is None else {k: before._mapping[k] for k in shown}
     if prices is not None:
         price_before = await pricing.current_price(conn, name)

@@ -8,10 +8,12 @@ keys on its next pass (every second) and the portal refuses their sessions at on
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Row, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.service import AccountError, get_customer
@@ -19,21 +21,17 @@ from aigateway.accounts.tables import api_keys, customers
 from aigateway.billing.ledger import post_entry
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.console import audit
+from aigateway.deposits.tables import deposit_addresses, deposit_transactions
 from aigateway.money import format_tmt, to_units
 from aigateway.portal.tables import portal_sessions
 from aigateway.store.metadata import utcnow
-
-try:  # the deposits concern may not be installed
-    from aigateway.deposits.tables import deposit_addresses, deposit_transactions, deposits
-except ModuleNotFoundError:  # pragma: no cover
-    deposit_addresses = deposit_transactions = deposits = None
 
 
 class ConsoleError(ValueError):
     """A refused console action; str() is shown to the operator."""
 
 
-async def search(conn: AsyncConnection, q: str, limit: int = 50) -> list:
+async def search(conn: AsyncConnection, q: str, limit: int = 50) -> Sequence[Row[*tuple[Any, ...]]]:
     """By id, email (part of), deposit address, or API key prefix ("gw_AbCd")."""
     q = q.strip()
     query = select(customers.c.id, customers.c.email, customers.c.balance, customers.c.status,
@@ -41,7 +39,7 @@ async def search(conn: AsyncConnection, q: str, limit: int = 50) -> list:
     if not q:
         return (await conn.execute(query)).all()
     like = "%" + q.lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
-    conds = [func.lower(customers.c.email).like(like, escape="\\")]
+    conds: list[ColumnElement[bool]] = [func.lower(customers.c.email).like(like, escape="\\")]
     if q.isdigit():
         conds.append(customers.c.id == int(q))
     if len(q) >= 4:
@@ -51,19 +49,18 @@ async def search(conn: AsyncConnection, q: str, limit: int = 50) -> list:
         conds.append(customers.c.id.in_(select(api_keys.c.customer_id).where(or_(
             literal(typed).startswith(api_keys.c.prefix, autoescape=False),
             api_keys.c.prefix.like(typed.replace("%", "").replace("_", "\\_") + "%", escape="\\")))))
-        if deposit_addresses is not None:
-            conds.append(customers.c.id.in_(select(deposit_addresses.c.customer_id)
-                                            .where(deposit_addresses.c.address == q)))
+        conds.append(customers.c.id.in_(select(deposit_addresses.c.customer_id)
+                                        .where(deposit_addresses.c.address == q)))
     return (await conn.execute(query.where(or_(*conds)))).all()
 
 
 @dataclass(frozen=True, slots=True)
 class CustomerView:
     customer: object
-    keys: list
-    usage: list  # per model, last 30 days
-    ledger: list
-    deposits: list
+    keys: Sequence[Row[*tuple[Any, ...]]]
+    usage: Sequence[Row[*tuple[Any, ...]]]  # per model, last 30 days
+    ledger: Sequence[Row[*tuple[Any, ...]]]
+    deposits: Sequence[Row[*tuple[Any, ...]]]
     address: str | None
     sessions: int
 
@@ -85,15 +82,13 @@ async def detail(conn: AsyncConnection, customer_id: int) -> CustomerView:
         .group_by(usage_records.c.model).order_by(func.sum(usage_records.c.cost).desc()))).all()
     ledger = (await conn.execute(select(ledger_entries).where(ledger_entries.c.customer_id == customer_id)
                                  .order_by(ledger_entries.c.id.desc()).limit(50))).all()
-    deps, address = [], None
-    if deposits is not None:
-        deps = (await conn.execute(
-            select(deposit_transactions.c.tx_id, deposit_transactions.c.status, deposit_transactions.c.note,
-                   deposit_transactions.c.seen_at)
-            .where(deposit_transactions.c.customer_id == customer_id)
-            .order_by(deposit_transactions.c.id.desc()).limit(50))).all()
-        address = await conn.scalar(select(deposit_addresses.c.address)
-                                    .where(deposit_addresses.c.customer_id == customer_id))
+    deps = (await conn.execute(
+        select(deposit_transactions.c.tx_id, deposit_transactions.c.status, deposit_transactions.c.note,
+               deposit_transactions.c.seen_at)
+        .where(deposit_transactions.c.customer_id == customer_id)
+        .order_by(deposit_transactions.c.id.desc()).limit(50))).all()
+    address = await conn.scalar(select(deposit_addresses.c.address)
+                                .where(deposit_addresses.c.customer_id == customer_id))
     sessions = await conn.scalar(select(func.count()).select_from(portal_sessions)
                                  .where(portal_sessions.c.customer_id == customer_id))
     return CustomerView(row, keys, usage, ledger, deps, address, int(sessions or 0))

@@ -10,17 +10,20 @@ shoulder cannot be replayed within its 30 s window.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pyotp
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.service import AccountError, normalise_email
 from aigateway.console.tables import operator_recovery_codes, operators
 from aigateway.portal.passwords import check_strength, hash_password, verify_password
 from aigateway.portal.sessions import aware
+from aigateway.store.db import inserted_id
 from aigateway.store.metadata import utcnow
 from aigateway.twofactor import codes as codes_
 from aigateway.twofactor.codes import sha256
@@ -61,7 +64,7 @@ async def create_operator(conn: AsyncConnection, email: str, role: str) -> tuple
     result = await conn.execute(operators.insert().values(
         email=email, role=role, status="pending", totp_secret=pyotp.random_base32(),
         enrol_token_hash=sha256(token), enrol_expires_at=utcnow() + ENROL_TTL))
-    return int(result.inserted_primary_key[0]), token
+    return inserted_id(result), token
 
 
 async def reissue_enrolment(conn: AsyncConnection, email: str) -> str:
@@ -140,6 +143,6 @@ async def authenticate(conn: AsyncConnection, email: str, password: str, code: s
     return Operator(row.id, row.email, row.role)
 
 
-async def list_operators(conn: AsyncConnection) -> list:
+async def list_operators(conn: AsyncConnection) -> Sequence[Row[*tuple[Any, ...]]]:
     return (await conn.execute(select(operators.c.id, operators.c.email, operators.c.role, operators.c.status,
                                       operators.c.created_at).order_by(operators.c.id))).all()

@@ -85,7 +85,8 @@ async def _database_metrics(main: web.Application) -> list:
         try:
             from aigateway.pricing.tables import price_fetches as f
 
-            latest = select(f.c.source, func.max(f.c.id).label("id")).where(f.c.ok.is_not(None)).group_by(f.c.source).subquery()
+            latest = (select(f.c.source, func.max(f.c.id).label("id")).where(f.c.ok.is_not(None))
+                      .group_by(f.c.source).subquery())
             rows = (await conn.execute(select(f.c.source, f.c.ok, f.c.finished_at)
                                        .where(f.c.id.in_(select(latest.c.id))))).all()
             fetch = GaugeMetricFamily("aigateway_price_fetch_ok", "1 when the last fetch of a price source worked",

@@ -149,8 +149,8 @@ async def overview(request: web.Request) -> web.Response:
 
     async with engine_of(request).connect() as conn:
         data = await ov.overview(conn)
-    return render(request, "overview.html", tab="overview", health=ov.upstream_health(request.app[MAIN][GATEWAY].router),
-                  **data)
+    health = ov.upstream_health(request.app[MAIN][GATEWAY].router)
+    return render(request, "overview.html", tab="overview", health=health, **data)
 
 
 async def customer_search(request: web.Request) -> web.Response:

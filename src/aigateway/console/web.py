@@ -36,7 +36,7 @@ MAIN = web.AppKey("console.main", web.Application)  # the API application (engin
 SETTINGS = web.AppKey("console.settings", AdminSettings)
 JINJA = web.AppKey("console.jinja", jinja2.Environment)
 CONSOLE_URL = web.AppKey("console.url", str)  # on the MAIN app: where the console listens
-SESSION = web.RequestKey("console.session", object)
+SESSION: web.RequestKey[OperatorSession | None] = web.RequestKey("console.session")
 NEW_CSRF = web.RequestKey("console.new_csrf", str)  # an anonymous CSRF token to set as a cookie
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -143,7 +143,9 @@ def session_of(request: web.Request) -> OperatorSession | None:
 
 
 def actor_of(request: web.Request) -> str:
-    return f"operator:{request[SESSION].operator.email}"
+    session = request[SESSION]
+    assert session is not None  # every page that acts is behind the log-in check of console_middleware
+    return f"operator:{session.operator.email}"
 
 
 def render(request: web.Request, template: str, *, status: int = 200, **context) -> web.Response:
@@ -182,15 +184,15 @@ def _public(path: str) -> bool:
 @web.middleware
 async def console_middleware(request: web.Request, handler):
     try:
-        request[SESSION] = await load_session(engine_of(request), request.cookies.get(cookie_name(request)))
+        session = request[SESSION] = await load_session(engine_of(request), request.cookies.get(cookie_name(request)))
         if request.method not in ("GET", "HEAD"):
             await _check_csrf(request)
-        if request[SESSION] is None and not _public(request.path):
+        if session is None and not _public(request.path):
             from aigateway.console.views import login_form
 
             return await login_form(request, status=401, next_path=request.path if request.method == "GET" else "/")
-        if (request.method not in ("GET", "HEAD") and request[SESSION] is not None
-                and not request[SESSION].operator.can_change and request.path != "/logout"):
+        if (request.method not in ("GET", "HEAD") and session is not None
+                and not session.operator.can_change and request.path != "/logout"):
             raise ConsoleRefusal(403, "Your role (viewer) can look but not change anything.")
         return await handler(request)
     except ConsoleRefusal as exc:

@@ -27,6 +27,7 @@ import struct
 import time
 import uuid
 from collections import deque
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -34,7 +35,7 @@ from aiohttp import web
 from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count_text_tokens
 
 REPLY = "Hello! This is a mock reply from the aigateway demo upstream; no real model was called."
-RECEIVED = web.AppKey("received", deque)
+RECEIVED: web.AppKey[deque[dict[str, Any]]] = web.AppKey("received", deque)
 SLOW_SECONDS = web.AppKey("slow_seconds", float)
 
 
@@ -109,7 +110,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
     for i, piece in enumerate(pieces):
         await response.write(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
         if "drop" in model and i == 2:
-            request.transport.close()  # cut the connection mid-stream, no [DONE]
+            transport = request.transport
+            assert transport is not None  # a request being answered has its connection
+            transport.close()  # cut the connection mid-stream, no [DONE]
             return response
         if "long" in model:
             await asyncio.sleep(0.01)
@@ -158,7 +161,8 @@ async def models(_request: web.Request) -> web.Response:
 
 
 async def received(request: web.Request) -> web.Response:
-    return web.Response(body=orjson.dumps(list(request.app[RECEIVED])), content_type="application/json")
+    received = request.app[RECEIVED]
+    return web.Response(body=orjson.dumps(list(received)), content_type="application/json")
 
 
 def create_mock_app(*, slow_seconds: float = 2.0) -> web.Application:

@@ -131,8 +131,8 @@ class TronGridClient:
                 log.warning("deposits: skipping a malformed trc20 listing entry for %s: %.200s", address, item)
                 continue
             transfers.append(seen)
-        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-        fp = meta.get("fingerprint")
+        meta = body.get("meta")
+        fp = meta.get("fingerprint") if isinstance(meta, dict) else None
         return Page(transfers, fp if isinstance(fp, str) and fp else None)
 
     async def contract_events_page(self, contract: str, *, min_block_timestamp: int, limit: int,
@@ -158,8 +158,8 @@ class TronGridClient:
                 log.debug("deposits: skipping an event that is not a well-formed Transfer: %.200s", item)
                 continue
             transfers.append(seen)
-        meta = body.get("meta") if isinstance(body.get("meta"), dict) else {}
-        fp = meta.get("fingerprint")
+        meta = body.get("meta")
+        fp = meta.get("fingerprint") if isinstance(meta, dict) else None
         return Page(transfers, fp if isinstance(fp, str) and fp else None)
 
     async def solid_transaction_info(self, tx_id: str) -> dict | None:

@@ -63,14 +63,20 @@ class DepositsService:
 
     def __init__(self, config: DepositsConfig, engine: AsyncEngine | None = None) -> None:
         self.config = config
-        self.engine = engine
+        self._engine = engine
         self.watcher: Watcher | None = None  # the in-process watcher, when one runs (see web.py)
         self._xpub_fp = xpub_fingerprint(config.xpub)
         self._watch_written: dict[int, float] = {}
         self._tasks: set[asyncio.Task] = set()
 
     def bind(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self._engine = engine
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("DepositsService used before bind(engine)")
+        return self._engine
 
     # -- addresses --------------------------------------------------------------------------
 

@@ -35,9 +35,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Row, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
@@ -365,7 +367,7 @@ class Watcher:
 
     # -- discovery per address --------------------------------------------------------------
 
-    async def _due_addresses(self, now: int, fallback: bool = True) -> list:
+    async def _due_addresses(self, now: int, fallback: bool = True) -> Sequence[Row[*tuple[Any, ...]]]:
         cfg = self.config
         if cfg.follow_events:
             # The events find every deposit; the per-address listing only serves open Deposit tabs
@@ -382,12 +384,12 @@ class Watcher:
                 if fallback:  # once per events_interval: calls per minute stay independent of the address count
                     rows += [r for r in (await conn.execute(cold)).all() if r.id not in ids]
             return rows
-        hot = and_(deposit_addresses.c.watch_until_ms > now,
-                   deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
-        cold = deposit_addresses.c.last_polled_ms <= now - int(cfg.all_interval * 1000)
+        hot_due = and_(deposit_addresses.c.watch_until_ms > now,
+                       deposit_addresses.c.last_polled_ms <= now - int(cfg.hot_interval * 1000))
+        cold_due = deposit_addresses.c.last_polled_ms <= now - int(cfg.all_interval * 1000)
         query = (
             select(deposit_addresses)
-            .where(or_(hot, cold))
+            .where(or_(hot_due, cold_due))
             .order_by(case((deposit_addresses.c.watch_until_ms > now, 0), else_=1),
                       deposit_addresses.c.last_polled_ms)
             .limit(cfg.batch)
@@ -453,7 +455,7 @@ class Watcher:
 
     # -- verification and credit ------------------------------------------------------------
 
-    async def _due_pending(self, now: int, address_id: int | None = None) -> list:
+    async def _due_pending(self, now: int, address_id: int | None = None) -> Sequence[Row[*tuple[Any, ...]]]:
         query = (
             select(deposit_transactions, deposit_addresses.c.address)
             .join(deposit_addresses, deposit_addresses.c.id == deposit_transactions.c.address_id)

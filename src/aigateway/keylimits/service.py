@@ -43,7 +43,7 @@ async def spent_since(conn: AsyncConnection, key_id: int, since: datetime | None
     query = select(func.coalesce(func.sum(usage_records.c.cost), 0)).where(usage_records.c.api_key_id == key_id)
     if since is not None:
         query = query.where(usage_records.c.created_at >= since)
-    return int(await conn.scalar(query))
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def spent_this_period(conn: AsyncConnection, limits: KeyLimits, now: datetime | None = None) -> int:

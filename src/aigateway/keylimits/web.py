@@ -9,16 +9,17 @@ from aiohttp import web
 
 from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
 from aigateway.background import Periodic
-from aigateway.keylimits.limiter import KeyLimiter, LocalCounters
+from aigateway.keylimits.limiter import Counters, KeyLimiter, LocalCounters
 
 
 async def _limits(app: web.Application) -> AsyncIterator[None]:
     config, gateway = app[CONFIG], app[GATEWAY]
-    if config.redis.url:
+    counters: Counters
+    r = config.redis
+    if r.url:
         from aigateway.billing.redis_wallet import connect
         from aigateway.keylimits.redis import RedisCounters
 
-        r = config.redis
         client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,
                          health_check_interval=r.health_check_interval)

@@ -55,7 +55,7 @@ class Portal:
 
 
 PORTAL = web.AppKey("portal", Portal)
-SESSION = web.RequestKey("portal.session", object)  # the Session, or None when anonymous
+SESSION: web.RequestKey[Session | None] = web.RequestKey("portal.session")  # the Session, or None when anonymous
 LOCALE = web.RequestKey("portal.locale", str)  # "en", "ru" or "tk"
 
 

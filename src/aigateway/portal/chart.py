@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from markupsafe import Markup, escape
 
@@ -27,10 +28,19 @@ METRICS = {
     "requests": N_("Requests"),
 }
 
+
+
+class _Layout(TypedDict):
+    width: int
+    height: int
+    label_every: int
+    name: str
+
+
 # Two drawings of the same data: a wide one, and a narrow one for phones (CSS shows one),
 # so the labels keep a readable size at any width.
-WIDE = {"width": 960, "height": 280, "label_every": 5, "name": "wide"}
-NARROW = {"width": 400, "height": 250, "label_every": 7, "name": "narrow"}
+WIDE: _Layout = {"width": 960, "height": 280, "label_every": 5, "name": "wide"}
+NARROW: _Layout = {"width": 400, "height": 250, "label_every": 7, "name": "narrow"}
 RIGHT, TOP, BOTTOM = 10, 16, 32
 CHAR_W = 7.0  # average width of an axis label character (12px font) in user units
 

@@ -92,4 +92,4 @@ def choose(cookie: str | None, accept_language: str) -> str:
 
 
 def language_name(locale: str) -> str:
-    return NAMES.get(locale) or Locale.parse(locale).get_display_name(locale)
+    return NAMES.get(locale) or Locale.parse(locale).get_display_name(locale) or locale

@@ -18,8 +18,8 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from aigateway.accounts.tables import customers
-from aigateway.billing.ledger import insert_ignoring_duplicates
 from aigateway.portal.tables import portal_tokens, portal_verified_emails
+from aigateway.store.bulk import insert_ignoring_duplicates
 from aigateway.store.metadata import utcnow
 
 LIFETIME = {"reset": timedelta(hours=1), "verify": timedelta(days=2)}

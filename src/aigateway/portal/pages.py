@@ -116,8 +116,8 @@ async def create_key_view(request: web.Request) -> web.Response:
                                 name=name[:100])
     limit = request.app[PORTAL].settings.max_keys
     async with request.app[ENGINE].begin() as conn:
-        count = await conn.scalar(select(func.count()).select_from(api_keys).where(
-            api_keys.c.customer_id == session.customer_id, api_keys.c.revoked_at.is_(None)))
+        count = (await conn.execute(select(func.count()).select_from(api_keys).where(
+            api_keys.c.customer_id == session.customer_id, api_keys.c.revoked_at.is_(None)))).scalar_one()
         if count >= limit:
             return await _keys_page(request, status=400, error=_(
                 "You already have %(limit)s active keys. Revoke one you no longer use first.") % {"limit": limit})

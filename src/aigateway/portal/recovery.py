@@ -39,7 +39,8 @@ def _link(request: web.Request, path: str, token: str) -> str:
 
 
 async def _may_send(request: web.Request, email: str) -> bool:
-    verdict = await throttle.attempt(request.app[ENGINE], [Check(MAIL_ADDRESS, email), Check(MAIL_IP, client_ip(request))])
+    checks = [Check(MAIL_ADDRESS, email), Check(MAIL_IP, client_ip(request))]
+    verdict = await throttle.attempt(request.app[ENGINE], checks)
     return verdict.allowed
 
 

@@ -62,7 +62,9 @@ def make_env(translations=None) -> jinja2.Environment:
     )
     env.policies["ext.i18n.trimmed"] = True  # msgids without the template's line breaks
     # newstyle: translations are autoescaped like any other output, %(name)s filled in safely
-    env.install_gettext_translations(translations or i18n.load(i18n.DEFAULT), newstyle=True)
+    # install_gettext_translations is added to the environment by the i18n extension at run time
+    env.install_gettext_translations(  # type: ignore[attr-defined]
+        translations or i18n.load(i18n.DEFAULT), newstyle=True)
     env.filters.update(tmt=tmt, tmt_text=tmt_text, when=when, time_utc=time_utc, number=number,
                        day_label=day_label)
     return env

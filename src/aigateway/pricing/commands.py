@@ -70,13 +70,15 @@ def price_set(ctx, model, input_price, output_price, cached_input, cache_write, 
     finer = {"cached_input_price": cached_input, "cache_write_price": cache_write,
              "cache_write_long_price": cache_write_long, "reasoning_price": reasoning,
              "request_price": request_fee, "image_price": image}
-    extra = run_sync(lambda: {k: None if v is None else to_units(v) for k, v in finer.items()})
+    extra: dict[str, int | str | None] = run_sync(
+        lambda: {k: None if v is None else to_units(v) for k, v in finer.items()})
 
     def tier(text: str) -> Tier:
         parts = text.split(":")
         if len(parts) not in (3, 4) or not parts[0].isdigit() or int(parts[0]) < 1:
             raise click.ClickException(f"--tier {text!r}: expected ABOVE:INPUT:OUTPUT[:CACHED_INPUT]")
-        return Tier(int(parts[0]), *run_sync(lambda: [to_units(p) for p in parts[1:3]]),
+        units_in, units_out = run_sync(lambda: (to_units(parts[1]), to_units(parts[2])))
+        return Tier(int(parts[0]), units_in, units_out,
                     run_sync(lambda: to_units(parts[3])) if len(parts) == 4 else None)
 
     extra["tiers"] = tiers_to_text(tuple(tier(t) for t in tiers))

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 from sqlalchemy import desc, func, select, update
@@ -49,6 +50,7 @@ from aigateway.pricing.service import (
 )
 from aigateway.pricing.settings import PricingSettings, tied_models
 from aigateway.pricing.tables import price_fetches, pricing_schedule
+from aigateway.store.db import inserted_id
 from aigateway.store.leases import holder_id
 from aigateway.store.metadata import utcnow
 from aigateway.timeutil import now_ms
@@ -164,7 +166,7 @@ class Fetcher:
             result = await conn.execute(price_fetches.insert().values(
                 source=name, holder=self.holder, started_at=utcnow(), entries=0, applied=0, held=0,
                 unchanged=0, problems=0))
-            fetch_id = int(result.inserted_primary_key[0])
+            fetch_id = inserted_id(result)
         report: dict = {"source": name, "fetch_id": fetch_id, "ok": False, "error": None, "entries": 0,
                         "applied": 0, "held": 0, "unchanged": 0, "problems": 0, "models": {}}
         try:
@@ -212,8 +214,8 @@ class Fetcher:
             return {"outcome": outcome, "source_model": ident, **({"reason": why} if why else {})}
         limits = await apply_source_limits(conn, model.name, source_name, quote.context_length,
                                            quote.max_output_tokens, self.settings.max_limit_change_factor)
-        outcome = await self._apply_price(conn, source_name, model, ident, quote, rate, fetch_id)
-        return {**outcome, "limits": limits} if limits is not None else outcome
+        applied = await self._apply_price(conn, source_name, model, ident, quote, rate, fetch_id)
+        return {**applied, "limits": limits} if limits is not None else applied
 
     async def _apply_price(self, conn: AsyncConnection, source_name: str, model, ident: str, quote,
                            rate: Decimal, fetch_id: int) -> dict:
@@ -271,11 +273,16 @@ def source_price(quote: sources.Quote, rate: Decimal, markup: Decimal, embedding
     def each(usd: Decimal | None) -> int | None:
         return None if usd is None else tmt_units_each(usd, rate, markup)
 
+    if quote.input is None:  # callers skip a variable price before they get here
+        raise ValueError("a variable input price has no TMT price")
     new_in = tmt_price_units(quote.input, rate, markup)
-    new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
     if embedding:  # billed by input tokens only: output-side and cache fields do not apply
         return Price(0, new_in, 0, new_in == 0)
-    tiers = tuple(Tier(t.above, per_m(t.input), per_m(t.output), per_m(t.cached_input)) for t in quote.tiers)
+    if quote.output is None:
+        raise ValueError("a variable output price has no TMT price")
+    new_out = tmt_price_units(quote.output, rate, markup)
+    tiers = tuple(Tier(t.above, tmt_price_units(t.input, rate, markup), tmt_price_units(t.output, rate, markup),
+                       per_m(t.cached_input)) for t in quote.tiers)
     price = Price(0, new_in, new_out, False, per_m(quote.cached_input), per_m(quote.cache_write),
                   per_m(quote.cache_write_long), per_m(quote.reasoning), each(quote.request), each(quote.image),
                   tiers)
@@ -299,7 +306,7 @@ def _usd_extra(quote: sources.Quote, embedding: bool) -> str | None:
 
 def shown_extra(price: Price) -> dict:
     """The finer prices of a fetch report in TMT (only those set)."""
-    out = {name.removesuffix("_price"): format_tmt(getattr(price, name))
+    out: dict[str, Any] = {name.removesuffix("_price"): format_tmt(getattr(price, name))
            for name in ("cached_input_price", "cache_write_price", "cache_write_long_price", "reasoning_price",
                         "request_price", "image_price") if getattr(price, name) is not None}
     if price.tiers:

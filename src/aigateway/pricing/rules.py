@@ -15,7 +15,8 @@ and the result is rounded UP to a whole unit (0.000001 TMT per 1M tokens), so
 the gateway never sells below upstream cost x rate x (1 + markup) and is never
 more than one unit per 1M tokens above it. Each price (input, output, cache
 read/write, reasoning, every tier's) is rounded on its own; a per-request or
-per-image price is USD x rate x (1 + markup) x 1,000,000 units, rounded up. No binary floating point is involved anywhere.
+per-image price is USD x rate x (1 + markup) x 1,000,000 units, rounded up. No binary floating
+point is involved anywhere.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def is_big_price_change(old, new, factor: Decimal) -> bool:
     """
     points = {0, *(t.above + 1 for t in (*old.tiers, *new.tiers))}
     return any(_beyond(a, b, factor) for n in sorted(points)
-               for a, b in zip(old.effective(n), new.effective(n)))
+               for a, b in zip(old.effective(n), new.effective(n), strict=True))
 
 
 # Sane bounds for a source's limits. No served model has a context outside these;
@@ -90,4 +91,4 @@ def limits_problem(context_length: int | None, max_output_tokens: int | None) ->
 def is_big_limit_change(old: tuple[int | None, int | None], new: tuple[int | None, int | None],
                         factor: Decimal) -> bool:
     """True when a limit known before moves by more than `factor` up or down (held for the operator)."""
-    return any(a is not None and b is not None and _beyond(a, b, factor) for a, b in zip(old, new))
+    return any(a is not None and b is not None and _beyond(a, b, factor) for a, b in zip(old, new, strict=True))

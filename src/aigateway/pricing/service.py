@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.catalog import EXTRA_FIELDS
 from aigateway.pricing.tables import model_prices, price_version_details, price_versions
+from aigateway.store.db import inserted_id
 from aigateway.store.metadata import utcnow
 
 _NO_EXTRA = {**dict.fromkeys(EXTRA_FIELDS), "tiers": None}
@@ -54,7 +55,7 @@ async def _insert_version(conn: AsyncConnection, model: str, input_price: int, o
         model=model, input_price=input_price, output_price=output_price, free=free,
         source=source, status=status, note=note, created_at=utcnow(), **{**_NO_EXTRA, **(extra or {})},
     ))
-    version_id = int(result.inserted_primary_key[0])
+    version_id = inserted_id(result)
     await conn.execute(price_version_details.insert().values(
         price_version_id=version_id, previous_version_id=previous_id, **(details or {})))
     return version_id

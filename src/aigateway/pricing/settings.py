@@ -98,7 +98,7 @@ class PricingSettings(_Strict):
 
     @field_validator("markup", mode="before")
     @classmethod
-    def _default_markup(cls, v) -> Decimal:
+    def _default_markup(cls, v) -> Decimal | None:  # None is then refused by the field's type
         return _markup(v)
 
     @field_validator("model_markup", mode="before")

@@ -34,6 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, overload
 
 import aiohttp
 
@@ -96,7 +97,13 @@ def load_json(raw: bytes):
         raise SourceError(f"response is not valid JSON: {str(exc)[:200]}") from None
 
 
-def _price(value, *, variable_marker: bool) -> Decimal | None:
+@overload
+def _price(value: object, *, variable_marker: Literal[False]) -> Decimal: ...
+@overload
+def _price(value: object, *, variable_marker: bool) -> Decimal | None: ...
+
+
+def _price(value: Any, *, variable_marker: bool) -> Decimal | None:
     """USD per token; None for the variable marker "-1". Raises ValueError when malformed."""
     if value is None or isinstance(value, bool):
         raise ValueError(f"missing or malformed price {value!r}")
@@ -141,7 +148,8 @@ def _optional(value) -> Decimal | None:
 def parse_openrouter(doc) -> Parsed:
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise SourceError('not an OpenRouter model list (expected {"data": [...]})')
-    quotes, invalid = {}, {}
+    quotes: dict[str, Quote] = {}
+    invalid: dict[str, str] = {}
     for entry in doc["data"]:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
             invalid[f"#{len(invalid)}"] = "entry without an id"
@@ -154,11 +162,13 @@ def parse_openrouter(doc) -> Parsed:
             prompt = _price(pricing.get("prompt"), variable_marker=True)
             completion = pricing.get("completion")
             completion = _price(completion, variable_marker=True) if completion is not None else Decimal(0)
-            extra = {name: _optional(pricing.get(field)) for name, field in _OPENROUTER_EXTRA.items()}
+            extra: dict[str, Any] = {name: _optional(pricing.get(field)) for name, field in _OPENROUTER_EXTRA.items()}
         except ValueError as exc:
             invalid[ident] = str(exc)
             continue
-        top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
+        top = entry.get("top_provider")
+        if not isinstance(top, dict):
+            top = {}
         quotes[ident] = Quote(
             input=prompt, output=completion,
             context_length=_count(entry.get("context_length")) or _count(top.get("context_length")),

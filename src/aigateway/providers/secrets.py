@@ -42,7 +42,7 @@ def can_store() -> bool:
 def encrypt(plain: str) -> str:
     cipher = AES.new(_key(), AES.MODE_GCM)
     ciphertext, tag = cipher.encrypt_and_digest(plain.encode())
-    return PREFIX + base64.b64encode(cipher.nonce + ciphertext + tag).decode()
+    return PREFIX + base64.b64encode(bytes(cipher.nonce) + ciphertext + tag).decode()
 
 
 def decrypt(stored: str) -> str:

@@ -174,15 +174,16 @@ async def batch_reports(conn: AsyncConnection) -> list[BatchReport]:
         .select_from(b.outerjoin(credited, credited.c.batch_id == b.c.id)
                      .outerjoin(outstanding, outstanding.c.batch_id == b.c.id))
         .order_by(b.c.id))).all()
-    return [BatchReport(r.id, r.label, int(r.amount), r.count, r.created_at, r.expires_at, r.voided_at,
+    # r._mapping: the column `count` is shadowed by the tuple method for the type checker
+    return [BatchReport(r.id, r.label, int(r.amount), r._mapping["count"], r.created_at, r.expires_at, r.voided_at,
                         int(r.redeemed), int(r.redeemed_sum), int(r.outstanding), int(r.outstanding) * int(r.amount))
             for r in rows]
 
 
 async def ledger_total(conn: AsyncConnection) -> int:
     """Every voucher credit ever posted, straight from the ledger (the report must equal it)."""
-    return int(await conn.scalar(select(func.coalesce(func.sum(ledger_entries.c.amount), 0))
-                                 .where(ledger_entries.c.kind == KIND)))
+    return int((await conn.execute(select(func.coalesce(func.sum(ledger_entries.c.amount), 0))
+                                   .where(ledger_entries.c.kind == KIND))).scalar_one())
 
 
 # ------------------------------------------------------------------ customer
