@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aigateway import extras
 from aigateway.accounts.keycache import KeyCache
 from aigateway.api.gateway import Gateway
 from aigateway.api.routes import add_api_routes, api_errors
@@ -144,6 +145,7 @@ CONCERNS = (pricing_web.setup, deposits_web.setup, portal_web.setup, vouchers_we
 
 
 def create_app(config: Config) -> web.Application:
+    extras.check(config)  # a feature whose optional package is missing: one line, before anything starts
     app = web.Application(middlewares=[api_errors], client_max_size=64 * 1024**2)
     app[CONFIG] = config
     app.cleanup_ctx.append(_lifecycle)

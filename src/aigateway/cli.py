@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from aigateway import extras
 from aigateway.accounts import commands as accounts_commands
 from aigateway.billing import commands as billing_commands
 from aigateway.clikit import CliState, config_of, open_database, setup_logging
@@ -90,6 +91,10 @@ def _loader(config_path: str | None):
 
             overridden = "AIGATEWAY_DATABASE_URL" in os.environ or "database" in config.model_fields_set
             config = demo_config(config, database_overridden=overridden)
+        try:  # e.g. [redis] url set without the redis extra: one line naming the extra to install
+            extras.check(config)
+        except extras.MissingExtra as exc:
+            raise click.ClickException(f"config: {exc}") from None
         return config
 
     return load
