@@ -9,6 +9,9 @@ from aiohttp import web
 from aigateway.appkeys import CONFIG, GATEWAY
 from aigateway.console import catalog_admin as admin
 from aigateway.console.web import MAIN, actor_of, engine_of, redirect, render
+from aigateway.pricing.settings import PricingSettings
+from aigateway.pricing.web import FETCHER
+from aigateway.pricing.web import SETTINGS as PRICING_SETTINGS
 
 
 def add_routes(app: web.Application) -> None:
@@ -40,19 +43,32 @@ async def page(request: web.Request, *, status: int = 200, errors: dict | None =
     if model_form is None:
         row = next((m for m in models if m.name == edit_m), None)
         model_form = {"name": "", "type": "chat", "routes": "", "context_length": "", "max_output_tokens": "",
-                      "input_price": "", "output_price": ""}
+                      "input_price": "", "output_price": "", "price_source": "", "price_source_model": "",
+                      "markup": ""}
         if row is not None:
             model_form.update(name=row.name, type=row.type, context_length=row.context_length or "",
-                              max_output_tokens=row.max_output_tokens or "",
+                              max_output_tokens=row.max_output_tokens or "", price_source=row.price_source or "",
+                              price_source_model=row.price_source_model or "", markup=row.markup or "",
                               routes="\n".join(f"{r['provider']} {r['model']} {r.get('priority', 1)} "
                                                f"{r.get('weight', 1)}" for r in json.loads(row.routes)))
     notice = {"provider": "Provider saved.", "model": "Model saved. Every replica serves it within a few "
-              "seconds."}.get(request.query.get("m", ""))
+              "seconds.", "follows": "Model saved. Its price comes from the source's next fetch (asked for now); "
+              "every replica serves it once priced."}.get(request.query.get("m", ""))
     return render(request, "catalog.html", status=status, tab="providers", providers=providers,
                   key_source=admin.key_source, config_providers=sorted(config_providers),
                   config_provider_rows=sorted(request.app[MAIN][CONFIG].providers.items()),
                   config_models=sorted(config_models), catalog=catalog, db_models=models, errors=errors or {},
-                  provider_form=provider_form, model_form=model_form, test=test, notice=notice)
+                  provider_form=provider_form, model_form=model_form, test=test, notice=notice,
+                  sources=sorted(_sources(request)), follows={m.name: m for m in models if m.price_source},
+                  default_markup=_settings(request).markup)
+
+
+def _settings(request: web.Request) -> PricingSettings:
+    return request.app[MAIN][PRICING_SETTINGS]
+
+
+def _sources(request: web.Request) -> frozenset[str]:
+    return frozenset(_settings(request).sources)
 
 
 def _text(form, name: str) -> str:
@@ -76,21 +92,26 @@ async def save_provider(request: web.Request) -> web.Response:
 async def save_model(request: web.Request) -> web.Response:
     form = await request.post()
     fields = {k: _text(form, k) for k in ("name", "type", "routes", "context_length", "max_output_tokens",
-                                          "input_price", "output_price")}
+                                          "input_price", "output_price", "price_source", "price_source_model",
+                                          "markup")}
     config_providers, config_models = _config_names(request)
     try:
         async with engine_of(request).begin() as conn:
             known = config_providers | {p.name for p in await admin.provider_rows(conn)}
-            await admin.save_model(conn, actor=actor_of(request), name=fields["name"], type_=fields["type"],
-                                   routes_text=fields["routes"], context_length=fields["context_length"],
-                                   max_output_tokens=fields["max_output_tokens"],
-                                   input_price=fields["input_price"], output_price=fields["output_price"],
-                                   providers=known, config_names=config_models)
+            follows = await admin.save_model(
+                conn, actor=actor_of(request), name=fields["name"], type_=fields["type"],
+                routes_text=fields["routes"], context_length=fields["context_length"],
+                max_output_tokens=fields["max_output_tokens"], input_price=fields["input_price"],
+                output_price=fields["output_price"], providers=known, config_names=config_models,
+                price_source=fields["price_source"], price_source_model=fields["price_source_model"],
+                markup=fields["markup"], sources=_sources(request))
     except admin.Invalid as exc:
         return await page(request, status=400, errors=exc.errors, model_form=fields)
+    if follows:  # the first price (or the new markup) comes from the next fetch: ask for it now
+        await request.app[MAIN][FETCHER].request()
     # This replica at once; the others on their next refresh.
     await request.app[MAIN][GATEWAY].catalog.refresh(engine_of(request))
-    return redirect("/providers?m=model")
+    return redirect("/providers?m=follows" if follows else "/providers?m=model")
 
 
 async def test_model(request: web.Request) -> web.Response:

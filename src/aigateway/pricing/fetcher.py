@@ -31,7 +31,7 @@ from sqlalchemy import desc, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aigateway.catalog import Price, Tier
+from aigateway.catalog import Price, PriceFollower, Tier, price_followers
 from aigateway.config import Config
 from aigateway.money import format_tmt
 from aigateway.pricing import sources
@@ -67,8 +67,9 @@ class Fetcher:
         self.catalog = catalog
         self.holder = holder or holder_id()
         self.tied = tied_models(config)
-        # Long enough for every source to time out, so a live fetch is never taken over.
-        used = [settings.sources[name] for name in self.tied]
+        # Long enough for every source to time out, so a live fetch is never taken over
+        # (every source: a model added in the console may follow any of them).
+        used = list(settings.sources.values())
         self.lease_ms = int((sum(s.timeout for s in used) + 60) * 1000)
 
     # --- schedule and lease ----------------------------------------------
@@ -125,7 +126,9 @@ class Fetcher:
                                .values(requested_ms=now_ms()))
 
     async def tick(self) -> None:
-        if not self.tied or not await self.claim():
+        if not self.tied and not (self.settings.sources and await self._console_tied()):
+            return
+        if not await self.claim():
             return
         await self._run_leased()
 
@@ -145,6 +148,13 @@ class Fetcher:
             await self.catalog.refresh(self.engine)  # this process sees the result at once
         return reports
 
+    async def _console_tied(self) -> list[PriceFollower]:
+        """Models added in the console that follow a source this config defines (the config wins a name)."""
+        config_names = {m.name for m in self.config.models}
+        async with self.engine.connect() as conn:
+            followers = await price_followers(conn)
+        return [f for f in followers if f.name not in config_names and f.price_source in self.settings.sources]
+
     # --- one fetch ---------------------------------------------------------
 
     async def run(self) -> list[dict]:
@@ -152,9 +162,12 @@ class Fetcher:
         async with self.engine.connect() as conn:
             rate = await current_rate(conn, "USD")
         reports = []
+        tied = {name: list(models) for name, models in self.tied.items()}
+        for follower in await self._console_tied():
+            tied.setdefault(follower.price_source, []).append(follower)
         timeout = aiohttp.ClientTimeout(total=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for name, models in self.tied.items():
+            for name, models in tied.items():
                 reports.append(await self._run_source(session, name, models, rate))
         return reports
 
@@ -222,7 +235,8 @@ class Fetcher:
             log.warning("price source %s: model %s (%s) has a variable price; its last price stays in force",
                         source_name, model.name, ident)
             return {"outcome": "variable", "source_model": ident}
-        markup = self.settings.markup_for(model.name, source_name)
+        own = model.markup if isinstance(model, PriceFollower) else None  # set in the console
+        markup = own if own is not None else self.settings.markup_for(model.name, source_name)
         new_price = source_price(quote, rate, markup, embedding)
         new_in, new_out, free = new_price.input_price, new_price.output_price, new_price.free
         extra = new_price.stored()

@@ -53,12 +53,13 @@ async def _start(app: web.Application, periodic: Periodic) -> None:
         log.info("exchange rate %s -> TMT set from the config: %s", currency, settings.fx[currency])
     fetcher = Fetcher(engine, config, settings, catalog=app[GATEWAY].catalog)
     app[FETCHER] = fetcher
-    if not fetcher.tied:
+    if not fetcher.tied and not settings.sources:  # with sources, a console model may follow one later
         return
     if settings.fetch:
         periodic.every(settings.tick, fetcher.tick, "fetch-prices")
         log.info("prices of %d model(s) follow %s, fetched every %gs (one replica at a time)",
-                 sum(map(len, fetcher.tied.values())), ", ".join(sorted(fetcher.tied)), settings.fetch_interval)
+                 sum(map(len, fetcher.tied.values())), ", ".join(sorted(fetcher.tied or settings.sources)),
+                 settings.fetch_interval)
     else:
         log.info("pricing.fetch = false: this process does not fetch prices; it picks them up from the database")
 

@@ -2,7 +2,9 @@
 
 The config file still defines providers and models; these rows ADD to them. On a name
 clash the config file wins (aigateway.catalog skips the row), so what is in the file is
-always what runs. A provider's key is either the name of an environment variable
+always what runs. A database model either has a hand-set price (price_versions, source
+"console") or follows a price source with an optional markup of its own, which the
+scheduled fetch (pricing.fetcher) applies like a config model's. A provider's key is either the name of an environment variable
 (`api_key_env`) or a secret stored encrypted (`api_key_enc`, AES-256-GCM, see
 providers.secrets); the plain key is never stored.
 """
@@ -30,4 +32,9 @@ catalog_models = Table(
     Column("context_length", Integer, nullable=True),
     Column("max_output_tokens", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    # Follow a [pricing.sources.NAME] source instead of a hand-set price (0016_console_model_pricing);
+    # `markup` is a decimal fraction as text ("0.20" = +20 %), None: the source's / default markup.
+    Column("price_source", String(100), nullable=True),
+    Column("price_source_model", String(200), nullable=True),  # the source's id; None: the model's name
+    Column("markup", String(40), nullable=True),
 )
