@@ -65,11 +65,11 @@ def key_source(row) -> str:
 
 
 async def provider_rows(conn: AsyncConnection) -> list:
-    return (await conn.execute(select(catalog_providers).order_by(catalog_providers.c.name))).all()
+    return list((await conn.execute(select(catalog_providers).order_by(catalog_providers.c.name))).all())
 
 
 async def model_rows(conn: AsyncConnection) -> list:
-    return (await conn.execute(select(catalog_models).order_by(catalog_models.c.name))).all()
+    return list((await conn.execute(select(catalog_models).order_by(catalog_models.c.name))).all())
 
 
 async def save_provider(conn: AsyncConnection, *, actor: str, name: str, base_url: str, api_key_env: str,
@@ -103,7 +103,7 @@ async def save_provider(conn: AsyncConnection, *, actor: str, name: str, base_ur
         await conn.execute(catalog_providers.insert().values(name=name, **values))
     else:
         await conn.execute(catalog_providers.update().where(catalog_providers.c.name == name).values(**values))
-    after = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).first()
+    after = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).one()
     await audit.record(conn, actor=actor, action="provider.save", target=name,
                        before=None if before is None else {"base_url": before.base_url, "key": key_source(before)},
                        after={"base_url": after.base_url, "key": key_source(after)})
@@ -179,7 +179,7 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
             errors["routes"] = f"Unknown provider: {', '.join(unknown)}."
     except Invalid as exc:
         errors.update(exc.errors)
-    caps = (None, None)
+    caps: tuple[int | None, int | None] = (None, None)
     try:
         caps = (_optional_int(context_length), _optional_int(max_output_tokens))
         problem = limits_problem(*caps) if any(c is not None for c in caps) else None
@@ -213,7 +213,7 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
     if errors:
         raise Invalid(errors)
     before = (await conn.execute(select(catalog_models).where(catalog_models.c.name == name))).first()
-    values = {"type": type_, "routes": json.dumps([asdict(r) for r in routes]),
+    values: dict[str, object] = {"type": type_, "routes": json.dumps([asdict(r) for r in routes]),
               "context_length": caps[0], "max_output_tokens": caps[1], "updated_at": utcnow(),
               "price_source": price_source or None, "price_source_model": price_source_model or None,
               "markup": None if own_markup is None else str(own_markup)}

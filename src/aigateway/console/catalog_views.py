@@ -122,7 +122,7 @@ async def test_model(request: web.Request) -> web.Response:
     model = gateway.catalog.get(_text(form, "model"))
     route_key = _text(form, "route")
     route = next((r for r in (model.routes if model else []) if r.key == route_key), None)
-    if route is None:
+    if model is None or route is None:
         return await page(request, status=400, errors={"test": "No such model or route."})
     result = await admin.test_route(gateway.upstream, route)
     return await page(request, test={"model": model.name, "route": route.key, "ok": result.ok,
