@@ -238,6 +238,50 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
     return bool(price_source)
 
 
+def routed_by(model_rows_: list, provider: str) -> list[str]:
+    """Names of the database models with a route through this provider."""
+    users = []
+    for row in model_rows_:
+        try:
+            specs = json.loads(row.routes)
+        except ValueError:
+            continue
+        if any(isinstance(r, dict) and r.get("provider") == provider for r in specs):
+            users.append(row.name)
+    return users
+
+
+async def delete_provider(conn: AsyncConnection, *, actor: str, name: str, config_names: set[str]) -> None:
+    """Remove a console provider; refused while a model still routes to it (that model would lose the route)."""
+    if name in config_names:
+        raise Invalid({"delete": f"The config file defines provider {name}; remove it there."})
+    row = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).first()
+    if row is None:
+        raise Invalid({"delete": f"No provider {name} in the console's catalog."})
+    users = routed_by(await model_rows(conn), name)
+    if users:
+        raise Invalid({"delete": f"Models still route to {name}: {', '.join(users)}. Change their routes or "
+                                 "delete them first."})
+    await conn.execute(catalog_providers.delete().where(catalog_providers.c.name == name))
+    await audit.record(conn, actor=actor, action="provider.delete", target=name,
+                       before={"base_url": row.base_url, "key": key_source(row)}, after=None)
+
+
+async def delete_model(conn: AsyncConnection, *, actor: str, name: str, config_names: set[str]) -> None:
+    """Remove a console model: every replica stops serving it on its next catalog refresh. Its prices,
+    usage and ledger rows stay (history is never rewritten); adding the name again reuses its last price."""
+    if name in config_names:
+        raise Invalid({"delete": f"The config file defines model {name}; remove it there."})
+    row = (await conn.execute(select(catalog_models).where(catalog_models.c.name == name))).first()
+    if row is None:
+        raise Invalid({"delete": f"No model {name} in the console's catalog."})
+    await conn.execute(catalog_models.delete().where(catalog_models.c.name == name))
+    await audit.record(conn, actor=actor, action="model.delete", target=name,
+                       before={k: row._mapping[k] for k in ("type", "routes", "context_length", "max_output_tokens",
+                                                            "price_source", "price_source_model", "markup")},
+                       after=None)
+
+
 @dataclass(frozen=True, slots=True)
 class TestResult:
     ok: bool

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from aigateway.appkeys import CONFIG, GATEWAY
 from aigateway.console import catalog_admin as admin
-from aigateway.console.web import MAIN, actor_of, engine_of, redirect, render
+from aigateway.console.web import MAIN, SESSION, ConsoleRefusal, actor_of, engine_of, redirect, render
 from aigateway.pricing.settings import PricingSettings
 from aigateway.pricing.web import FETCHER
 from aigateway.pricing.web import SETTINGS as PRICING_SETTINGS
@@ -20,6 +21,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/providers", save_provider)
     r.add_post("/models", save_model)
     r.add_post("/models/test", test_model)
+    r.add_get("/providers/delete", delete_page)
+    r.add_post("/providers/delete", delete)
 
 
 def _config_names(request: web.Request) -> tuple[set[str], set[str]]:
@@ -53,7 +56,9 @@ async def page(request: web.Request, *, status: int = 200, errors: dict | None =
                                                f"{r.get('weight', 1)}" for r in json.loads(row.routes)))
     notice = {"provider": "Provider saved.", "model": "Model saved. Every replica serves it within a few "
               "seconds.", "follows": "Model saved. Its price comes from the source's next fetch (asked for now); "
-              "every replica serves it once priced."}.get(request.query.get("m", ""))
+              "every replica serves it once priced.", "deleted-provider": "Provider deleted.",
+              "deleted-model": "Model deleted. Every replica stops serving it within a few seconds; its usage "
+              "and price history stay."}.get(request.query.get("m", ""))
     return render(request, "catalog.html", status=status, tab="providers", providers=providers,
                   key_source=admin.key_source, config_providers=sorted(config_providers),
                   config_provider_rows=sorted(request.app[MAIN][CONFIG].providers.items()),
@@ -127,3 +132,44 @@ async def test_model(request: web.Request) -> web.Response:
     result = await admin.test_route(gateway.upstream, route)
     return await page(request, test={"model": model.name, "route": route.key, "ok": result.ok,
                                      "answer": result.answer, "millis": result.millis})
+
+
+KINDS = ("provider", "model")
+
+
+async def delete_page(request: web.Request) -> web.Response:
+    """Asks before deleting (no script: a page with the consequences and one button)."""
+    if not request[SESSION].operator.can_change:
+        raise ConsoleRefusal(403, "Your role (viewer) can look but not change anything.")
+    kind = request.query.get("kind", "")
+    name = request.query.get("name", "")
+    if kind not in KINDS or not name:
+        raise web.HTTPNotFound()
+    async with engine_of(request).connect() as conn:
+        rows = await (admin.provider_rows(conn) if kind == "provider" else admin.model_rows(conn))
+        models = await admin.model_rows(conn) if kind == "provider" else []
+    if not any(r.name == name for r in rows):
+        raise web.HTTPNotFound()
+    return render(request, "confirm_delete.html", tab="providers", kind=kind, name=name,
+                  users=admin.routed_by(models, name) if kind == "provider" else [],
+                  refresh=request.app[MAIN][GATEWAY].catalog.refresh_interval)
+
+
+async def delete(request: web.Request) -> web.Response:
+    form = await request.post()
+    kind, name = _text(form, "kind"), _text(form, "name")
+    if kind not in KINDS:
+        raise web.HTTPNotFound()
+    if _text(form, "confirm") != "yes":  # only the confirmation page's button sends it
+        return redirect(f"/providers/delete?{urlencode({'kind': kind, 'name': name})}")
+    config_providers, config_models = _config_names(request)
+    try:
+        async with engine_of(request).begin() as conn:
+            if kind == "provider":
+                await admin.delete_provider(conn, actor=actor_of(request), name=name, config_names=config_providers)
+            else:
+                await admin.delete_model(conn, actor=actor_of(request), name=name, config_names=config_models)
+    except admin.Invalid as exc:
+        return await page(request, status=409, errors=exc.errors)
+    await request.app[MAIN][GATEWAY].catalog.refresh(engine_of(request))  # this replica at once
+    return redirect(f"/providers?m=deleted-{kind}")
