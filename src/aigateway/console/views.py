@@ -122,9 +122,12 @@ async def enrol_page(request: web.Request, error: str | None = None, status: int
         raise ConsoleRefusal(404, "This enrolment link is invalid, used or expired. Ask an admin for a new one "
                                   "(aigateway admin operator reset --email ...).")
     uri = operators.provisioning_uri(row)
+    if uri is None:  # sealed with a key this process does not have (see twofactor.seeds)
+        raise ConsoleRefusal(503, "This enrolment cannot be shown: AIGATEWAY_SECRET_KEY is missing or differs "
+                                  "on this server. Fix it, or issue a new link (aigateway admin operator reset).")
     qr = segno.make(uri, error="m").svg_data_uri(scale=4, border=2)
     return render(request, "enrol.html", status=status, email=row.email, role=row.role, qr=qr,
-                  secret=row.totp_secret, error=error, codes=None)
+                  secret=operators.seed_of(row), error=error, codes=None)
 
 
 async def enrol(request: web.Request) -> web.Response:
