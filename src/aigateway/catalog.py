@@ -35,10 +35,9 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.money import request_cost
 from aigateway.pricing.rules import limits_problem
@@ -302,35 +301,3 @@ class Catalog:
                 model.context_length, model.max_output_tokens = context, output
                 changed = True
         return changed
-
-
-@dataclass(frozen=True, slots=True)
-class PriceFollower:
-    """A database (console) model whose price follows a price source; quacks like a config model
-    for pricing.fetcher (name, type, price_source, price_source_model) plus its own markup."""
-
-    name: str
-    type: str
-    price_source: str
-    price_source_model: str | None = None
-    markup: Decimal | None = None  # None: the source's, else [pricing] markup
-
-
-async def price_followers(conn: AsyncConnection) -> list[PriceFollower]:
-    """Every catalog_models row with a price source (the fetcher skips names the config defines)."""
-    rows = (await conn.execute(select(catalog_models.c.name, catalog_models.c.type, catalog_models.c.price_source,
-                                      catalog_models.c.price_source_model, catalog_models.c.markup)
-                               .where(catalog_models.c.price_source.is_not(None))
-                               .order_by(catalog_models.c.name))).all()
-    out = []
-    for row in rows:
-        try:
-            markup = None if row.markup is None else Decimal(row.markup)
-        except InvalidOperation:
-            # Hazard: a bad row must not stop the fetch of every other model; the default markup
-            # would undercharge, so the model is left out (its last price stays) and said so.
-            log.warning("catalog_models row %s: markup %r is not a number; its price is not fetched",
-                        row.name, row.markup)
-            continue
-        out.append(PriceFollower(row.name, row.type, row.price_source, row.price_source_model, markup))
-    return out

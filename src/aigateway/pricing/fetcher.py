@@ -31,10 +31,11 @@ from sqlalchemy import desc, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aigateway.catalog import Price, PriceFollower, Tier, price_followers
+from aigateway.catalog import Price, Tier
 from aigateway.config import Config
 from aigateway.money import format_tmt
 from aigateway.pricing import sources
+from aigateway.pricing.followers import PriceFollower, price_followers
 from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
 from aigateway.pricing.rules import is_big_price_change, tmt_price_units, tmt_units_each

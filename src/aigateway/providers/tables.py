@@ -2,11 +2,9 @@
 
 The config file still defines providers and models; these rows ADD to them. On a name
 clash the config file wins (aigateway.catalog skips the row), so what is in the file is
-always what runs. A database model either has a hand-set price (price_versions, source
-"console") or follows a price source with an optional markup of its own, which the
-scheduled fetch (pricing.fetcher) applies like a config model's. A provider's key is
-either the name of an environment variable (`api_key_env`) or a secret stored
-encrypted (`api_key_enc`, AES-256-GCM, see aigateway.crypto); the plain key is never stored.
+always what runs. A provider's key is either the name of an environment variable
+(`api_key_env`) or a secret stored encrypted (`api_key_enc`, AES-256-GCM, see
+providers.secrets); the plain key is never stored.
 """
 
 from sqlalchemy import Column, DateTime, Integer, String, Table, Text
