@@ -50,7 +50,8 @@ def test_admin_sets_key_limits_and_the_gateway_applies_them(gateway, console):
 
     gateway.wait_for(other_refused, timeout=5)
     shown = c.get(path).text
-    assert 'data-testid="models-now">llama-3.1-70b<' in shown and "2.500000 / day" in shown
+    assert 'data-testid="models-now">llama-3.1-70b<' in shown and "Spend cap per day, TMT" in shown
+    assert 'data-testid="cap">2.500000<' in shown
     # requests per minute: the second request in the minute is refused with 429
     r = c.form(path, path, {"spend_cap": "2.5", "spend_period": "day", "rpm": "1", "tpm": "", "concurrency": "3",
                             "expires": "2099-12-31", "models": ""})
@@ -69,13 +70,13 @@ def test_admin_sets_key_limits_and_the_gateway_applies_them(gateway, console):
     gateway.wait_for(limited, timeout=5)
     rows = gateway.sql("SELECT actor, action, target, before, after FROM console_audit_log "
                        "WHERE action = 'key.limits' ORDER BY id")
-    assert [r.target for r in rows] == [f"key:{kid}", f"key:{kid}"]
+    assert [r.target for r in rows] == [f"customer:{cid} key:{kid}"] * 2
     assert rows[0].actor == "operator:limits@example.com"
     assert '"models":"all"' in rows[0].before and '"models":["llama-3.1-70b"]' in rows[0].after
     assert '"spend_cap":"2.500000"' in rows[0].after and '"spend_cap":null' in rows[0].before
     assert '"rpm":null' in rows[1].before and '"rpm":1' in rows[1].after and "spend_cap" not in rows[1].after
     # the audit page shows the change as before -> after
-    assert "rpm: None → 1" in c.get("/audit").text
+    assert "rpm: none → 1" in c.get("/audit").text
 
 
 def test_viewer_sees_but_cannot_set_key_limits_and_foreign_keys_are_404(gateway, console):

@@ -125,7 +125,6 @@ async def save(conn: AsyncConnection, *, actor: str, customer_id: int, key_id: i
     await set_limits(conn, limits)
     if allowed != old_allowed:
         await set_allowed_models(conn, key_id, allowed)
-    await audit.record(conn, actor=actor, action="key.limits", target=f"key:{key_id}",
+    await audit.record(conn, actor=actor, action="key.limits", target=f"customer:{customer_id} key:{key_id}",
                        before={k: v for k, v in before.items() if after[k] != v},
-                       after={k: v for k, v in after.items() if before[k] != v},
-                       reason=f"customer:{customer_id}")
+                       after={k: v for k, v in after.items() if before[k] != v})

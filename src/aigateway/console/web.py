@@ -115,7 +115,18 @@ def describe_change(before: str | None, after: str | None) -> list[str]:
     old = orjson.loads(before) if before else {}
     new = orjson.loads(after) if after else {}
     old, new = (old if isinstance(old, dict) else {"": old}), (new if isinstance(new, dict) else {"": new})
-    return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in dict.fromkeys([*old, *new])]
+
+    def shown(value) -> str:  # JSON values as an operator reads them: none, a, b — never Python's repr
+        if value is None:
+            return "none"
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            return ", ".join(map(str, value)) or "(empty)"
+        if isinstance(value, (list, dict)):
+            return orjson.dumps(value).decode()
+        return str(value)
+
+    return [f"{k}: {shown(old[k]) if k in old else '—'} → {shown(new[k]) if k in new else '—'}"
+            for k in dict.fromkeys([*old, *new])]
 
 
 def cookie_name(request: web.Request) -> str:
