@@ -10,8 +10,8 @@ from playwright.sync_api import expect
 
 from tests.console.conftest import console_url, make_operator
 from tests.console.test_model_pricing import _config
-from tests.pricing.conftest import FakeSource
 from tests.portal.conftest import shot
+from tests.pricing.conftest import FakeSource
 
 pytestmark = pytest.mark.browser
 
