@@ -9,10 +9,9 @@ from aiohttp import web
 
 from aigateway.appkeys import CONFIG, GATEWAY
 from aigateway.console import catalog_admin as admin
-from aigateway.console.web import MAIN, SESSION, ConsoleRefusal, actor_of, engine_of, redirect, render
-from aigateway.pricing.settings import PricingSettings
-from aigateway.pricing.web import FETCHER
-from aigateway.pricing.web import SETTINGS as PRICING_SETTINGS
+from aigateway.console.web import MAIN, ConsoleRefusal, actor_of, engine_of, redirect, render, session_of
+from aigateway.pricing.fetcher import Fetcher
+from aigateway.pricing.settings import PricingSettings, load_settings
 
 
 def add_routes(app: web.Application) -> None:
@@ -69,7 +68,9 @@ async def page(request: web.Request, *, status: int = 200, errors: dict | None =
 
 
 def _settings(request: web.Request) -> PricingSettings:
-    return request.app[MAIN][PRICING_SETTINGS]
+    # Read from the config like pricing's own setup does (validated at start-up, so it cannot fail
+    # here); not through pricing's web module: a concern never imports another's web.
+    return load_settings(request.app[MAIN][CONFIG])
 
 
 def _sources(request: web.Request) -> frozenset[str]:
@@ -113,7 +114,8 @@ async def save_model(request: web.Request) -> web.Response:
     except admin.Invalid as exc:
         return await page(request, status=400, errors=exc.errors, model_form=fields)
     if follows:  # the first price (or the new markup) comes from the next fetch: ask for it now
-        await request.app[MAIN][FETCHER].request()
+        main = request.app[MAIN]
+        await Fetcher(engine_of(request), main[CONFIG], _settings(request)).request()
     # This replica at once; the others on their next refresh.
     await request.app[MAIN][GATEWAY].catalog.refresh(engine_of(request))
     return redirect("/providers?m=follows" if follows else "/providers?m=model")
@@ -139,7 +141,8 @@ KINDS = ("provider", "model")
 
 async def delete_page(request: web.Request) -> web.Response:
     """Asks before deleting (no script: a page with the consequences and one button)."""
-    if not request[SESSION].operator.can_change:
+    session = session_of(request)
+    if session is None or not session.operator.can_change:
         raise ConsoleRefusal(403, "Your role (viewer) can look but not change anything.")
     kind = request.query.get("kind", "")
     name = request.query.get("name", "")
