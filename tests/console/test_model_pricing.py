@@ -27,12 +27,12 @@ def _model_form(**extra) -> dict:
             "markup": "", **extra}
 
 
-def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_gateway, mock_upstream,
-                                                                          sqlite_url):
+def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_gateway, mock_upstream, db_url):
+    """Two replicas on one database (SQLite, then PostgreSQL); only the first fetches."""
     source = FakeSource()
     try:
-        primary = start_gateway(_config(mock_upstream.url, sqlite_url, source.url, fetch=True))
-        replica = start_gateway(_config(mock_upstream.url, sqlite_url, source.url, fetch=False))
+        primary = start_gateway(_config(mock_upstream.url, db_url, source.url, fetch=True))
+        replica = start_gateway(_config(mock_upstream.url, db_url, source.url, fetch=False))
         op = make_operator(primary, "prices@example.com")
         c = ConsoleClient(primary)
         assert c.operator_login(op).status_code == 303

@@ -25,11 +25,12 @@ def _stored_operator_seed(server, email: str) -> str:
     return server.sql("SELECT totp_secret FROM console_operators WHERE email = :e", e=email)[0][0]
 
 
-def test_plain_seeds_keep_working_and_are_sealed_at_start(start_gateway, mock_upstream, sqlite_url, monkeypatch,
+def test_plain_seeds_keep_working_and_are_sealed_at_start(start_gateway, mock_upstream, db_url, monkeypatch,
                                                           caplog):
+    """On SQLite and on PostgreSQL (the start-up pass is SQL both must run)."""
     monkeypatch.delenv("AIGATEWAY_SECRET_KEY", raising=False)
     caplog.set_level(logging.INFO)
-    first = start_gateway(gateway_config(mock_upstream.url, sqlite_url))
+    first = start_gateway(gateway_config(mock_upstream.url, db_url))
     op = make_operator(first, "plain@example.com")
     assert _stored_operator_seed(first, op.email) == op.secret  # no key: stored as is
     c = ConsoleClient(first)
@@ -46,12 +47,12 @@ def test_plain_seeds_keep_working_and_are_sealed_at_start(start_gateway, mock_up
 
     first.run(customer_factor())
     first.stop()
-    start_gateway(gateway_config(mock_upstream.url, sqlite_url)).stop()  # a restart still without the key
+    start_gateway(gateway_config(mock_upstream.url, db_url)).stop()  # a restart still without the key
     assert "2 TOTP seed(s) are stored unencrypted: set AIGATEWAY_SECRET_KEY" in caplog.text
 
     monkeypatch.setenv("AIGATEWAY_SECRET_KEY", KEY)
     caplog.clear()
-    second = start_gateway(gateway_config(mock_upstream.url, sqlite_url))
+    second = start_gateway(gateway_config(mock_upstream.url, db_url))
     assert "encrypted 2 TOTP seed(s)" in caplog.text
     stored_op = _stored_operator_seed(second, op.email)
     stored_customer = second.sql("SELECT secret FROM portal_totp WHERE customer_id = :c", c=cid)[0][0]
