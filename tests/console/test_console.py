@@ -12,9 +12,11 @@ import pytest
 from aigateway.console.operators import create_operator
 from tests.console.conftest import OP_PASSWORD, ConsoleClient, console_url, make_operator
 
-ROUTES_GET = ["/", "/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/deposits"]
+ROUTES_GET = ["/", "/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/deposits",
+              "/customers/1/keys/1/limits", "/providers", "/providers/delete?kind=model&name=x"]
 ROUTES_POST = ["/customers/1/money", "/customers/1/status", "/customers/1/sessions", "/prices/rate",
-               "/prices/held/1/confirm", "/deposits/review", "/deposits/rescan"]
+               "/prices/held/1/confirm", "/deposits/review", "/deposits/rescan", "/customers/1/keys/1/limits",
+               "/providers/delete", "/models", "/providers"]
 
 
 def test_console_is_not_on_the_api_listener_and_refuses_customers(gateway, visitor, console):
@@ -23,7 +25,7 @@ def test_console_is_not_on_the_api_listener_and_refuses_customers(gateway, visit
     # The API listener has no console route at all.
     # The API listener has no console route at all ("/" and "/deposits" there are the portal's pages).
     for path in ["/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/metrics", "/readyz",
-                 "/enrol/x"]:
+                 "/enrol/x", "/customers/1/keys/1/limits", "/providers", "/providers/delete?kind=model&name=x"]:
         r = visitor().get(path, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 404, path
     for path in ROUTES_POST:
