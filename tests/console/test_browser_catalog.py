@@ -128,6 +128,7 @@ def test_price_source_delete_and_key_limits_in_the_browser(start_gateway, mock_u
 
         page.goto(f"/customers/{cid}")
         expect(page.get_by_test_id(f"limits-{kid}")).to_have_text("Set limits")
+        expect(page.get_by_test_id(f"limits-summary-{kid}")).to_have_text("3.000000 TMT/day · 60 rpm · llama-3.1-70b")
         shot(page, "console-11-customer-keys-desktop")
         page.set_viewport_size(PHONE)
         shot(page, "console-11-customer-keys-phone")

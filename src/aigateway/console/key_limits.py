@@ -102,6 +102,24 @@ def parse(key_id: int, form: dict[str, str], known_models: set[str]) -> tuple[Ke
     return limits, allowed
 
 
+async def summaries(conn: AsyncConnection, keys: list) -> dict[int, str]:
+    """key id -> a one-line summary of its limits for the customer page ("none" when it has none)."""
+    out = {}
+    for key in keys:
+        limits, allowed = await get_limits(conn, key.id), await get_allowed_models(conn, key.id)
+        parts = []
+        if limits.spend_cap is not None:
+            parts.append(f"{format_tmt(limits.spend_cap)} TMT/{limits.spend_period}")
+        parts += [f"{value} {unit}" for value, unit in ((limits.rpm, "rpm"), (limits.tpm, "tpm"),
+                                                         (limits.concurrency, "at once")) if value]
+        if limits.expires_at is not None:
+            parts.append(f"until {limits.expires_at.date().isoformat()}")
+        if allowed is not None:
+            parts.append(", ".join(allowed) if len(allowed) <= 3 else f"{len(allowed)} models")
+        out[key.id] = " · ".join(parts) or "none"
+    return out
+
+
 def shown(limits: KeyLimits, allowed: list[str] | None) -> dict:
     """What the audit row records (and the page shows) of a key's limits."""
     return {"spend_cap": None if limits.spend_cap is None else format_tmt(limits.spend_cap),

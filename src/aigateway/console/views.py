@@ -174,9 +174,13 @@ async def customer_page(request: web.Request, error: str | None = None, status: 
             view = await customers.detail(conn, cid)
         except customers.ConsoleError:
             raise web.HTTPNotFound() from None
+        from aigateway.console.key_limits import summaries
+
+        limits = await summaries(conn, view.keys)
     notice = {"money": "Balance changed.", "status": "Status changed.", "sessions": "Sessions ended."}.get(
         request.query.get("m", ""))
-    return render(request, "customer.html", status=status, tab="customers", v=view, error=error, notice=notice)
+    return render(request, "customer.html", status=status, tab="customers", v=view, error=error, notice=notice,
+                  limits=limits)
 
 
 async def customer_money(request: web.Request) -> web.Response:
