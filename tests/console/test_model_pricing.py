@@ -3,6 +3,9 @@ the scheduled fetch, served and re-priced on every replica without a restart, au
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import openai
 
 from aigateway.config import Config
@@ -16,7 +19,7 @@ ROUTES = "mock mock-chat 1 1"
 def _config(upstream_url: str, db_url: str, source_url: str, *, fetch: bool) -> Config:
     data = gateway_config(upstream_url, db_url).model_dump()
     data["pricing"] = {"fetch_interval": 3600, "retry_interval": 0.3, "markup": "0.20", "fx": {"USD": RATE},
-                       "fetch": fetch,
+                       "fetch": fetch, "admin_token_env": "CONSOLE_TEST_PRICING_TOKEN",
                        "sources": {"feed": {"format": "openrouter", "url": source_url + OR_PATH, "timeout": 2}}}
     return Config.model_validate(data)
 
@@ -27,8 +30,10 @@ def _model_form(**extra) -> dict:
             "markup": "", **extra}
 
 
-def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_gateway, mock_upstream, db_url):
+def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_gateway, mock_upstream, db_url,
+                                                                          monkeypatch):
     """Two replicas on one database (SQLite, then PostgreSQL); only the first fetches."""
+    monkeypatch.setenv("CONSOLE_TEST_PRICING_TOKEN", "pricing-token-for-the-test")
     source = FakeSource()
     try:
         primary = start_gateway(_config(mock_upstream.url, db_url, source.url, fetch=True))
@@ -67,6 +72,11 @@ def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_g
             return True
 
         replica.wait_for(served, timeout=10)  # the replica never fetched: it learned it from the database
+        req = urllib.request.Request(replica.base_url.removesuffix("/v1") + "/admin/pricing",
+                                     headers={"Authorization": "Bearer pricing-token-for-the-test"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            listed = {m["model"]: m for m in json.load(resp)["models"]}
+        assert listed["followed"]["follows"] == "feed" and listed["followed"]["input"] == "9.625000"
         page = c.get("/providers").text
         assert 'data-testid="follows-followed">follows feed (vendor/chat), markup 0.1<' in page
         # a new markup (0.3 = +30 %) is applied by the next fetch, asked for by the save

@@ -21,6 +21,7 @@ from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
 from aigateway.background import Periodic
 from aigateway.money import format_tmt
 from aigateway.pricing.fetcher import Fetcher, fetch_status
+from aigateway.pricing.followers import price_followers
 from aigateway.pricing.fx import apply_config_rates, current_rate_row
 from aigateway.pricing.service import current_prices, pending_versions
 from aigateway.pricing.settings import PricingSettings, load_settings
@@ -84,6 +85,8 @@ async def pricing_overview(app: web.Application) -> dict:
         status = await fetch_status(conn)
         prices = await current_prices(conn)
         held = await pending_versions(conn)
+        for follower in await price_followers(conn):  # models added in the console (the config wins a name)
+            follows.setdefault(follower.name, follower.price_source)
     sources = {}
     for name, entry in status["sources"].items():
         last = entry["last"]
