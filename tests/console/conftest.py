@@ -13,6 +13,7 @@ from aigateway.console.operators import create_operator
 from aigateway.console.tables import operators
 from aigateway.console.web import CONSOLE_URL
 from aigateway.portal.passwords import hash_password
+from aigateway.twofactor import seeds
 from tests.portal.conftest import PortalClient, browser, visitor  # noqa: F401 (fixtures)
 
 OP_PASSWORD = "operator horse battery 42"
@@ -46,8 +47,9 @@ def make_operator(server, email: str, role: str = "admin") -> OperatorLogin:
             op_id, _token = await create_operator(conn, email, role)
             await conn.execute(update(operators).where(operators.c.id == op_id).values(
                 status="active", password_hash=await hash_password(OP_PASSWORD), enrol_token_hash=None))
-            return await conn.scalar(operators.select().with_only_columns(operators.c.totp_secret)
-                                     .where(operators.c.id == op_id))
+            stored = await conn.scalar(operators.select().with_only_columns(operators.c.totp_secret)
+                                       .where(operators.c.id == op_id))
+            return seeds.reveal(stored)  # encrypted when AIGATEWAY_SECRET_KEY is set
 
     return OperatorLogin(email, OP_PASSWORD, server.run(make()))
 

@@ -12,9 +12,11 @@ import pytest
 from aigateway.console.operators import create_operator
 from tests.console.conftest import OP_PASSWORD, ConsoleClient, console_url, make_operator
 
-ROUTES_GET = ["/", "/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/deposits"]
+ROUTES_GET = ["/", "/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/deposits",
+              "/customers/1/keys/1/limits", "/providers", "/providers/delete?kind=model&name=x"]
 ROUTES_POST = ["/customers/1/money", "/customers/1/status", "/customers/1/sessions", "/prices/rate",
-               "/prices/held/1/confirm", "/deposits/review", "/deposits/rescan"]
+               "/prices/held/1/confirm", "/deposits/review", "/deposits/rescan", "/customers/1/keys/1/limits",
+               "/providers/delete", "/models", "/providers"]
 
 
 def test_console_is_not_on_the_api_listener_and_refuses_customers(gateway, visitor, console):
@@ -23,7 +25,7 @@ def test_console_is_not_on_the_api_listener_and_refuses_customers(gateway, visit
     # The API listener has no console route at all.
     # The API listener has no console route at all ("/" and "/deposits" there are the portal's pages).
     for path in ["/customers", "/customers/1", "/audit", "/audit.csv", "/prices", "/metrics", "/readyz",
-                 "/enrol/x"]:
+                 "/enrol/x", "/customers/1/keys/1/limits", "/providers", "/providers/delete?kind=model&name=x"]:
         r = visitor().get(path, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 404, path
     for path in ROUTES_POST:
@@ -197,6 +199,12 @@ def test_probes_and_metrics_match_requests(gateway, console):
     assert d("aigateway_requests_total", model="mock-badreq") == 1
     assert d("aigateway_tokens_total", model="llama-3.1-70b", direction="output") == tokens
     assert d("aigateway_request_duration_seconds_count", endpoint="chat") == 4
+    # each of the 4 reached the upstream once: both halves of its duration were observed, and they add up
+    assert d("aigateway_upstream_duration_seconds_count", endpoint="chat") == 4
+    assert d("aigateway_gateway_added_seconds_count", endpoint="chat") == 4
+    assert abs(d("aigateway_upstream_duration_seconds_sum", endpoint="chat") +
+               d("aigateway_gateway_added_seconds_sum", endpoint="chat") -
+               d("aigateway_request_duration_seconds_sum", endpoint="chat")) < 1e-6
     # the 4 usage events went through group commits: the batch-size histogram counted every one
     gateway.wait_for(lambda: value(scrape(), "aigateway_usage_commit_batch_size_sum") -
                      value(before, "aigateway_usage_commit_batch_size_sum") == 4)
@@ -267,3 +275,48 @@ def test_overview_lists_what_needs_the_operator(gateway, console):
     assert "<code>openrouter</code>: HTTP 503" in page
     assert 'data-testid="requests">1<' in page and "busy@example.com" in page
     assert "mock/mock-chat · chat" in page  # the route's row in the last 24 hours
+
+
+def test_latency_is_split_between_upstream_and_gateway(start_gateway, mock_upstream, sqlite_url):
+    """A slow upstream (1.5 s) and a streamed answer: the wait is upstream time, not the gateway's."""
+    import urllib.request
+
+    from aigateway.config import Config
+    from tests.conftest import gateway_config
+
+    data = gateway_config(mock_upstream.url, sqlite_url).model_dump()
+    data["models"].append({"name": "slow-model", "type": "chat", "input_price": "0.35", "output_price": "1.40",
+                           "routes": [{"provider": "mock", "model": "mock-chat-slow"}]})
+    server = start_gateway(Config.model_validate(data))
+
+    def scrape() -> dict[str, float]:
+        with urllib.request.urlopen(console_url(server) + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if '{endpoint="chat"}' in line:
+                out[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+        return out
+
+    before = scrape()  # the registry is per process: other tests' gateways count in it too
+    _cid, key = server.customer("waiting@example.com")
+    client = openai.OpenAI(api_key=key, base_url=server.base_url, max_retries=0)
+    client.chat.completions.create(model="slow-model", messages=[{"role": "user", "content": "hi"}])
+    chunks = list(client.chat.completions.create(model="slow-model", stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    assert chunks
+    # a refusal before any upstream (unknown model) is not a call: nothing observed for it
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    after = scrape()
+
+    def value(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert value("aigateway_upstream_duration_seconds_count") == 2
+    assert value("aigateway_gateway_added_seconds_count") == 2
+    assert value("aigateway_upstream_duration_seconds_sum") >= 2 * 1.5
+    assert value("aigateway_gateway_added_seconds_sum") < 1.0
+    total = value("aigateway_request_duration_seconds_sum")
+    assert abs(value("aigateway_upstream_duration_seconds_sum") + value("aigateway_gateway_added_seconds_sum")
+               - total) < 1e-6

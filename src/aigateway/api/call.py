@@ -28,7 +28,7 @@ from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailabl
 from aigateway.catalog import Model, Price
 from aigateway.keylimits.limiter import Admission
 from aigateway.keylimits.values import KeyLimits, LimitReached, LimitsUnavailable
-from aigateway.metrics import observe_call
+from aigateway.metrics import observe_call, start_call
 from aigateway.money import format_tmt
 from aigateway.providers.routes import Route
 from aigateway.usage import Counts
@@ -211,6 +211,7 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
             raise errors.bad_request("'input' is required: a string or an array of strings or tokens.",
                                      param="input")
         output_cap, stream = 0, False
+    start_call()  # metrics: this call's upstream time starts at zero (gateway-added vs upstream histograms)
     call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
                 body=body, hold=None, started=time.monotonic(), stream=stream)
     if endpoint == "chat" and model.price.image_price:

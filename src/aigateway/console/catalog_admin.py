@@ -5,7 +5,10 @@ in one transaction (console.audit); a provider key typed in the console is store
 encrypted (providers.secrets) and is never shown, logged or put in an audit row again
 (the audit row says "stored secret" / "env:NAME"). Names the config file defines are
 read-only here: the config file wins (aigateway.catalog skips a clashing row).
-Every replica's catalog picks the rows up on its next refresh: no restart.
+Every replica's catalog picks the rows up on its next refresh: no restart. A model's price
+is either set by hand here (a price version, source "console") or follows a config price
+source with its own optional markup (catalog_models.price_source/markup), which the
+scheduled fetch applies to every replica like a config model's price.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -132,10 +136,34 @@ def _optional_int(text: str) -> int | None:
     return int(text)
 
 
+MAX_MARKUP = Decimal(100)  # +10,000 %: anything above is a typo, not a price
+
+
+def parse_markup(text: str) -> Decimal | None:
+    """ "0.20" or "20%" -> Decimal("0.20"); empty -> None. ValueError when not a sane markup."""
+    text = text.strip().replace(",", ".")
+    if not text:
+        return None
+    percent = text.endswith("%")
+    try:
+        value = Decimal(text.removesuffix("%").strip())
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not value.is_finite():
+        raise ValueError(text)
+    value = value / 100 if percent else value
+    if value <= -1 or value > MAX_MARKUP:
+        raise ValueError(text)
+    return value.normalize() if value != 0 else Decimal(0)
+
+
 async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str, routes_text: str,
                      context_length: str, max_output_tokens: str, input_price: str, output_price: str,
-                     providers: set[str], config_names: set[str]) -> None:
-    """Add or change a model with its routes, caps and (optionally) its price by hand."""
+                     providers: set[str], config_names: set[str], price_source: str = "",
+                     price_source_model: str = "", markup: str = "", sources: frozenset[str] = frozenset(),
+                     ) -> bool:
+    """Add or change a model with its routes, caps and its price: set by hand, or followed from a
+    price source with an optional markup. True when the model follows a source (fetch soon)."""
     errors: dict[str, str] = {}
     if not NAME.match(name):
         errors["name"] = "Letters, digits and . _ : / - only (at most 100)."
@@ -169,16 +197,34 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
                 raise ValueError
         except (ValueError, ArithmeticError):
             errors["price"] = "Both prices, in TMT per 1M tokens (e.g. 1.5), not negative."
+    own_markup = None
+    if price_source:
+        if price_source not in sources:
+            errors["price_source"] = (f"Not a [pricing.sources.*] section of the config: "
+                                      f"{', '.join(sorted(sources)) or 'none is defined'}.")
+        if prices is not None:
+            errors["price"] = "Either set the price by hand or follow a price source, not both."
+        if price_source_model and not NAME.match(price_source_model):
+            errors["price_source_model"] = "The model's id in the source, e.g. vendor/model-name."
+        try:
+            own_markup = parse_markup(markup)
+        except ValueError:
+            errors["markup"] = "A fraction above -1 (0.20 = +20 %) or a percentage like 20%, or empty."
+    elif price_source_model or markup.strip():
+        errors["price_source"] = "Choose the price source the source model id and markup apply to."
     if errors:
         raise Invalid(errors)
     before = (await conn.execute(select(catalog_models).where(catalog_models.c.name == name))).first()
-    values = {"type": type_, "routes": json.dumps([asdict(r) for r in routes]),
-              "context_length": caps[0], "max_output_tokens": caps[1], "updated_at": utcnow()}
+    values: dict[str, object] = {"type": type_, "routes": json.dumps([asdict(r) for r in routes]),
+              "context_length": caps[0], "max_output_tokens": caps[1], "updated_at": utcnow(),
+              "price_source": price_source or None, "price_source_model": price_source_model or None,
+              "markup": None if own_markup is None else str(own_markup)}
     if before is None:
         await conn.execute(catalog_models.insert().values(name=name, **values))
     else:
         await conn.execute(catalog_models.update().where(catalog_models.c.name == name).values(**values))
-    shown = ("type", "routes", "context_length", "max_output_tokens")
+    shown = ("type", "routes", "context_length", "max_output_tokens", "price_source", "price_source_model",
+             "markup")
     after: dict[str, Any] = {k: values[k] for k in shown}
     old = None if before is None else {k: before._mapping[k] for k in shown}
     if prices is not None:
@@ -187,7 +233,55 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
             old = {**(old or {}), "price": None if price_before is None else
                    [price_before.input_price, price_before.output_price]}
             after["price"] = list(prices)
+    if old is not None:  # only what changed, so the audit line reads as a diff
+        changed = {k for k in after if old.get(k) != after[k]}
+        old, after = {k: old.get(k) for k in changed}, {k: after[k] for k in changed}
     await audit.record(conn, actor=actor, action="model.save", target=name, before=old, after=after)
+    return bool(price_source)
+
+
+def routed_by(model_rows_: list, provider: str) -> list[str]:
+    """Names of the database models with a route through this provider."""
+    users = []
+    for row in model_rows_:
+        try:
+            specs = json.loads(row.routes)
+        except ValueError:
+            continue
+        if any(isinstance(r, dict) and r.get("provider") == provider for r in specs):
+            users.append(row.name)
+    return users
+
+
+async def delete_provider(conn: AsyncConnection, *, actor: str, name: str, config_names: set[str]) -> None:
+    """Remove a console provider; refused while a model still routes to it (that model would lose the route)."""
+    if name in config_names:
+        raise Invalid({"delete": f"The config file defines provider {name}; remove it there."})
+    row = (await conn.execute(select(catalog_providers).where(catalog_providers.c.name == name))).first()
+    if row is None:
+        raise Invalid({"delete": f"No provider {name} in the console's catalog."})
+    users = routed_by(await model_rows(conn), name)
+    if users:
+        raise Invalid({"delete": f"Models still route to {name}: {', '.join(users)}. Change their routes or "
+                                 "delete them first."})
+    await conn.execute(catalog_providers.delete().where(catalog_providers.c.name == name))
+    await audit.record(conn, actor=actor, action="provider.delete", target=name,
+                       before={"base_url": row.base_url, "key": key_source(row)}, after=None)
+
+
+async def delete_model(conn: AsyncConnection, *, actor: str, name: str, config_names: set[str]) -> None:
+    """Remove a console model: every replica stops serving it on its next catalog refresh. Its prices,
+    usage and ledger rows stay (history is never rewritten); adding the name again reuses its last price."""
+    if name in config_names:
+        raise Invalid({"delete": f"The config file defines model {name}; remove it there."})
+    row = (await conn.execute(select(catalog_models).where(catalog_models.c.name == name))).first()
+    if row is None:
+        raise Invalid({"delete": f"No model {name} in the console's catalog."})
+    await conn.execute(catalog_models.delete().where(catalog_models.c.name == name))
+    await audit.record(conn, actor=actor, action="model.delete", target=name,
+                       before={k: row._mapping[k] for k in ("type", "routes", "context_length", "max_output_tokens",
+                                                            "price_source", "price_source_model", "markup")},
+                       after=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import pyotp
 from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +25,7 @@ from aigateway.portal.sessions import aware
 from aigateway.store.db import inserted_id
 from aigateway.store.metadata import utcnow
 from aigateway.twofactor import codes as codes_
+from aigateway.twofactor import seeds
 from aigateway.twofactor.codes import sha256
 from aigateway.twofactor.codes import step_if_valid as _step_if_valid
 
@@ -62,7 +62,7 @@ async def create_operator(conn: AsyncConnection, email: str, role: str) -> tuple
         raise OperatorError(f"an operator with email {email} already exists")
     token = secrets.token_urlsafe(32)
     result = await conn.execute(operators.insert().values(
-        email=email, role=role, status="pending", totp_secret=pyotp.random_base32(),
+        email=email, role=role, status="pending", totp_secret=seeds.new(),
         enrol_token_hash=sha256(token), enrol_expires_at=utcnow() + ENROL_TTL))
     return inserted_id(result), token
 
@@ -74,7 +74,7 @@ async def reissue_enrolment(conn: AsyncConnection, email: str) -> str:
         raise OperatorError(f"no operator with email {email}")
     token = secrets.token_urlsafe(32)
     await conn.execute(update(operators).where(operators.c.id == row.id).values(
-        status="pending", password_hash=None, totp_secret=pyotp.random_base32(), totp_last_step=0,
+        status="pending", password_hash=None, totp_secret=seeds.new(), totp_last_step=0,
         enrol_token_hash=sha256(token), enrol_expires_at=utcnow() + ENROL_TTL))
     await conn.execute(operator_recovery_codes.delete().where(operator_recovery_codes.c.operator_id == row.id))
     return token
@@ -89,8 +89,14 @@ async def pending_by_token(conn: AsyncConnection, token: str):
     return row
 
 
-def provisioning_uri(row) -> str:
-    return codes_.provisioning_uri(row.totp_secret, row.email, ISSUER)
+def seed_of(row) -> str | None:
+    """The operator's TOTP seed in clear (to show at enrolment only); None when it cannot be read."""
+    return seeds.reveal(row.totp_secret)
+
+
+def provisioning_uri(row) -> str | None:
+    seed = seed_of(row)
+    return None if seed is None else codes_.provisioning_uri(seed, row.email, ISSUER)
 
 
 async def _accept_totp(conn: AsyncConnection, row, code: str) -> bool:

@@ -70,7 +70,8 @@ async def overview(conn: AsyncConnection) -> dict:
 
 
 async def needs_attention(conn: AsyncConnection, since) -> dict:
-    needs: dict = {"review": [], "held_prices": [], "held_limits": [], "capped": [], "failing_fetches": []}
+    needs: dict = {"review": [], "held_prices": [], "held_limits": [], "capped": [], "failing_fetches": [],
+                   "plain_seeds": 0}
     try:
         from aigateway.deposits.tables import deposit_transactions as t
 
@@ -92,7 +93,20 @@ async def needs_attention(conn: AsyncConnection, since) -> dict:
     except ModuleNotFoundError:  # pragma: no cover
         pass
     needs["capped"] = await capped_usage(conn, since=since, limit=20)
+    needs["plain_seeds"] = await plain_totp_seeds(conn)
     return needs
+
+
+async def plain_totp_seeds(conn: AsyncConnection) -> int:
+    """TOTP seeds stored unencrypted because AIGATEWAY_SECRET_KEY is not set (0 when it is: start-up seals them)."""
+    from aigateway import crypto
+    from aigateway.console.tables import operators
+    from aigateway.portal.tables import portal_totp
+    from aigateway.twofactor import seeds
+
+    if crypto.can_store():
+        return 0
+    return await seeds.plain_count(conn, operators.c.totp_secret) + await seeds.plain_count(conn, portal_totp.c.secret)
 
 
 def upstream_health(router) -> list[dict]:

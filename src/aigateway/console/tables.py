@@ -3,7 +3,8 @@
 Operators are not customers: separate table, separate sessions, separate cookie, so no
 customer credential can ever be read as an operator's. Secrets are stored hashed
 (password: argon2id; session ids, enrolment tokens, recovery codes: SHA-256 of 256/60+
-random bits). The TOTP seed must be readable to check a code, so it is stored as is.
+random bits). The TOTP seed must be readable to check a code, so it is stored encrypted
+with AIGATEWAY_SECRET_KEY (twofactor.seeds; plain while that key is not set).
 The audit log is append-only: the code has no UPDATE or DELETE for it.
 """
 
@@ -19,7 +20,7 @@ operators = Table(
     Column("role", String(20), nullable=False),  # "admin" | "viewer"
     Column("status", String(20), nullable=False, default="pending"),  # pending (not enrolled) | active | disabled
     Column("password_hash", String(200), nullable=True),
-    Column("totp_secret", String(64), nullable=False),
+    Column("totp_secret", String(200), nullable=False),  # twofactor.seeds: "v1:..." or plain base32
     Column("totp_last_step", Integer, nullable=False, default=0),  # a TOTP code is accepted once
     Column("enrol_token_hash", String(64), nullable=True, unique=True),
     Column("enrol_expires_at", DateTime(timezone=True), nullable=True),

@@ -20,6 +20,8 @@ from aigateway.console.web import (
     render,
     session_of,
 )
+from aigateway.keylimits.values import PERIODS
+from aigateway.money import format_tmt
 from aigateway.portal.base import safe_next
 
 
@@ -36,6 +38,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post(r"/customers/{cid:\d{1,9}}/money", customer_money)
     r.add_post(r"/customers/{cid:\d{1,9}}/status", customer_status)
     r.add_post(r"/customers/{cid:\d{1,9}}/sessions", customer_sessions)
+    r.add_get(r"/customers/{cid:\d{1,9}}/keys/{kid:\d{1,12}}/limits", key_limits_page)
+    r.add_post(r"/customers/{cid:\d{1,9}}/keys/{kid:\d{1,12}}/limits", key_limits_save)
     r.add_get("/audit", audit_page)
     r.add_get("/audit.csv", audit_csv)
     from aigateway.console import ops_views, probes
@@ -118,9 +122,12 @@ async def enrol_page(request: web.Request, error: str | None = None, status: int
         raise ConsoleRefusal(404, "This enrolment link is invalid, used or expired. Ask an admin for a new one "
                                   "(aigateway admin operator reset --email ...).")
     uri = operators.provisioning_uri(row)
+    if uri is None:  # sealed with a key this process does not have (see twofactor.seeds)
+        raise ConsoleRefusal(503, "This enrolment cannot be shown: AIGATEWAY_SECRET_KEY is missing or differs "
+                                  "on this server. Fix it, or issue a new link (aigateway admin operator reset).")
     qr = segno.make(uri, error="m").svg_data_uri(scale=4, border=2)
     return render(request, "enrol.html", status=status, email=row.email, role=row.role, qr=qr,
-                  secret=row.totp_secret, error=error, codes=None)
+                  secret=operators.seed_of(row), error=error, codes=None)
 
 
 async def enrol(request: web.Request) -> web.Response:
@@ -167,9 +174,13 @@ async def customer_page(request: web.Request, error: str | None = None, status: 
             view = await customers.detail(conn, cid)
         except customers.ConsoleError:
             raise web.HTTPNotFound() from None
+        from aigateway.console.key_limits import summaries
+
+        limits = await summaries(conn, view.keys)
     notice = {"money": "Balance changed.", "status": "Status changed.", "sessions": "Sessions ended."}.get(
         request.query.get("m", ""))
-    return render(request, "customer.html", status=status, tab="customers", v=view, error=error, notice=notice)
+    return render(request, "customer.html", status=status, tab="customers", v=view, error=error, notice=notice,
+                  limits=limits)
 
 
 async def customer_money(request: web.Request) -> web.Response:
@@ -202,6 +213,52 @@ async def customer_sessions(request: web.Request) -> web.Response:
     async with engine_of(request).begin() as conn:
         await customers.end_sessions(conn, actor=actor_of(request), customer_id=cid)
     return redirect(f"/customers/{cid}?m=sessions")
+
+
+async def key_limits_page(request: web.Request, *, status: int = 200, errors: dict | None = None,
+                          form: dict | None = None) -> web.Response:
+    from aigateway.console import key_limits
+
+    cid, kid = int(request.match_info["cid"]), int(request.match_info["kid"])
+    async with engine_of(request).connect() as conn:
+        key = await key_limits.key_of(conn, cid, kid)
+        if key is None:
+            raise web.HTTPNotFound()
+        email = (await customers.detail(conn, cid)).customer.email
+        v = await key_limits.view(conn, key)
+    if form is None:
+        lim = v.limits
+        form = {"spend_cap": "" if lim.spend_cap is None else format_tmt(lim.spend_cap),
+                "spend_period": lim.spend_period, "rpm": lim.rpm or "", "tpm": lim.tpm or "",
+                "concurrency": lim.concurrency or "",
+                "expires": lim.expires_at.date().isoformat() if lim.expires_at else "",
+                "models": " ".join(v.allowed or [])}
+    notice = "Limits saved. Every gateway applies them within about a second." if request.query.get("m") else None
+    return render(request, "key_limits.html", status=status, tab="customers", cid=cid, email=email, v=v,
+                  form=form, errors=errors or {}, notice=notice, periods=PERIODS,
+                  current=key_limits.shown(v.limits, v.allowed))
+
+
+async def key_limits_save(request: web.Request) -> web.Response:
+    from aigateway.appkeys import GATEWAY
+    from aigateway.console import key_limits
+    from aigateway.console.catalog_admin import Invalid
+    from aigateway.console.web import MAIN
+
+    cid, kid = int(request.match_info["cid"]), int(request.match_info["kid"])
+    posted = await request.post()
+    form = {k: str(posted.get(k, "")) for k in ("spend_cap", "spend_period", "rpm", "tpm", "concurrency",
+                                               "expires", "models")}
+    known = set(request.app[MAIN][GATEWAY].catalog.models)
+    try:
+        async with engine_of(request).begin() as conn:
+            await key_limits.save(conn, actor=actor_of(request), customer_id=cid, key_id=kid, form=form,
+                                  known_models=known)
+    except Invalid as exc:
+        if "key" in exc.errors:
+            raise web.HTTPNotFound() from None
+        return await key_limits_page(request, status=400, errors=exc.errors, form=form)
+    return redirect(f"/customers/{cid}/keys/{kid}/limits?m=saved")
 
 
 # ------------------------------------------------------------------ audit

@@ -50,7 +50,36 @@ class ConsoleRefusal(Exception):
         self.status, self.message = status, message
 
 
+async def seal_totp_seeds(engine) -> None:
+    """Encrypt plain TOTP seeds (operators' and customers') once AIGATEWAY_SECRET_KEY is set; else say so."""
+    from aigateway import crypto
+    from aigateway.console.tables import operators
+    from aigateway.portal.tables import portal_totp
+    from aigateway.twofactor import seeds
+
+    columns = [(operators, operators.c.id, operators.c.totp_secret),
+               (portal_totp, portal_totp.c.customer_id, portal_totp.c.secret)]
+    async with engine.begin() as conn:
+        if not crypto.can_store():
+            plain = sum([await seeds.plain_count(conn, seed) for _t, _k, seed in columns])
+            if plain:
+                log.warning("%d TOTP seed(s) are stored unencrypted: set %s (the same on every replica) "
+                            "and restart to encrypt them", plain, crypto.ENV)
+            return
+        sealed = sum([await seeds.seal_plain_rows(conn, *c) for c in columns])
+    if sealed:
+        log.info("encrypted %d TOTP seed(s) stored before %s was set", sealed, crypto.ENV)
+
+
 def setup(app: web.Application) -> None:
+    async def seal(main: web.Application):
+        try:
+            await seal_totp_seeds(main[ENGINE])
+        except (DBAPIError, OSError):  # never stops the start: plain seeds keep working
+            log.warning("could not encrypt the stored TOTP seeds now; next start tries again", exc_info=True)
+        yield
+
+    app.cleanup_ctx.append(seal)
     settings = AdminSettings.model_validate(app[CONFIG].admin)
     if not settings.enabled:
         return
@@ -86,7 +115,18 @@ def describe_change(before: str | None, after: str | None) -> list[str]:
     old = orjson.loads(before) if before else {}
     new = orjson.loads(after) if after else {}
     old, new = (old if isinstance(old, dict) else {"": old}), (new if isinstance(new, dict) else {"": new})
-    return [f"{k}: {old.get(k, '—')} → {new.get(k, '—')}" for k in dict.fromkeys([*old, *new])]
+
+    def shown(value) -> str:  # JSON values as an operator reads them: none, a, b — never Python's repr
+        if value is None:
+            return "none"
+        if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+            return ", ".join(map(str, value)) or "(empty)"
+        if isinstance(value, (list, dict)):
+            return orjson.dumps(value).decode()
+        return str(value)
+
+    return [f"{k}: {shown(old[k]) if k in old else '—'} → {shown(new[k]) if k in new else '—'}"
+            for k in dict.fromkeys([*old, *new])]
 
 
 def cookie_name(request: web.Request) -> str:

@@ -70,12 +70,11 @@ def limits_cmd(ctx, key_id, spend_cap, period, rpm, tpm, concurrency, expires, m
     """Show a key's limits, or change the ones given (the rest stay). Running gateways apply
     a change within about a second; a request over a limit gets 429, an expired key 401."""
     import orjson
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from aigateway.accounts.tables import api_keys
-    from aigateway.keylimits.service import get_limits, set_limits, spent_this_period
+    from aigateway.keylimits.service import get_limits, set_allowed_models, set_limits, spent_this_period
     from aigateway.money import to_units
-    from aigateway.store.metadata import utcnow
 
     changes = {name: value for name, value in (
         ("rpm", _count(rpm, "--rpm")), ("tpm", _count(tpm, "--tpm")),
@@ -96,9 +95,9 @@ def limits_cmd(ctx, key_id, spend_cap, period, rpm, tpm, concurrency, expires, m
             allowed = row.allowed_models
             if models is not None:
                 names = [m.strip() for m in models.split(",") if m.strip()]
-                allowed = None if models.strip().lower() == "all" else orjson.dumps(names).decode()
-                await conn.execute(update(api_keys).where(api_keys.c.id == key_id)
-                                   .values(allowed_models=allowed, updated_at=utcnow()))
+                chosen = None if models.strip().lower() == "all" else names
+                await set_allowed_models(conn, key_id, chosen)
+                allowed = None if chosen is None else orjson.dumps(chosen).decode()
             spent = await spent_this_period(conn, limits)
         click.echo(f"key {key_id}")
         for line in describe(limits, spent):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +38,18 @@ async def set_limits(conn: AsyncConnection, limits: KeyLimits) -> None:
         key_id=limits.key_id, spend_cap=limits.spend_cap, spend_period=limits.spend_period, rpm=limits.rpm,
         tpm=limits.tpm, concurrency=limits.concurrency, expires_at=limits.expires_at, updated_at=utcnow()))
     await conn.execute(update(api_keys).where(api_keys.c.id == limits.key_id).values(updated_at=utcnow()))
+
+
+async def get_allowed_models(conn: AsyncConnection, key_id: int) -> list[str] | None:
+    """The models the key may use (None: every model)."""
+    text = await conn.scalar(select(api_keys.c.allowed_models).where(api_keys.c.id == key_id))
+    return list(orjson.loads(text)) if text else None
+
+
+async def set_allowed_models(conn: AsyncConnection, key_id: int, names: list[str] | None) -> None:
+    """Restrict the key to these models (None: every model) and bump it, so caches reload it."""
+    await conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(
+        allowed_models=None if names is None else orjson.dumps(names).decode(), updated_at=utcnow()))
 
 
 async def spent_since(conn: AsyncConnection, key_id: int, since: datetime | None) -> int:

@@ -76,7 +76,7 @@ portal_totp = Table(
     "portal_totp",
     metadata,
     Column("customer_id", Integer, ForeignKey("customers.id"), primary_key=True),
-    Column("secret", String(64), nullable=False),  # base32 TOTP seed
+    Column("secret", String(200), nullable=False),  # TOTP seed, encrypted (twofactor.seeds)
     Column("last_step", Integer, nullable=False, default=0),
     Column("enabled_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),

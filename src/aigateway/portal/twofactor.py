@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from aigateway.portal.sessions import aware
 from aigateway.portal.tables import portal_pending_logins, portal_recovery_codes, portal_totp
 from aigateway.store.metadata import utcnow
-from aigateway.twofactor import codes
+from aigateway.twofactor import codes, seeds
 
 PENDING_TTL = timedelta(minutes=5)
 ISSUER = "aigateway"
@@ -43,7 +43,7 @@ async def state(conn: AsyncConnection, customer_id: int) -> TotpState:
     if row is None:
         return TotpState(False, None, 0)
     enabled = row.enabled_at is not None
-    return TotpState(enabled, None if enabled else row.secret, int(left or 0) if enabled else 0)
+    return TotpState(enabled, None if enabled else seeds.reveal(row.secret), int(left or 0) if enabled else 0)
 
 
 async def is_enabled(conn: AsyncConnection, customer_id: int) -> bool:
@@ -58,11 +58,11 @@ async def start_enrolment(conn: AsyncConnection, customer_id: int) -> None:
     if row is not None and row.enabled_at is not None:
         return
     if row is None:
-        await conn.execute(insert(portal_totp).values(customer_id=customer_id, secret=codes.new_secret(),
+        await conn.execute(insert(portal_totp).values(customer_id=customer_id, secret=seeds.new(),
                                                       last_step=0, enabled_at=None, created_at=utcnow()))
     else:
         await conn.execute(update(portal_totp).where(portal_totp.c.customer_id == customer_id)
-                           .values(secret=codes.new_secret(), last_step=0))
+                           .values(secret=seeds.new(), last_step=0))
 
 
 def provisioning_uri(secret: str, email: str, issuer: str = ISSUER) -> str:

@@ -337,7 +337,7 @@ def price_fetch(ctx) -> None:
         async with database(ctx) as engine:
             await apply_config_rates(engine, settings)
             fetcher = Fetcher(engine, config, settings)
-            if not fetcher.tied:
+            if not fetcher.tied and not settings.sources:
                 return []
             return await fetcher.fetch_now()
 

@@ -36,6 +36,7 @@ from aigateway.catalog import Price, Tier
 from aigateway.config import Config
 from aigateway.money import format_tmt
 from aigateway.pricing import sources
+from aigateway.pricing.followers import PriceFollower, price_followers
 from aigateway.pricing.fx import current_rate
 from aigateway.pricing.limits import apply_source_limits
 from aigateway.pricing.rules import is_big_price_change, tmt_price_units, tmt_units_each
@@ -69,8 +70,9 @@ class Fetcher:
         self.catalog = catalog
         self.holder = holder or holder_id()
         self.tied = tied_models(config)
-        # Long enough for every source to time out, so a live fetch is never taken over.
-        used = [settings.sources[name] for name in self.tied]
+        # Long enough for every source to time out, so a live fetch is never taken over
+        # (every source: a model added in the console may follow any of them).
+        used = list(settings.sources.values())
         self.lease_ms = int((sum(s.timeout for s in used) + 60) * 1000)
 
     # --- schedule and lease ----------------------------------------------
@@ -127,7 +129,9 @@ class Fetcher:
                                .values(requested_ms=now_ms()))
 
     async def tick(self) -> None:
-        if not self.tied or not await self.claim():
+        if not self.tied and not (self.settings.sources and await self._console_tied()):
+            return
+        if not await self.claim():
             return
         await self._run_leased()
 
@@ -147,6 +151,13 @@ class Fetcher:
             await self.catalog.refresh(self.engine)  # this process sees the result at once
         return reports
 
+    async def _console_tied(self) -> list[PriceFollower]:
+        """Models added in the console that follow a source this config defines (the config wins a name)."""
+        config_names = {m.name for m in self.config.models}
+        async with self.engine.connect() as conn:
+            followers = await price_followers(conn)
+        return [f for f in followers if f.name not in config_names and f.price_source in self.settings.sources]
+
     # --- one fetch ---------------------------------------------------------
 
     async def run(self) -> list[dict]:
@@ -154,9 +165,12 @@ class Fetcher:
         async with self.engine.connect() as conn:
             rate = await current_rate(conn, "USD")
         reports = []
+        tied = {name: list(models) for name, models in self.tied.items()}
+        for follower in await self._console_tied():
+            tied.setdefault(follower.price_source, []).append(follower)
         timeout = aiohttp.ClientTimeout(total=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for name, models in self.tied.items():
+            for name, models in tied.items():
                 reports.append(await self._run_source(session, name, models, rate))
         return reports
 
@@ -224,7 +238,8 @@ class Fetcher:
             log.warning("price source %s: model %s (%s) has a variable price; its last price stays in force",
                         source_name, model.name, ident)
             return {"outcome": "variable", "source_model": ident}
-        markup = self.settings.markup_for(model.name, source_name)
+        own = model.markup if isinstance(model, PriceFollower) else None  # set in the console
+        markup = own if own is not None else self.settings.markup_for(model.name, source_name)
         new_price = source_price(quote, rate, markup, embedding)
         new_in, new_out, free = new_price.input_price, new_price.output_price, new_price.free
         extra = new_price.stored()

@@ -21,6 +21,7 @@ from aigateway.appkeys import CONFIG, ENGINE, GATEWAY
 from aigateway.background import Periodic
 from aigateway.money import format_tmt
 from aigateway.pricing.fetcher import Fetcher, fetch_status
+from aigateway.pricing.followers import price_followers
 from aigateway.pricing.fx import apply_config_rates, current_rate_row
 from aigateway.pricing.service import current_prices, pending_versions
 from aigateway.pricing.settings import PricingSettings, load_settings
@@ -53,12 +54,13 @@ async def _start(app: web.Application, periodic: Periodic) -> None:
         log.info("exchange rate %s -> TMT set from the config: %s", currency, settings.fx[currency])
     fetcher = Fetcher(engine, config, settings, catalog=app[GATEWAY].catalog)
     app[FETCHER] = fetcher
-    if not fetcher.tied:
+    if not fetcher.tied and not settings.sources:  # with sources, a console model may follow one later
         return
     if settings.fetch:
         periodic.every(settings.tick, fetcher.tick, "fetch-prices")
         log.info("prices of %d model(s) follow %s, fetched every %gs (one replica at a time)",
-                 sum(map(len, fetcher.tied.values())), ", ".join(sorted(fetcher.tied)), settings.fetch_interval)
+                 sum(map(len, fetcher.tied.values())), ", ".join(sorted(fetcher.tied or settings.sources)),
+                 settings.fetch_interval)
     else:
         log.info("pricing.fetch = false: this process does not fetch prices; it picks them up from the database")
 
@@ -83,6 +85,8 @@ async def pricing_overview(app: web.Application) -> dict:
         status = await fetch_status(conn)
         prices = await current_prices(conn)
         held = await pending_versions(conn)
+        for follower in await price_followers(conn):  # models added in the console (the config wins a name)
+            follows.setdefault(follower.name, follower.price_source)
     sources = {}
     for name, entry in status["sources"].items():
         last = entry["last"]

@@ -30,4 +30,9 @@ catalog_models = Table(
     Column("context_length", Integer, nullable=True),
     Column("max_output_tokens", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    # Follow a [pricing.sources.NAME] source instead of a hand-set price (0016_console_model_pricing);
+    # `markup` is a decimal fraction as text ("0.20" = +20 %), None: the source's / default markup.
+    Column("price_source", String(100), nullable=True),
+    Column("price_source_model", String(200), nullable=True),  # the source's id; None: the model's name
+    Column("markup", String(40), nullable=True),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import aiohttp
 
+from aigateway import metrics
 from aigateway.providers.routes import Route
 
 
@@ -63,15 +64,27 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(
             total=provider.timeout, sock_connect=provider.connect_timeout, sock_read=provider.read_timeout
         )
+        clock = metrics.upstream_clock()  # the call's upstream time: this attempt until its last byte
+        attempt = clock.begin() if clock is not None else 0
         try:
             response = await self._session.post(
                 provider.base_url + path, data=body, headers=provider.request_headers, timeout=timeout
             )
         except TimeoutError as exc:
+            if clock is not None:
+                clock.end(attempt)
             raise RouteFailed(route, "timed out") from exc
         except aiohttp.ClientError as exc:
+            if clock is not None:
+                clock.end(attempt)
             raise RouteFailed(route, f"connection failed: {exc.__class__.__name__}") from exc
+        if clock is not None:
+            # Called by the connection when the body is complete (at once if it already is), or
+            # never if the response is dropped early: then the clock counts it up to the end.
+            response.content.on_eof(lambda: clock.end(attempt))
         if retryable_status(response.status):
             response.release()
+            if clock is not None:
+                clock.end(attempt)
             raise RouteFailed(route, f"answered HTTP {response.status}", response.status)
         return response

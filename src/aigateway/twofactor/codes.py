@@ -36,10 +36,16 @@ def normalise(code: str) -> str:
     return code.strip().replace(" ", "").replace("-", "").lower()
 
 
-def step_if_valid(secret: str, code: str, last_step: int) -> int | None:
-    """The time step a 6-digit code belongs to (now +- 1 step), if it is newer than last_step."""
+def step_if_valid(stored_secret: str, code: str, last_step: int) -> int | None:
+    """The time step a 6-digit code belongs to (now +- 1 step), if it is newer than last_step.
+    `stored_secret` is the seed as stored (plain or encrypted, see twofactor.seeds)."""
+    from aigateway.twofactor.seeds import reveal
+
     code = normalise(code)
     if len(code) != 6 or not code.isdigit():
+        return None
+    secret = reveal(stored_secret)
+    if secret is None:
         return None
     totp = pyotp.TOTP(secret)
     now = int(utcnow().timestamp()) // totp.interval
