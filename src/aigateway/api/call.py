@@ -1,18 +1,28 @@
 """One billed call, start to end: authenticate, price and hold, then settle.
 
 Data flows one way: `begin` (auth, parse, model, hold) -> the view talks to
-upstream routes -> `finish` (cost at the price captured in `begin`, settle
-the hold, queue the usage record).
+upstream routes inside `async with call:` -> the call's exit settles.
+
+Invariant: a call that `begin` returned is settled exactly once, in `Call.__aexit__`,
+whatever ends it. The relay only says what the answer costs (`charge`, no I/O); the exit
+then settles the hold to that cost, frees the key's limits and queues the usage record.
+An `APIError` with nothing charged is recorded as that refusal (cost 0); any other end
+with nothing charged (a bug, a cancellation) releases the hold and the limits unbilled.
+The hold is a hard ceiling: an upstream that reports more than the hold covered (it
+ignored the cap it was sent) is charged the hold, and the record is marked `capped`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -55,18 +65,22 @@ def request_id(request: web.Request) -> str:
 
 @dataclass(slots=True)
 class Call:
+    """One call and its settlement: `async with call:` around everything after `begin`."""
+
     id: str
     endpoint: str  # chat | embeddings
     key: KeyInfo
     model: Model
     price: Price  # captured at start: the call is charged at this version
-    body: dict
+    body: dict[str, Any]
     hold: Hold | None
     started: float
+    gateway: Gateway
     stream: bool = False
     wants_cost: bool = False  # the usage object the client gets carries `cost` (api.receipts)
-    admission: Admission | None = None  # what the key's limits took (keylimits): settled in `finish`
+    admission: Admission | None = None  # what the key's limits took (keylimits): settled on exit
     images: int = 0  # input images in the request (billed at the price's per-image rate)
+    outcome: UsageEvent | None = None  # what `charge` decided; settled (and recorded) on exit
 
     def counts(self, input_tokens: int, output_tokens: int, usage: Counts | None = None) -> Counts:
         """What the call is billed for: the upstream's breakdown (or plain counts), our image count,
@@ -78,6 +92,78 @@ class Call:
 
     def cost(self, input_tokens: int, output_tokens: int, usage: Counts | None = None) -> int:
         return self.price.cost(self.counts(input_tokens, output_tokens, usage))
+
+    def charge(self, *, status: int, route: Route | None = None, input_tokens: int = 0, output_tokens: int = 0,
+               estimated: bool = False, error: str | None = None, usage: Counts | None = None) -> int:
+        """Decide what the call costs (a non-200 costs nothing) and return it; the exit settles it.
+
+        No I/O: the relay calls it where it knows the counts, and the exit moves the money. `usage`
+        is the upstream's normalised breakdown (aigateway.usage); without it the plain counts are
+        billed. The first decision stands: a later one (say, an error after the answer) is ignored.
+        """
+        if self.outcome is not None:
+            return self.outcome.cost
+        counts = self.counts(input_tokens, output_tokens, usage)
+        if usage is not None:
+            input_tokens, output_tokens = usage.input, usage.output
+        ok = status == 200
+        cost = self.price.cost(counts) if ok else 0
+        capped = self.hold is not None and cost > self.hold.amount
+        if capped and self.hold is not None:
+            cost = self.hold.amount
+        self.outcome = UsageEvent(
+            id=self.id, customer_id=self.key.customer_id, api_key_id=self.key.key_id, model=self.model.name,
+            endpoint=self.endpoint, status=status,
+            provider=route.provider.name if route else None, upstream_model=route.upstream_model if route else None,
+            input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated, cost=cost,
+            price_version_id=self.price.version_id, stream=self.stream, error=error, capped=capped,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            cached_tokens=counts.cached, cache_write_tokens=counts.cache_write,
+            cache_write_long_tokens=counts.cache_write_long, reasoning_tokens=counts.reasoning,
+            images=counts.images if ok else 0, request_fees=counts.requests if ok else 0,
+        )
+        return cost
+
+    async def __aenter__(self) -> Call:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if isinstance(exc, errors.APIError):
+            exc.headers.setdefault("X-Request-Id", self.id)
+            self.charge(status=exc.status, error=exc.code)  # a no-op if the answer was already charged
+        if self.stream:  # shielded: a stream's settlement finishes even if its task is cancelled
+            await asyncio.shield(self._settle())
+        else:
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """Settle the hold to the charged cost (or release it), free the key's limits, record. Once."""
+        gateway, event = self.gateway, self.outcome
+        hold, self.hold = self.hold, None  # exactly once, whatever calls this
+        if event is None:  # nothing charged: the call ended before an answer (a bug or a cancellation)
+            await self._release_limits()
+            if hold is not None and gateway.wallet is not None:
+                await gateway.wallet.release(hold)
+            return
+        cost = event.cost
+        await self._release_limits(cost, event.input_tokens + event.output_tokens)
+        wallet, recorder = gateway.wallet, gateway.recorder
+        if wallet is None or recorder is None:
+            return
+        if hold is not None:
+            if cost:
+                await wallet.settle(hold, cost)
+            else:
+                await wallet.release(hold)
+        recorder.record(event)
+        observe_call(event.model, event.endpoint, event.provider, event.status,
+                     time.monotonic() - self.started, event.input_tokens, event.output_tokens, cost)
+
+    async def _release_limits(self, cost: int = 0, tokens: int = 0) -> None:
+        admission, self.admission = self.admission, None  # exactly once, whichever path ends the call
+        if admission is not None and self.gateway.key_limits is not None:
+            await self.gateway.key_limits.settle(admission, cost, tokens)
 
 
 async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
@@ -212,7 +298,7 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
                                      param="input")
         output_cap, stream = 0, False
     call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
-                body=body, hold=None, started=time.monotonic(), stream=stream)
+                body=body, hold=None, started=time.monotonic(), gateway=gateway, stream=stream)
     if endpoint == "chat" and model.price.image_price:
         call.images = count_images(body.get("messages"))
     # The ceiling: every prompt token at the highest rate of the top tier the bound reaches, the
@@ -231,65 +317,9 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
         try:
             call.hold = await gateway.wallet.hold(key.customer_id, most)
         except InsufficientBalance as exc:
-            await _release_limits(gateway, call)
+            await call._release_limits()
             raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
         except WalletUnavailable as exc:
-            await _release_limits(gateway, call)
+            await call._release_limits()
             raise errors.billing_unavailable(exc.retry_after) from None
     return call
-
-
-async def _release_limits(gateway: Gateway, call: Call, cost: int = 0, tokens: int = 0) -> None:
-    admission, call.admission = call.admission, None  # exactly once, whichever path ends the call
-    if admission is not None and gateway.key_limits is not None:
-        await gateway.key_limits.settle(admission, cost, tokens)
-
-
-async def finish(gateway: Gateway, call: Call, *, status: int, route: Route | None = None,
-                 input_tokens: int = 0, output_tokens: int = 0, estimated: bool = False,
-                 error: str | None = None, usage: Counts | None = None) -> int:
-    """Settle the call: charge a successful one, release the hold of a failed one. Returns the cost.
-
-    The hold is a hard ceiling: an upstream that reports more than the hold covered
-    (it ignored the cap it was sent) is charged the hold, and the record is marked
-    `capped`, keeping the upstream's own counts for the operator. `usage` is the upstream's
-    normalised breakdown (aigateway.usage); without it the plain counts are billed.
-    """
-    counts = call.counts(input_tokens, output_tokens, usage)
-    if usage is not None:
-        input_tokens, output_tokens = usage.input, usage.output
-    cost = call.price.cost(counts) if status == 200 else 0
-    wallet, recorder = gateway.wallet, gateway.recorder
-    if wallet is None or recorder is None:
-        await _release_limits(gateway, call, cost, input_tokens + output_tokens)
-        return cost
-    capped = call.hold is not None and cost > call.hold.amount
-    if capped:
-        cost = call.hold.amount
-    await _release_limits(gateway, call, cost, input_tokens + output_tokens)
-    if call.hold is not None:
-        if cost:
-            await wallet.settle(call.hold, cost)
-        else:
-            await wallet.release(call.hold)
-    recorder.record(UsageEvent(
-        id=call.id, customer_id=call.key.customer_id, api_key_id=call.key.key_id, model=call.model.name,
-        endpoint=call.endpoint, status=status,
-        provider=route.provider.name if route else None, upstream_model=route.upstream_model if route else None,
-        input_tokens=input_tokens, output_tokens=output_tokens, estimated=estimated, cost=cost,
-        price_version_id=call.price.version_id, stream=call.stream, error=error, capped=capped,
-        latency_ms=int((time.monotonic() - call.started) * 1000),
-        cached_tokens=counts.cached, cache_write_tokens=counts.cache_write,
-        cache_write_long_tokens=counts.cache_write_long, reasoning_tokens=counts.reasoning,
-        images=counts.images if status == 200 else 0, request_fees=counts.requests if status == 200 else 0,
-    ))
-    observe_call(call.model.name, call.endpoint, route.provider.name if route else None, status,
-                 time.monotonic() - call.started, input_tokens, output_tokens, cost)
-    return cost
-
-
-async def abandon(gateway: Gateway, call: Call) -> None:
-    """The call ended before reaching any upstream (a bug or cancellation): free its hold."""
-    await _release_limits(gateway, call)
-    if call.hold is not None and gateway.wallet is not None:
-        await gateway.wallet.release(call.hold)

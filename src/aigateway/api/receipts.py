@@ -47,7 +47,7 @@ def wants_cost(body: dict) -> bool:
 
 
 def expected_charge(call: Call, input_tokens: int, output_tokens: int) -> int:
-    """What `calls.finish` will charge a successful call: its cost, never more than its hold."""
+    """What `Call.charge` will charge a successful call: its cost, never more than its hold."""
     cost = call.cost(input_tokens, output_tokens)
     return min(cost, call.hold.amount) if call.hold is not None else cost
 

@@ -16,7 +16,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.encodings import as_requested
 from aigateway.api.forward import first_answer, pass_through_refusal
@@ -76,9 +75,8 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
             counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
-    cost = await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                              output_tokens=counts[1], estimated=estimated,
-                              usage=usage if call.endpoint != "embeddings" else None)
+    cost = call.charge(status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
+                       estimated=estimated, usage=usage if call.endpoint != "embeddings" else None)
     if finisher is not None:  # another API's answer (api/dialects): its own shape and model name
         raw = finisher(*counts)
     else:
