@@ -182,7 +182,7 @@ async def authenticate(gateway: Gateway, request: web.Request) -> KeyInfo:
     return info
 
 
-def parse_json_object(raw: bytes) -> dict:
+def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -193,7 +193,7 @@ def parse_json_object(raw: bytes) -> dict:
     return body
 
 
-def _positive_int(body: dict, name: str) -> int | None:
+def _positive_int(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -205,7 +205,7 @@ def _positive_int(body: dict, name: str) -> int | None:
 CAP_FIELDS = ("max_completion_tokens", "max_tokens")  # OpenAI's current name first, then the legacy one
 
 
-def output_token_cap(gateway: Gateway, model: Model, body: dict) -> int:
+def output_token_cap(gateway: Gateway, model: Model, body: dict[str, Any]) -> int:
     """The most output tokens ONE choice may produce: the smallest of what the client asked
     (either field; both given, the smaller) and the model's cap (else the billing default)."""
     asked = [v for v in (_positive_int(body, name) for name in CAP_FIELDS) if v is not None]
@@ -213,7 +213,7 @@ def output_token_cap(gateway: Gateway, model: Model, body: dict) -> int:
     return min(asked + [cap])
 
 
-def cap_output(model: Model, body: dict, per_choice: int) -> None:
+def cap_output(model: Model, body: dict[str, Any], per_choice: int) -> None:
     """Write the cap the hold is sized for into the body sent upstream.
 
     Hazard: an upstream honours whichever field it knows, so every field the
@@ -229,7 +229,7 @@ def cap_output(model: Model, body: dict, per_choice: int) -> None:
 
 
 async def begin(gateway: Gateway, request: web.Request, endpoint: str,
-                translate: Callable[[dict], dict] | None = None) -> Call:
+                translate: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Call:
     """`translate` turns another API's body into a chat body (api/dialects) before anything
     is checked or held: the hold is sized on the chat body that goes upstream. An
     authenticated request refused here is recorded."""
@@ -262,7 +262,7 @@ def record_refusal(gateway: Gateway, request: web.Request, key: KeyInfo, endpoin
 
 
 async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyInfo,
-                translate: Callable[[dict], dict] | None, limits: KeyLimits | None) -> Call:
+                translate: Callable[[dict[str, Any]], dict[str, Any]] | None, limits: KeyLimits | None) -> Call:
     raw = await read_body(request)
     body = parse_json_object(raw)
     if translate is not None:
@@ -306,9 +306,10 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
     # limits and the balance hold the same amount.
     most = 0 if model.price.free else model.price.ceiling(
         prompt_token_bound(raw, model.context_length), output_cap, raw.count(b'"image_url"'))
-    if limits is not None:  # the key's own limits first: the same hold amount counts against its cap
+    limiter = gateway.key_limits
+    if limits is not None and limiter is not None:  # the key's own limits first: the hold counts against its cap
         try:
-            call.admission = await gateway.key_limits.admit(limits, call.id, most)
+            call.admission = await limiter.admit(limits, call.id, most)
         except LimitReached as exc:
             raise errors.key_limit(exc.code, exc.kind, exc.message, exc.retry_after) from None
         except LimitsUnavailable:

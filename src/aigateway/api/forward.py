@@ -74,7 +74,7 @@ async def pass_through_refusal(gateway: Gateway, call: Call, route: Route,
                         content_type="application/json", headers={"X-Request-Id": call.id})
 
 
-def usage_counts(usage) -> tuple[int, int] | None:
+def usage_counts(usage: object) -> tuple[int, int] | None:
     """(input, output) tokens from an OpenAI `usage` object, or None if it is missing or odd."""
     if not isinstance(usage, dict):
         return None

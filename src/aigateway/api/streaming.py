@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -64,7 +64,7 @@ class StreamFault:
                                                    "param": None, "code": self.code}}) + b"\n\n"
 
 
-def _client_wants_usage(body: dict) -> bool:
+def _client_wants_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
 
@@ -87,7 +87,8 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
                        transform: StreamTransform | None = None) -> web.StreamResponse:
     wants_usage = (_client_wants_usage(call.body) or call.wants_cost) and transform is None
 
-    def price_usage(usage: dict) -> dict:  # the usage chunk the client asked for also says what it cost
+    def price_usage(usage: dict[str, Any]) -> dict[str, Any]:
+        # The usage chunk the client asked for also says what it cost.
         counts = usage_counts(usage)
         return with_cost(usage, expected_charge(call, *counts)) if counts is not None else usage
 
@@ -102,7 +103,7 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
         return sse, await _first_block(upstream, sse)
 
     route, upstream, primed = await first_answer(gateway, call, prime)
-    if upstream.status != 200:
+    if upstream.status != 200 or primed is None:  # (a 200 is always primed)
         return await pass_through_refusal(gateway, call, route, upstream)
     sse, first = primed
     return await _relay(gateway, call, request, route, upstream, sse, first, transform)

@@ -3,6 +3,8 @@ whose exit settles the call (api/call.py), whatever ends it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from aiohttp import web
 
@@ -20,7 +22,7 @@ from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count
 from aigateway.api.unary import answer_unary
 
 
-def _estimate_chat(call: Call, payload: dict | None) -> tuple[int, int]:
+def _estimate_chat(call: Call, payload: dict[str, Any] | None) -> tuple[int, int]:
     output = 0
     for choice in (payload or {}).get("choices") or []:
         message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
@@ -30,7 +32,7 @@ def _estimate_chat(call: Call, payload: dict | None) -> tuple[int, int]:
     return count_chat_prompt(call.body.get("messages", [])), output
 
 
-def _estimate_embeddings(call: Call, _payload: dict | None) -> tuple[int, int]:
+def _estimate_embeddings(call: Call, _payload: dict[str, Any] | None) -> tuple[int, int]:
     return count_embedding_input(call.body.get("input")), 0
 
 
