@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aigateway.money import request_cost
 from aigateway.usage import Counts
@@ -75,11 +75,11 @@ class Price:
     tiers: tuple[Tier, ...] = ()  # ascending by `above`
 
     @classmethod
-    def from_row(cls, row, version_id: int | None = None) -> Price:
+    def from_row(cls, row: Any, version_id: int | None = None) -> Price:
         """From a price_versions row (extra columns may be absent on a partial select)."""
         get = row._mapping.get
         return cls(version_id if version_id is not None else row.id, row.input_price, row.output_price,
-                   bool(row.free), *(get(name) for name in EXTRA_FIELDS), tiers=tiers_from_text(get("tiers")))
+                   bool(row.free), tiers=tiers_from_text(get("tiers")), **{name: get(name) for name in EXTRA_FIELDS})
 
     def stored(self) -> dict:
         """The extra columns of this price as written to price_versions."""
