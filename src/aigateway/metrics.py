@@ -1,6 +1,6 @@
 """Prometheus metrics of the request path (the official prometheus-client library).
 
-`observe_call` is the one update per finished request (api/call.py `finish`): a few
+`observe_call` is the one update per finished request (api/call.py, the call's settlement): a few
 in-memory counter/histogram increments, no I/O. The state the operator also wants
 (holds open, group-commit backlog, deposit watcher lag, price fetch status) is read at
 scrape time by probes.py, not on the hot path. Imports nothing of the project, so the

@@ -2,7 +2,7 @@
 
 Invariant: a dialect never touches money. It changes bodies and event shapes only; the
 tokens it reports to the client are the counts the call is billed for (`usage` is passed
-in by the lifecycle, which computed it for `finish`).
+in by the lifecycle, which computed it for `Call.charge`).
 """
 
 from __future__ import annotations
