@@ -268,6 +268,40 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
     if translate is not None:
         body = translate(body)
         raw = orjson.dumps(body)
+    model, price = _model_of(gateway, request, key, body, endpoint)
+    output_cap, stream = _output_cap(gateway, model, body, endpoint)
+    call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=price,
+                body=body, hold=None, started=time.monotonic(), gateway=gateway, stream=stream)
+    if endpoint == "chat" and price.image_price:
+        call.images = count_images(body.get("messages"))
+    # The ceiling: every prompt token at the highest rate of the top tier the bound reaches, the
+    # larger of output/reasoning, the fee and every possible image (Price.ceiling). The key's own
+    # limits and the balance hold the same amount.
+    most = 0 if price.free else price.ceiling(
+        prompt_token_bound(raw, model.context_length), output_cap, raw.count(b'"image_url"'))
+    limiter = gateway.key_limits
+    if limits is not None and limiter is not None:  # the key's own limits first: the hold counts against its cap
+        try:
+            call.admission = await limiter.admit(limits, call.id, most)
+        except LimitReached as exc:
+            raise errors.key_limit(exc.code, exc.kind, exc.message, exc.retry_after) from None
+        except LimitsUnavailable:
+            raise errors.key_limits_unavailable() from None
+    if gateway.wallet is not None and not price.free:
+        try:
+            call.hold = await gateway.wallet.hold(key.customer_id, most)
+        except InsufficientBalance as exc:
+            await call._release_limits()
+            raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
+        except WalletUnavailable as exc:
+            await call._release_limits()
+            raise errors.billing_unavailable(exc.retry_after) from None
+    return call
+
+
+def _model_of(gateway: Gateway, request: web.Request, key: KeyInfo, body: dict[str, Any],
+              endpoint: str) -> tuple[Model, Price]:
+    """The model the body asks for, if this key may use it on this endpoint, and its price now."""
     name = body.get("model")
     request[ASKED_MODEL] = name if isinstance(name, str) else ""
     if not isinstance(name, str) or not name:
@@ -281,46 +315,24 @@ async def _open(gateway: Gateway, request: web.Request, endpoint: str, key: KeyI
         raise errors.bad_request(f"'{name}' is a {model.type} model; use {other}.", param="model")
     if model.price is None:
         raise errors.model_not_priced(name)
-    stream = body.get("stream", False)
-    if endpoint == "chat":
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise errors.bad_request("'messages' is required and must be a non-empty array.", param="messages")
-        if not isinstance(stream, bool):
-            raise errors.bad_request("'stream' must be true or false.", param="stream")
-        per_choice = output_token_cap(gateway, model, body)
-        cap_output(model, body, per_choice)
-        output_cap = per_choice * (_positive_int(body, "n") or 1)
-    else:
+    return model, model.price
+
+
+def _output_cap(gateway: Gateway, model: Model, body: dict[str, Any], endpoint: str) -> tuple[int, bool]:
+    """(the most output tokens the call may produce, whether it streams), the body checked for the
+    endpoint; a chat body gets the cap the hold is sized for written into it (`cap_output`)."""
+    if endpoint != "chat":
         value = body.get("input")
         if not isinstance(value, (str, list)) or not value:
             raise errors.bad_request("'input' is required: a string or an array of strings or tokens.",
                                      param="input")
-        output_cap, stream = 0, False
-    call = Call(id=request_id(request), endpoint=endpoint, key=key, model=model, price=model.price,
-                body=body, hold=None, started=time.monotonic(), gateway=gateway, stream=stream)
-    if endpoint == "chat" and model.price.image_price:
-        call.images = count_images(body.get("messages"))
-    # The ceiling: every prompt token at the highest rate of the top tier the bound reaches, the
-    # larger of output/reasoning, the fee and every possible image (Price.ceiling). The key's own
-    # limits and the balance hold the same amount.
-    most = 0 if model.price.free else model.price.ceiling(
-        prompt_token_bound(raw, model.context_length), output_cap, raw.count(b'"image_url"'))
-    limiter = gateway.key_limits
-    if limits is not None and limiter is not None:  # the key's own limits first: the hold counts against its cap
-        try:
-            call.admission = await limiter.admit(limits, call.id, most)
-        except LimitReached as exc:
-            raise errors.key_limit(exc.code, exc.kind, exc.message, exc.retry_after) from None
-        except LimitsUnavailable:
-            raise errors.key_limits_unavailable() from None
-    if gateway.wallet is not None and not model.price.free:
-        try:
-            call.hold = await gateway.wallet.hold(key.customer_id, most)
-        except InsufficientBalance as exc:
-            await call._release_limits()
-            raise errors.insufficient_balance(format_tmt(exc.needed), format_tmt(exc.available)) from None
-        except WalletUnavailable as exc:
-            await call._release_limits()
-            raise errors.billing_unavailable(exc.retry_after) from None
-    return call
+        return 0, False
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.bad_request("'messages' is required and must be a non-empty array.", param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise errors.bad_request("'stream' must be true or false.", param="stream")
+    per_choice = output_token_cap(gateway, model, body)
+    cap_output(model, body, per_choice)
+    return per_choice * (_positive_int(body, "n") or 1), stream
