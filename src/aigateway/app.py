@@ -26,13 +26,13 @@ from aigateway.background import Periodic
 from aigateway.billing.recorder import UsageEvent, UsageRecorder
 from aigateway.billing.spool import Spool, default_spool_dir, replica_id
 from aigateway.billing.wallet import LocalWallet, Wallet
-from aigateway.catalog import Catalog
 from aigateway.config import Config
 from aigateway.console import web as console_web
 from aigateway.deposits import web as deposits_web
 from aigateway.keylimits import web as keylimits_web
 from aigateway.portal import web as portal_web
 from aigateway.pricing import web as pricing_web
+from aigateway.pricing.catalog import Catalog
 from aigateway.pricing.service import current_price, set_price
 from aigateway.pricing.sync import apply_config_prices
 from aigateway.providers.catalog_from_config import build_models, build_providers

@@ -1,4 +1,11 @@
-"""Run a coroutine every few seconds for the life of the app, logging (not dying on) errors."""
+"""The one loop runner: run a job every few seconds for the life of the app, logging (not dying on) errors.
+
+Invariant: a job that raises is logged and run again at its next turn; only cancelling the
+task (or `until` turning true) ends the loop. Every periodic loop of the gateway uses it:
+the refreshes (`Periodic`), the usage recorder's group commit, the Redis wallet's heartbeat,
+the deposits watcher. A loop with other semantics (a bounded retry, a stream's read loop)
+is not one of these and keeps its own `while`.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +16,45 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger(__name__)
 
 
-class Periodic:
-    def __init__(self) -> None:
-        self._tasks: list[asyncio.Task] = []
+async def repeat(job: Callable[[], Awaitable[object]], interval: float | Callable[[], float], name: str, *,
+                 wake: asyncio.Event | None = None, until: Callable[[], bool] | None = None,
+                 run_first: bool = False) -> None:
+    """Wait `interval` seconds, run `job`, again, until the task is cancelled or `until()` is true.
 
-    def every(self, seconds: float, job: Callable[[], Awaitable[None]], name: str) -> None:
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(seconds)
+    `interval` may be a function (a delay that changes, e.g. a back-off). Setting `wake` ends a
+    wait early (it is cleared for the next one); `until` is checked before each wait and after
+    it, so setting `wake` after `until` turns true ends the loop at once. `run_first` runs the
+    job before the first wait.
+    """
+    delay: Callable[[], float] = interval if callable(interval) else (lambda: interval)
+    waiting = not run_first
+    while until is None or not until():
+        if waiting:
+            if wake is None:
+                await asyncio.sleep(delay())
+            else:
                 try:
-                    await job()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("background job %s failed; retrying in %.1fs", name, seconds)
+                    await asyncio.wait_for(wake.wait(), delay())
+                except TimeoutError:
+                    pass
+                if until is not None and until():
+                    return
+                wake.clear()
+        waiting = True
+        try:
+            await job()
+        except Exception:
+            log.exception("background job %s failed; retrying in %.1fs", name, delay())
 
-        self._tasks.append(asyncio.create_task(loop(), name=name))
+
+class Periodic:
+    """Jobs that run every few seconds until `stop` (an app's start-up adds them, its clean-up stops them)."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+        self._tasks.append(asyncio.create_task(repeat(job, seconds, name), name=name))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -1,6 +1,6 @@
 """Prometheus metrics of the request path (the official prometheus-client library).
 
-`observe_call` is the one update per finished request (api/call.py `finish`): a few
+`observe_call` is the one update per finished request (api/call.py, the call's settlement): a few
 in-memory counter/histogram increments, no I/O. Its duration is split in two histograms:
 time spent waiting on upstreams and the time the gateway added. `start_call` (one line
 where a call begins) puts a fresh `UpstreamClock` in a context variable; the upstream

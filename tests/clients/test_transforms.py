@@ -39,7 +39,7 @@ def replay():
 
 def _call() -> Call:
     return Call(id="req_test", endpoint="chat", key=None, model=SimpleNamespace(name="m"), price=None, body={},
-                hold=None, started=0.0, stream=True)
+                hold=None, started=0.0, gateway=None, stream=True)
 
 
 def _chunk(delta: dict, finish=None, index=0) -> bytes:

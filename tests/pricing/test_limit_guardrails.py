@@ -16,8 +16,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from aigateway.catalog import Catalog, Model
+from aigateway.catalog import Model
 from aigateway.cli import main
+from aigateway.pricing.catalog import Catalog
 from aigateway.pricing.limits import apply_source_limits, confirm_limits, held_limits, reject_limits
 from aigateway.pricing.rules import is_big_limit_change, limits_problem
 from aigateway.pricing.service import PricingError

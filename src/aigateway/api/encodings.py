@@ -17,6 +17,7 @@ import base64
 import binascii
 import sys
 from array import array
+from typing import Any
 
 import orjson
 
@@ -25,7 +26,7 @@ from aigateway.providers.upstream import UnexpectedAnswer
 _SWAP = sys.byteorder != "little"  # array('f') is native-endian; the wire format is little-endian
 
 
-def floats_to_base64(vector: list) -> str:
+def floats_to_base64(vector: list[Any]) -> str:
     packed = array("f", vector)
     if _SWAP:
         packed.byteswap()
@@ -43,7 +44,7 @@ def base64_to_floats(text: str) -> list[float]:
     return packed.tolist()
 
 
-def as_requested(encoding_format, payload: dict, raw: bytes) -> bytes:
+def as_requested(encoding_format: object, payload: dict[str, Any], raw: bytes) -> bytes:
     """The embedding answer `raw` (parsed: `payload`) in the encoding the client asked for."""
     if encoding_format not in (None, "float", "base64"):
         return raw  # a value the API does not define: the upstream judged it

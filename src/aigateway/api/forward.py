@@ -10,7 +10,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from aigateway.api import call as calls
 from aigateway.api import errors
 from aigateway.api.call import Call
 from aigateway.api.gateway import Gateway
@@ -70,12 +69,12 @@ async def pass_through_refusal(gateway: Gateway, call: Call, route: Route,
     """The upstream's own 4xx (e.g. context too long): the client gets it, nothing is billed."""
     async with response:
         raw = await response.read()
-    await calls.finish(gateway, call, status=response.status, route=route, error="upstream_error")
+    call.charge(status=response.status, route=route, error="upstream_error")
     return web.Response(status=response.status, body=upstream_error_body(response.status, raw),
                         content_type="application/json", headers={"X-Request-Id": call.id})
 
 
-def usage_counts(usage) -> tuple[int, int] | None:
+def usage_counts(usage: object) -> tuple[int, int] | None:
     """(input, output) tokens from an OpenAI `usage` object, or None if it is missing or odd."""
     if not isinstance(usage, dict):
         return None

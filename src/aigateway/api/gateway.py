@@ -8,9 +8,9 @@ from aigateway.accounts.keycache import KeyCache
 from aigateway.appkeys import GATEWAY  # the key lives below every concern; re-exported for the API's views
 from aigateway.billing.recorder import UsageRecorder
 from aigateway.billing.wallet import Wallet
-from aigateway.catalog import Catalog
 from aigateway.config import Config
 from aigateway.keylimits.limiter import KeyLimiter
+from aigateway.pricing.catalog import Catalog
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
 

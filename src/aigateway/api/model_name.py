@@ -55,15 +55,18 @@ class AnswerRename:
         return block
 
     def _model(self, block: bytes) -> bytes:
+        model = self.model
+        if model is None:
+            return block
         if self.model_bytes is None:
             match = _MODEL_FIELD.search(block)
             if match is None:
                 return block  # a "model" that is not a string member: leave it
             self.model_bytes = match.group(0)
         if block.count(self.model_bytes) == block.count(_MODEL_KEY):
-            return block.replace(self.model_bytes, self.model)
-        replacement = self.model  # a function, not a template: the name may hold backslashes
-        return _MODEL_FIELD.sub(lambda _m: replacement, block)  # the upstream changed its spelling
+            return block.replace(self.model_bytes, model)
+        # A function, not a template: the name may hold backslashes.
+        return _MODEL_FIELD.sub(lambda _m: model, block)  # the upstream changed its spelling
 
 
 def renamer(model_name: str, rewrite_model: bool, request_id: str | None = None) -> AnswerRename | None:

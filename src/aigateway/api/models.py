@@ -19,7 +19,7 @@ def _tmt(units: int | None) -> str | None:
     return None if units is None else format_tmt(units)
 
 
-def finer_prices(price: Price | None, chat: bool) -> dict:
+def finer_prices(price: Price | None, chat: bool) -> dict[str, Any]:
     """The optional prices in TMT (null when not priced apart): per 1M tokens, per request, per image."""
     if price is None or not chat:
         return {"cached_input": None, "cache_write": None, "cache_write_long": None, "reasoning": None,

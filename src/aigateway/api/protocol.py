@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from aigateway.api import errors
 from aigateway.api.call import new_request_id
@@ -75,7 +76,7 @@ class OpenAIErrorHandler(RequestHandler):
 
     __slots__ = ()
 
-    def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         parser_error = isinstance(exc, HttpProcessingError)
         if not parser_error and not request.path.startswith("/v1/"):

@@ -20,6 +20,7 @@ spelling; removed before the request goes upstream), the usage object it gets al
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -35,7 +36,7 @@ from aigateway.providers.routes import Route
 from aigateway.usage import Counts, breakdown_text
 
 
-def wants_cost(body: dict) -> bool:
+def wants_cost(body: dict[str, Any]) -> bool:
     """True when the client asked for usage in the answer; pops OpenRouter's `usage` option,
     which is ours to answer, not the upstream's."""
     usage = body.get("usage")
@@ -47,12 +48,12 @@ def wants_cost(body: dict) -> bool:
 
 
 def expected_charge(call: Call, input_tokens: int, output_tokens: int) -> int:
-    """What `calls.finish` will charge a successful call: its cost, never more than its hold."""
+    """What `Call.charge` will charge a successful call: its cost, never more than its hold."""
     cost = call.cost(input_tokens, output_tokens)
     return min(cost, call.hold.amount) if call.hold is not None else cost
 
 
-def with_cost(usage: dict, cost: int) -> dict:
+def with_cost(usage: dict[str, Any], cost: int) -> dict[str, Any]:
     return {**usage, "cost": format_tmt(cost)}
 
 
@@ -72,7 +73,7 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _counts(row) -> Counts:
+def _counts(row: Any) -> Counts:
     """What the request was billed for (a usage row, or an event not yet written: same names)."""
     return Counts(input=row.input_tokens, output=row.output_tokens, cached=row.cached_tokens,
                   cache_write=row.cache_write_tokens, cache_write_long=row.cache_write_long_tokens,
@@ -85,7 +86,7 @@ async def generation(request: web.Request) -> web.Response:
     request_id = request.query.get("id", "").strip()
     if not request_id or len(request_id) > 40:
         raise errors.bad_request("Pass the request id: GET /v1/generation?id=req_...", param="id")
-    row = gateway.recorder.uncommitted_event(request_id) if gateway.recorder is not None else None
+    row: Any = gateway.recorder.uncommitted_event(request_id) if gateway.recorder is not None else None
     if row is None:
         async with request.app[ENGINE].connect() as conn:
             row = (await conn.execute(select(usage_records).where(usage_records.c.id == request_id))).first()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from aigateway.api import errors
 from aigateway.api.call import REQUEST_ID, new_request_id
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @web.middleware
-async def api_errors(request: web.Request, handler):
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure under /v1 answers in OpenAI's error JSON, with X-Request-Id."""
     if not request.path.startswith("/v1/"):
         return await handler(request)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -78,11 +79,11 @@ def _plain_chunks(block: bytes) -> bool:
 
 class SSEFilter:
     def __init__(self, *, strip_usage: bool, rename: AnswerRename | None = None,
-                 price_usage: Callable[[dict], dict] | None = None) -> None:
+                 price_usage: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.strip_usage = strip_usage
         self.price_usage = price_usage  # adds `cost` to the usage the client gets (api.receipts)
         self.rename = rename  # forwarded blocks name the model the client asked for
-        self.usage: dict | None = None
+        self.usage: dict[str, Any] | None = None
         self.done = False  # saw the event `data: [DONE]`
         self._done_cr = False  # [DONE] ended in a CR at the end of a read
         self._tail = b""
@@ -205,7 +206,7 @@ class SSEFilter:
             return sum(len(p.encode()) for p in pieces) // 4 + 1
 
 
-def _delta_texts(chunk) -> list[str]:
+def _delta_texts(chunk: object) -> list[str]:
     texts: list[str] = []
     choices = chunk.get("choices") if isinstance(chunk, dict) else None
     for choice in choices if isinstance(choices, list) else []:
@@ -222,17 +223,17 @@ def _delta_texts(chunk) -> list[str]:
     return texts
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def chat_events(block: bytes) -> list[dict]:
+def chat_events(block: bytes) -> list[dict[str, Any]]:
     """The JSON objects of the complete events in a block `SSEFilter.feed` returned, in order.
 
     For stream transformers (api/dialects): `[DONE]`, comments and data that is not a JSON
     object are skipped (the filter has already refused anything that is not SSE).
     """
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for event in _EVENT_END.split(block):
         data, _ = parse_event(event)
         if data is None or data == _DONE:

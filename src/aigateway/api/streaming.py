@@ -14,8 +14,12 @@ Billing follows what the upstream generated: a client that disconnects
 mid-stream stops receiving, but the gateway keeps reading the upstream (for at
 most `billing.disconnect_drain_seconds`) to get its usage. If no usage ever
 comes, tokens are counted from what was streamed and marked estimated.
-Invariant: settlement (`calls.finish`) runs exactly once for every relayed stream,
-whatever fails (it sits in a `finally` around the whole relay).
+Invariant: every relayed stream is charged (`Call.charge`, in a `finally` around the whole
+relay: `_bill`), and the call's exit settles it exactly once, whatever fails.
+
+The relay (`_relay`) moves bytes: the client's side is `_Client`, the upstream read loop
+`_pump`, the mapping of what ended it to a `StreamFault` `_fault_of`; the billing part
+(`_bill`) only turns what was streamed into a charge.
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.forward import first_answer, pass_through_refusal, usage_counts
 from aigateway.api.gateway import Gateway
@@ -38,6 +41,7 @@ from aigateway.api.model_name import renamer
 from aigateway.api.receipts import expected_charge, with_cost
 from aigateway.api.sse import NotSSE, SSEFilter
 from aigateway.api.tokens import count_chat_prompt, ensure_loaded
+from aigateway.providers.routes import Route
 from aigateway.providers.upstream import UnexpectedAnswer
 from aigateway.usage import normalise
 
@@ -60,7 +64,7 @@ class StreamFault:
                                                    "param": None, "code": self.code}}) + b"\n\n"
 
 
-def _client_wants_usage(body: dict) -> bool:
+def _client_wants_usage(body: dict[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
 
@@ -83,7 +87,8 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
                        transform: StreamTransform | None = None) -> web.StreamResponse:
     wants_usage = (_client_wants_usage(call.body) or call.wants_cost) and transform is None
 
-    def price_usage(usage: dict) -> dict:  # the usage chunk the client asked for also says what it cost
+    def price_usage(usage: dict[str, Any]) -> dict[str, Any]:
+        # The usage chunk the client asked for also says what it cost.
         counts = usage_counts(usage)
         return with_cost(usage, expected_charge(call, *counts)) if counts is not None else usage
 
@@ -98,7 +103,7 @@ async def relay_stream(gateway: Gateway, call: Call, request: web.Request,
         return sse, await _first_block(upstream, sse)
 
     route, upstream, primed = await first_answer(gateway, call, prime)
-    if upstream.status != 200:
+    if upstream.status != 200 or primed is None:  # (a 200 is always primed)
         return await pass_through_refusal(gateway, call, route, upstream)
     sse, first = primed
     return await _relay(gateway, call, request, route, upstream, sse, first, transform)
@@ -120,91 +125,125 @@ class _DrainOver(Exception):
     """The client left and the upstream did not finish within `disconnect_drain_seconds`."""
 
 
-async def _relay(gateway: Gateway, call: Call, request: web.Request, route, upstream: aiohttp.ClientResponse,
-                 sse: SSEFilter, first: bytes, transform: StreamTransform | None = None) -> web.StreamResponse:
-    response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": call.id})
-    client_gone = False
-    fault: StreamFault | None = None
-    read_timeout = route.provider.read_timeout
+class _Client:
+    """The client's side of a relayed stream: writes until the client goes, through the transform."""
 
-    async def send(block: bytes, *, own: bool = False) -> None:
+    __slots__ = ("call_id", "gone", "response", "transform")
+
+    def __init__(self, call_id: str, transform: StreamTransform | None) -> None:
+        self.call_id = call_id
+        self.transform = transform
+        self.response = web.StreamResponse(headers={**SSE_HEADERS, "X-Request-Id": call_id})
+        self.gone = False
+
+    async def open(self, request: web.Request) -> None:
+        try:
+            await self.response.prepare(request)
+        except (ConnectionError, RuntimeError):
+            self.gone = True
+
+    async def send(self, block: bytes, *, own: bool = False) -> None:
         """Write to the client; upstream events (not `own` ones) pass through the transform."""
-        nonlocal client_gone
-        if client_gone or not block:
+        if self.gone or not block:
             return
-        if transform is not None and not own:
+        if self.transform is not None and not own:
             try:
-                block = transform.feed(block)
+                block = self.transform.feed(block)
             except Exception:  # a translator bug must not skip settlement: the client misses these events
-                log.exception("stream transform failed on %s", call.id)
+                log.exception("stream transform failed on %s", self.call_id)
                 return
             if not block:
                 return
         try:
-            await response.write(block)
+            await self.response.write(block)
         except (ConnectionError, RuntimeError):
-            client_gone = True
+            self.gone = True
 
+    async def end(self) -> None:
+        if not self.gone:
+            try:
+                await self.response.write_eof()
+            except (ConnectionError, RuntimeError):
+                self.gone = True
+
+
+async def _relay(gateway: Gateway, call: Call, request: web.Request, route: Route,
+                 upstream: aiohttp.ClientResponse, sse: SSEFilter, first: bytes,
+                 transform: StreamTransform | None = None) -> web.StreamResponse:
+    client = _Client(call.id, transform)
+    fault: StreamFault | None = None
     try:
-        try:
-            await response.prepare(request)
-        except (ConnectionError, RuntimeError):
-            client_gone = True
-        await send(first)
-        drain_until: float | None = None
-        try:
-            while not sse.done:
-                if client_gone and drain_until is None:
-                    drain_until = time.monotonic() + gateway.config.billing.disconnect_drain_seconds
-                data = await _read(upstream, drain_until)
-                if not data:
-                    await send(sse.end())
-                    if not sse.done:
-                        fault = StreamFault("upstream closed the stream without [DONE]",
-                                            "The upstream provider ended the stream early. "
-                                            "The partial response was billed.")
-                    break
-                await send(sse.feed(data))
-        except _DrainOver:
-            fault = StreamFault("upstream drain timed out", "")
-        except aiohttp.ServerTimeoutError:  # no byte for the route's read timeout
-            fault = StreamFault("upstream stalled",
-                                f"The upstream provider sent nothing for {read_timeout:g} s and the stream was "
-                                "ended. The partial response was billed.", code="upstream_timeout")
-        except TimeoutError:  # the route's total timeout
-            fault = StreamFault("upstream timed out", "The upstream provider took too long and the stream was "
-                                "ended. The partial response was billed.", code="upstream_timeout")
-        except NotSSE as exc:
-            fault = StreamFault(f"upstream sent something that is not SSE: {exc}",
-                                "The upstream provider sent an invalid stream. The partial response was billed.")
-        except Exception as exc:  # the upstream broke mid-stream (reset, bad chunked encoding, ...)
-            fault = StreamFault(f"upstream stream broke: {exc.__class__.__name__}",
-                                "The upstream provider ended the stream early. The partial response was billed.")
+        await client.open(request)
+        await client.send(first)
+        fault = await _pump(upstream, sse, client, gateway.config.billing.disconnect_drain_seconds,
+                            route.provider.read_timeout)
         if fault is not None:
             log.warning("stream %s on %s: %s", call.id, route.key, fault.record)
-            await send(transform.fail(fault.message, fault.code) if transform else fault.event(), own=True)
-        elif transform is not None and not client_gone:
-            if sse.usage is None:
-                await ensure_loaded()  # counting needs the tokenizer: load it off the event loop
-            try:
-                closing = transform.close(*stream_counts(call, sse)[:2])
-            except Exception:  # as in `send`: settlement still runs
-                log.exception("stream transform failed to close %s", call.id)
-                closing = b""
-            await send(closing, own=True)
-        if not client_gone:
-            try:
-                await response.write_eof()
-            except (ConnectionError, RuntimeError):
-                client_gone = True
+            await client.send(transform.fail(fault.message, fault.code) if transform else fault.event(), own=True)
+        elif transform is not None and not client.gone:
+            await client.send(await _closing(call, sse, transform), own=True)
+        await client.end()
     finally:
         if sse.done:
             upstream.release()
         else:
             upstream.close()  # a connection left mid-body is never reused
-        # Shielded: settlement finishes even if this task is cancelled.
-        await asyncio.shield(_settle(gateway, call, route, sse, _record_text(client_gone, fault)))
-    return response
+        await _bill(call, route, sse, _record_text(client.gone, fault))
+    return client.response
+
+
+async def _pump(upstream: aiohttp.ClientResponse, sse: SSEFilter, client: _Client, drain_seconds: float,
+                read_timeout: float) -> StreamFault | None:
+    """Relay upstream events to the client until `[DONE]`; what ended the stream otherwise.
+
+    A client that leaves is not a reason to stop: the upstream is read (for at most
+    `drain_seconds` more) for the usage the call is billed by."""
+    drain_until: float | None = None
+    try:
+        while not sse.done:
+            if client.gone and drain_until is None:
+                drain_until = time.monotonic() + drain_seconds
+            data = await _read(upstream, drain_until)
+            if not data:
+                await client.send(sse.end())
+                if sse.done:
+                    return None
+                return StreamFault("upstream closed the stream without [DONE]",
+                                   "The upstream provider ended the stream early. The partial response was billed.")
+            await client.send(sse.feed(data))
+    except Exception as exc:
+        return _fault_of(exc, read_timeout)
+    return None
+
+
+def _fault_of(exc: Exception, read_timeout: float) -> StreamFault:
+    """What broke a stream mid-way, as the usage record and the client's error event say it."""
+    if isinstance(exc, _DrainOver):
+        return StreamFault("upstream drain timed out", "")
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # no byte for the route's read timeout
+        return StreamFault("upstream stalled",
+                           f"The upstream provider sent nothing for {read_timeout:g} s and the stream was "
+                           "ended. The partial response was billed.", code="upstream_timeout")
+    if isinstance(exc, TimeoutError):  # the route's total timeout
+        return StreamFault("upstream timed out", "The upstream provider took too long and the stream was "
+                           "ended. The partial response was billed.", code="upstream_timeout")
+    if isinstance(exc, NotSSE):
+        return StreamFault(f"upstream sent something that is not SSE: {exc}",
+                           "The upstream provider sent an invalid stream. The partial response was billed.")
+    # The upstream broke mid-stream (reset, bad chunked encoding, ...).
+    return StreamFault(f"upstream stream broke: {exc.__class__.__name__}",
+                       "The upstream provider ended the stream early. The partial response was billed.")
+
+
+async def _closing(call: Call, sse: SSEFilter, transform: StreamTransform) -> bytes:
+    """The transform's last events, carrying the usage the call is billed for."""
+    if sse.usage is None:
+        await ensure_loaded()  # counting needs the tokenizer: load it off the event loop
+    try:
+        return transform.close(*stream_counts(call, sse)[:2])
+    except Exception:  # as in `_Client.send`: settlement still runs
+        log.exception("stream transform failed to close %s", call.id)
+        return b""
 
 
 async def _read(upstream: aiohttp.ClientResponse, drain_until: float | None) -> bytes:
@@ -233,25 +272,37 @@ def stream_counts(call: Call, sse: SSEFilter) -> tuple[int, int, bool]:
     counts = usage_counts(sse.usage)
     if counts is not None:
         return counts[0], counts[1], False
+    return _prompt_tokens(call), sse.generated_tokens(), True
+
+
+def _prompt_tokens(call: Call) -> int:
     try:
-        prompt = count_chat_prompt(call.body.get("messages", []))
+        return count_chat_prompt(call.body.get("messages", []))
     except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
         log.exception("could not count the prompt of %s", call.id)
-        prompt = 0
-    return prompt, sse.generated_tokens(), True
+        return 0
 
 
-async def _settle(gateway: Gateway, call: Call, route, sse: SSEFilter, error: str | None) -> None:
+# -- billing ---------------------------------------------------------------------------------
+
+
+async def _bill(call: Call, route: Route, sse: SSEFilter, error: str | None) -> None:
+    """Charge the stream: the upstream's usage, else our count of what was streamed (estimated).
+
+    Only decides the cost (`Call.charge`); the call's exit settles it."""
     usage = normalise(sse.usage, route.provider.usage_style)
-    counts = (usage.input, usage.output) if usage is not None else None
-    estimated = counts is None
-    if counts is None:
+    if usage is not None:
+        call.charge(status=200, route=route, input_tokens=usage.input, output_tokens=usage.output, error=error,
+                    usage=usage)
+        return
+    try:
         await ensure_loaded()  # the tokenizer loads in a thread, not on the event loop
-        try:
-            prompt = count_chat_prompt(call.body.get("messages", []))
-        except Exception:  # odd message shapes: the prompt bound is still in the hold; count what is sure
-            log.exception("could not count the prompt of %s", call.id)
-            prompt = 0
-        counts = (prompt, sse.generated_tokens())
-    await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                       output_tokens=counts[1], estimated=estimated, error=error, usage=usage)
+    except asyncio.CancelledError:  # still charged: counting then waits for the load (once per process)
+        _charge_counted(call, route, sse, error)
+        raise
+    _charge_counted(call, route, sse, error)
+
+
+def _charge_counted(call: Call, route: Route, sse: SSEFilter, error: str | None) -> None:
+    call.charge(status=200, route=route, input_tokens=_prompt_tokens(call), output_tokens=sse.generated_tokens(),
+                estimated=True, error=error)

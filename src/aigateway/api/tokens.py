@@ -25,7 +25,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bpe_openai.tokenizer import Encoding
 
 IMAGE_TOKEN_ALLOWANCE = 1_700  # a high-detail image is at most ~1,500 tokens at OpenAI
 
@@ -38,10 +41,10 @@ def prompt_token_bound(body: bytes, context_length: int | None) -> int:
 
 
 _load_lock = threading.Lock()
-_loaded: Future | None = None  # a concurrent Future: event loops in other threads can await it too
+_loaded: Future[Any] | None = None  # a concurrent Future[Any]: event loops in other threads can await it too
 
 
-def _load(into: Future) -> None:
+def _load(into: Future[Any]) -> None:
     global _loaded
     try:
         # bpe-openai ships the o200k/cl100k tables inside the wheel: no download at run time.
@@ -57,7 +60,7 @@ def _load(into: Future) -> None:
         into.set_result(encoding)
 
 
-def _start_loading() -> Future:
+def _start_loading() -> Future[Any]:
     global _loaded
     with _load_lock:
         if _loaded is None:
@@ -73,12 +76,12 @@ async def ensure_loaded() -> None:
         await asyncio.wrap_future(future)
 
 
-def _encoding():
+def _encoding() -> Encoding:
     # Callers on an event loop await ensure_loaded() first; anything else waits here.
     return _start_loading().result()
 
 
-def count_images(messages) -> int:
+def count_images(messages: object) -> int:
     """Input images of a chat request: `image_url` parts of message contents (never more than the
     hold's bound, which counts every `"image_url"` in the raw body)."""
     if not isinstance(messages, list):

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from aigateway.api import call as calls
 from aigateway.api.call import Call
 from aigateway.api.encodings import as_requested
 from aigateway.api.forward import first_answer, pass_through_refusal
@@ -30,13 +30,13 @@ from aigateway.usage import normalise
 log = logging.getLogger(__name__)
 
 # Our own (input, output) count for a response whose upstream sent no usage.
-Estimator = Callable[[Call, dict | None], tuple[int, int]]
+Estimator = Callable[[Call, dict[str, Any] | None], tuple[int, int]]
 
 # What a 200 answer must hold to be passed on: a completion's choices, an embedding list's data.
 _REQUIRED = {"chat": "choices", "embeddings": "data"}
 
 
-def checked_answer(endpoint: str, raw: bytes) -> dict:
+def checked_answer(endpoint: str, raw: bytes) -> dict[str, Any]:
     """The parsed answer, or UnexpectedAnswer if it is not the object the endpoint returns."""
     try:
         payload = orjson.loads(raw)
@@ -48,11 +48,17 @@ def checked_answer(endpoint: str, raw: bytes) -> dict:
     return payload
 
 
+# Another API's rendering of a completion (api/dialects): called on the answer, it returns the finisher
+# that writes the final body once the usage is counted.
+Finisher = Callable[[int, int], bytes]
+Render = Callable[[Call, dict[str, Any]], Finisher]
+
+
 async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
-                       render: Callable[[Call, dict], Callable[[int, int], bytes]] | None = None) -> web.Response:
+                       render: Render | None = None) -> web.Response:
     """`render` translates the completion for another API (api/dialects): its shape inside the
     failover loop (an answer it cannot translate is a route failure), its usage once counted."""
-    async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict, Callable | None]:
+    async def prime(response: aiohttp.ClientResponse) -> tuple[bytes, dict[str, Any], Finisher | None]:
         raw = await response.read()  # a cut body raises ClientPayloadError: a route failure
         payload = checked_answer(call.endpoint, raw)
         if call.endpoint == "embeddings":  # in the encoding the client asked for (base64 / float)
@@ -60,7 +66,7 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
         return raw, payload, render(call, payload) if render is not None else None
 
     route, response, primed = await first_answer(gateway, call, prime)
-    if response.status != 200:
+    if response.status != 200 or primed is None:  # (a 200 is always primed)
         return await pass_through_refusal(gateway, call, route, response)
     response.release()
     raw, payload, finisher = primed
@@ -76,14 +82,13 @@ async def answer_unary(gateway: Gateway, call: Call, estimate: Estimator,
             counts = estimate(call, None)
     if call.endpoint == "embeddings":
         counts = (counts[0], 0)  # embeddings are billed by input tokens only
-    cost = await calls.finish(gateway, call, status=200, route=route, input_tokens=counts[0],
-                              output_tokens=counts[1], estimated=estimated,
-                              usage=usage if call.endpoint != "embeddings" else None)
+    cost = call.charge(status=200, route=route, input_tokens=counts[0], output_tokens=counts[1],
+                       estimated=estimated, usage=usage if call.endpoint != "embeddings" else None)
     if finisher is not None:  # another API's answer (api/dialects): its own shape and model name
         raw = finisher(*counts)
     else:
         if call.wants_cost:  # `usage: {"include": true}`: the usage object says what the request cost
-            shown = payload.get("usage") if isinstance(payload.get("usage"), dict) else {
+            shown: dict[str, Any] = payload["usage"] if isinstance(payload.get("usage"), dict) else {
                 "prompt_tokens": counts[0], "completion_tokens": counts[1], "total_tokens": sum(counts)}
             payload["usage"] = with_cost(shown, cost)
             raw = orjson.dumps(payload)

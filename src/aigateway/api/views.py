@@ -1,6 +1,9 @@
-"""The endpoint handlers. Each runs one call through begin -> upstream -> finish."""
+"""The endpoint handlers. Each runs one call: `begin`, then the upstream inside `async with call:`,
+whose exit settles the call (api/call.py), whatever ends it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -19,7 +22,7 @@ from aigateway.api.tokens import count_chat_prompt, count_embedding_input, count
 from aigateway.api.unary import answer_unary
 
 
-def _estimate_chat(call: Call, payload: dict | None) -> tuple[int, int]:
+def _estimate_chat(call: Call, payload: dict[str, Any] | None) -> tuple[int, int]:
     output = 0
     for choice in (payload or {}).get("choices") or []:
         message = (choice.get("message") or {}) if isinstance(choice, dict) else {}
@@ -29,7 +32,7 @@ def _estimate_chat(call: Call, payload: dict | None) -> tuple[int, int]:
     return count_chat_prompt(call.body.get("messages", [])), output
 
 
-def _estimate_embeddings(call: Call, _payload: dict | None) -> tuple[int, int]:
+def _estimate_embeddings(call: Call, _payload: dict[str, Any] | None) -> tuple[int, int]:
     return count_embedding_input(call.body.get("input")), 0
 
 
@@ -37,19 +40,12 @@ async def _run(request: web.Request, endpoint: str, dialect: Dialect | None = No
     """One call; a `dialect` (api/dialects) translates another API's request and answer around it."""
     gateway = request.app[GATEWAY]
     call = await calls.begin(gateway, request, endpoint, dialect.to_chat if dialect else None)
-    call.wants_cost = wants_cost(call.body)
-    try:
+    async with call:
+        call.wants_cost = wants_cost(call.body)
         if call.stream:
             return await relay_stream(gateway, call, request, dialect.stream(call) if dialect else None)
         estimate = _estimate_chat if endpoint == "chat" else _estimate_embeddings
         return await answer_unary(gateway, call, estimate, dialect.answer if dialect else None)
-    except APIError as exc:
-        await calls.finish(gateway, call, status=exc.status, error=exc.code)
-        exc.headers.setdefault("X-Request-Id", call.id)
-        raise
-    except BaseException:
-        await calls.abandon(gateway, call)
-        raise
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:

@@ -9,8 +9,9 @@ the balance once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.accounts.tables import customers
@@ -60,15 +61,15 @@ async def post_entry(
             select(customers.c.balance, customers.c.balance_version).where(customers.c.id == customer_id)
         )).one()
         return Posted(False, row.balance, row.balance_version)
-    row = await move_balance(conn, customer_id, amount)
-    if row is None:
+    moved = await move_balance(conn, customer_id, amount)
+    if moved is None:
         raise LedgerError(f"no customer with id {customer_id}")
-    if row.balance < 0 and amount < 0 and not allow_negative:
+    if moved.balance < 0 and amount < 0 and not allow_negative:
         raise LedgerError(f"this would leave customer {customer_id} with a negative balance")
-    return Posted(True, row.balance, row.balance_version)
+    return Posted(True, moved.balance, moved.balance_version)
 
 
-async def move_balance(conn: AsyncConnection, customer_id: int, amount: int):
+async def move_balance(conn: AsyncConnection, customer_id: int, amount: int) -> Row[Any] | None:
     """Add `amount` to the balance and bump its version; returns (balance, balance_version) or None.
 
     Only ever called beside the ledger rows that account for the amount, in the same transaction.
@@ -85,4 +86,4 @@ async def ledger_sum(conn: AsyncConnection, customer_id: int) -> int:
     total = await conn.scalar(
         select(func.coalesce(func.sum(ledger_entries.c.amount), 0)).where(ledger_entries.c.customer_id == customer_id)
     )
-    return int(total)
+    return int(total or 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,7 +50,7 @@ async def reconcile(engine: AsyncEngine, *, spool_dir: str | os.PathLike[str] | 
 
         reference = literal("usage:") + usage_records.c.id
         joined = usage_records.outerjoin(ledger_entries, ledger_entries.c.reference == reference)
-        rows = (await conn.execute(
+        charges = (await conn.execute(
             select(usage_records.c.id, usage_records.c.customer_id, usage_records.c.cost,
                    ledger_entries.c.amount, ledger_entries.c.customer_id.label("charged"),
                    ledger_entries.c.kind)
@@ -63,25 +64,25 @@ async def reconcile(engine: AsyncEngine, *, spool_dir: str | os.PathLike[str] | 
             ))
             .order_by(usage_records.c.id).limit(_LIMIT + 1)
         )).all()
-        for row in rows[:_LIMIT]:
-            if row.amount is None:
-                problems.append(f"usage {row.id}: cost {row.cost} but no ledger charge usage:{row.id}")
+        for charge in charges[:_LIMIT]:
+            if charge.amount is None:
+                problems.append(f"usage {charge.id}: cost {charge.cost} but no ledger charge usage:{charge.id}")
             else:
-                problems.append(f"usage {row.id}: cost {row.cost} of customer {row.customer_id}, but ledger "
-                                f"usage:{row.id} is {row.kind} {row.amount} of customer {row.charged}")
-        if len(rows) > _LIMIT:
+                problems.append(f"usage {charge.id}: cost {charge.cost} of customer {charge.customer_id}, but ledger "
+                                f"usage:{charge.id} is {charge.kind} {charge.amount} of customer {charge.charged}")
+        if len(charges) > _LIMIT:
             problems.append("... more usage records whose charge is missing or wrong")
 
         orphan = usage_records.c.id.is_(None)
-        rows = (await conn.execute(
+        orphans = (await conn.execute(
             select(ledger_entries.c.reference, ledger_entries.c.amount)
             .select_from(ledger_entries.outerjoin(usage_records, ledger_entries.c.reference == reference))
             .where(ledger_entries.c.reference.like("usage:%"), orphan)
             .order_by(ledger_entries.c.id).limit(_LIMIT + 1)
         )).all()
-        for row in rows[:_LIMIT]:
-            problems.append(f"ledger {row.reference}: charge {row.amount} without its usage record")
-        if len(rows) > _LIMIT:
+        for entry in orphans[:_LIMIT]:
+            problems.append(f"ledger {entry.reference}: charge {entry.amount} without its usage record")
+        if len(orphans) > _LIMIT:
             problems.append("... more charges without a usage record")
 
     if spool_dir is not None:
@@ -126,12 +127,14 @@ async def expired_redis_holds(url: str, prefix: str) -> list[tuple[str, str, int
 
     client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
     try:
-        seconds, micros = await client.time()
+        seconds, micros = cast(tuple[int, int], await client.time())
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         found: list[tuple[str, str, int]] = []
         async for key in client.scan_iter(match=f"{prefix}:h:*", count=500):
-            for member, score in await client.zrangebyscore(key, "-inf", now_ms - 1, withscores=True):
-                found.append((key.rsplit(":", 1)[-1], member, now_ms - int(score)))
+            expired = cast(list[tuple[str, float]],
+                           await client.zrangebyscore(key, "-inf", now_ms - 1, withscores=True))
+            for member, score in expired:
+                found.append((str(key).rsplit(":", 1)[-1], member, now_ms - int(score)))
         return found
     finally:
         await client.aclose()
@@ -151,14 +154,15 @@ async def stopped_replicas_pending(url: str, prefix: str) -> list[tuple[str, str
         found: list[tuple[str, str, int]] = []
         running: dict[str, bool] = {}
         async for key in client.scan_iter(match=f"{prefix}:w:*", count=500):
-            for field, value in (await client.hgetall(key)).items():
+            fields = cast(dict[str, str], await client.hgetall(key))  # decode_responses: text
+            for field, value in fields.items():
                 if not field.startswith("p:") or int(value.rsplit(":", 1)[-1]) <= 0:
                     continue
                 replica = field[2:]
                 if replica not in running:
                     running[replica] = bool(await client.exists(f"{prefix}:r:{replica}"))
                 if not running[replica]:
-                    found.append((key.rsplit(":", 1)[-1], replica, int(value.rsplit(":", 1)[-1])))
+                    found.append((str(key).rsplit(":", 1)[-1], replica, int(value.rsplit(":", 1)[-1])))
         return found
     finally:
         await client.aclose()

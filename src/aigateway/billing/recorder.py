@@ -22,14 +22,16 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
+from aigateway.background import repeat
 from aigateway.billing import rollups
-from aigateway.billing.ledger import move_balance
+from aigateway.billing.ledger import LedgerError, move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
@@ -92,8 +94,8 @@ class UsageRecorder:
         self._waiting: list[UsageEvent] = []  # recorded, not yet in the spool
         self._pending: list[UsageEvent] = []  # in the spool (or no spool), not yet committed
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._flusher: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._retry_at = 0.0
         self._closing = False
         # One flush at a time: two concurrent flushes would write the same batch and
@@ -134,7 +136,10 @@ class UsageRecorder:
         return len(events)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        # Every `flush_interval`, or at once when `flush_max` events wait (`record` sets `_wake`).
+        self._task = asyncio.create_task(
+            repeat(self._turn, self._interval, "usage-recorder", wake=self._wake, until=lambda: self._closing),
+            name="usage-recorder")
 
     def _spool_waiting(self) -> None:
         """Move the waiting events to the spool: one write, never waiting for the database."""
@@ -150,17 +155,12 @@ class UsageRecorder:
                 return
         self._pending.extend(group)
 
-    async def _run(self) -> None:
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            self._spool_waiting()
-            if (self._pending and (self._flusher is None or self._flusher.done())
-                    and time.monotonic() >= self._retry_at):
-                self._flusher = asyncio.create_task(self._background_flush(), name="usage-commit")
+    async def _turn(self) -> None:
+        """Spool what waits; start a commit unless one is running or a failed one is pausing."""
+        self._spool_waiting()
+        if (self._pending and (self._flusher is None or self._flusher.done())
+                and time.monotonic() >= self._retry_at):
+            self._flusher = asyncio.create_task(self._background_flush(), name="usage-commit")
 
     async def _background_flush(self) -> None:
         try:
@@ -225,6 +225,8 @@ class UsageRecorder:
             # SQLAlchemy statements first: they open the transaction the bulk inserts join.
             for customer_id, amount in moved.items():
                 row = await move_balance(conn, customer_id, amount)
+                if row is None:  # customers are never deleted; fail the batch (retried) rather than lose it
+                    raise LedgerError(f"no customer with id {customer_id}")
                 balances[customer_id] = (row.balance, row.balance_version)
             for key_id, when in last_used.items():
                 await conn.execute(
@@ -287,7 +289,7 @@ class UsageRecorder:
 _FIELDS = tuple(f.name for f in fields(UsageEvent))
 
 
-def _row(event: UsageEvent) -> dict:
+def _row(event: UsageEvent) -> dict[str, Any]:
     # dataclasses.asdict deep-copies every value; this is a flat shallow read.
     return {name: getattr(event, name) for name in _FIELDS}
 
@@ -295,6 +297,6 @@ def _row(event: UsageEvent) -> dict:
 _CHARGE_FIELDS = ("customer_id", "amount", "kind", "reference", "memo", "created_at")
 
 
-def _charge(event: UsageEvent) -> dict:
+def _charge(event: UsageEvent) -> dict[str, Any]:
     return {"customer_id": event.customer_id, "amount": -event.cost, "kind": "charge",
             "reference": f"usage:{event.id}", "memo": event.model, "created_at": event.created_at}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -53,7 +53,7 @@ def utc_day(moment: datetime) -> date:
     return moment.date()
 
 
-def summarize(events: Iterable[_Usage]) -> list[dict]:
+def summarize(events: Iterable[_Usage]) -> list[dict[str, Any]]:
     """The batch's sums per (customer, day, model), as rows for `add`."""
     groups: dict[tuple[int, date, str], _Sum] = {}
     for e in events:
@@ -76,7 +76,7 @@ def summarize(events: Iterable[_Usage]) -> list[dict]:
             for (c, d, m), s in sorted(groups.items(), key=lambda item: item[0])]
 
 
-async def add(conn: AsyncConnection, rows: list[dict]) -> None:
+async def add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Add the sums to the rollups: one INSERT ... ON CONFLICT DO UPDATE per row, in the
     caller's transaction (so they commit with the usage records they count)."""
     if not rows:

@@ -52,7 +52,7 @@ class SpoolLocked(RuntimeError):
 REPLICA_ID_NAME = "replica-id"
 
 
-def replica_id(directory: str | os.PathLike) -> str:
+def replica_id(directory: str | os.PathLike[str]) -> str:
     """The id of the gateway that owns this spool directory, the same across its restarts.
 
     The Redis wallet names this replica's pending charges with it, so a restarted process
@@ -268,7 +268,7 @@ class Spool(Generic[T]):
     def _schedule_sync(self) -> None:
         # An fsync that has not started yet covers this write too; else queue one. The fd stays
         # valid for it: its close is queued behind it on the same single thread.
-        if self._sync_queued:
+        if self._sync_queued or self._fd is None:
             return
         self._sync_queued = True
         self._io.submit(self._fsync, self._fd)

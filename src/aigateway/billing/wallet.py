@@ -56,9 +56,22 @@ class Hold:
 
 
 class Wallet(Protocol):
-    # hold (and available) raise InsufficientBalance, or WalletUnavailable when the state they
-    # need cannot be reached; release and settle never raise over a store outage (the usage
-    # record must still be written), they repair the store later.
+    """What the API and the recorder need from a wallet (LocalWallet, RedisWallet).
+
+    `hold` (and `available`) raise InsufficientBalance, or WalletUnavailable when the state they
+    need cannot be reached; `release` and `settle` never raise over a store outage (the usage
+    record must still be written), they repair the store later.
+
+    `lock` orders balance snapshots: the recorder holds it from a commit until `flushed` has
+    passed that commit's balances on (UsageRecorder._write). LocalWallet's own balance reads
+    take it too, so a snapshot read before a commit is never installed after it; RedisWallet's
+    snapshot versions and sequence numbers order writers already, so there it only serialises
+    the recorder's batches.
+    """
+
+    @property
+    def lock(self) -> asyncio.Lock: ...
+
     async def hold(self, customer_id: int, amount: int) -> Hold: ...
     async def release(self, hold: Hold) -> None: ...
     async def settle(self, hold: Hold, cost: int) -> None: ...

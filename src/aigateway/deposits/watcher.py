@@ -43,6 +43,7 @@ from sqlalchemy import Row, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
+from aigateway.background import repeat
 from aigateway.billing.ledger import post_entry
 from aigateway.deposits.client import ApiUnavailable, SeenTransfer, TronGridClient
 from aigateway.deposits.config import DepositsConfig
@@ -138,13 +139,8 @@ class Watcher:
                  self._contract, _without_credentials(self.config.base_url))
         self._stop = stop
         try:
-            while not stop.is_set():
-                await self.tick()
-                delay = max(self.config.tick, self._backoff_until - time.monotonic())
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
+            await repeat(self.tick, lambda: max(self.config.tick, self._backoff_until - time.monotonic()),
+                         "deposits-watcher", wake=stop, until=stop.is_set, run_first=True)
         finally:
             await self.close()
 

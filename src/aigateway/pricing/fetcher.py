@@ -51,7 +51,6 @@ from aigateway.pricing.service import (
 )
 from aigateway.pricing.settings import PricingSettings, tied_models
 from aigateway.pricing.tables import price_fetches, pricing_schedule
-from aigateway.store.db import inserted_id
 from aigateway.store.leases import holder_id
 from aigateway.store.metadata import utcnow
 from aigateway.timeutil import now_ms
@@ -174,20 +173,17 @@ class Fetcher:
                 reports.append(await self._run_source(session, name, models, rate))
         return reports
 
-    async def _run_source(self, session: aiohttp.ClientSession, name: str, models: list, rate: Decimal | None):
-        source = self.settings.sources[name]
-        async with self.engine.begin() as conn:
-            result = await conn.execute(price_fetches.insert().values(
-                source=name, holder=self.holder, started_at=utcnow(), entries=0, applied=0, held=0,
-                unchanged=0, problems=0))
-            fetch_id = inserted_id(result)
-        report: dict = {"source": name, "fetch_id": fetch_id, "ok": False, "error": None, "entries": 0,
-                        "applied": 0, "held": 0, "unchanged": 0, "problems": 0, "models": {}}
+    async def _run_source(self, session: aiohttp.ClientSession, name: str, models: list[Any],
+                          rate: Decimal | None) -> dict[str, Any]:
+        """One source: record the fetch, fetch, apply every model's quote (all or none), report."""
+        fetch_id = await self._start_fetch(name)
+        report: dict[str, Any] = {"source": name, "fetch_id": fetch_id, "ok": False, "error": None, "entries": 0,
+                                  "applied": 0, "held": 0, "unchanged": 0, "problems": 0, "models": {}}
         try:
             if rate is None:
                 raise sources.SourceError("no USD->TMT rate is set: run `aigateway admin fx set USD <rate>` "
                                           "or set [pricing.fx] USD in the config")
-            parsed = await sources.fetch(session, source)
+            parsed = await sources.fetch(session, self.settings.sources[name])
         except sources.SourceError as exc:
             report["error"] = str(exc)
             log.warning("price source %s failed: %s; the last good prices stay in force", name, exc)
@@ -201,23 +197,26 @@ class Fetcher:
                 report["models"] = {}
                 report["error"] = f"applying prices failed: {exc.__class__.__name__}: {exc}"[:1000]
             else:
-                report["ok"] = True
-                report["entries"] = sum(q.input is not None for q in parsed.quotes.values())
-                for outcome in report["models"].values():
-                    kind = outcome["outcome"]
-                    report[kind if kind in ("applied", "held", "unchanged") else "problems"] += 1
-                    limits = (outcome.get("limits") or {}).get("outcome")
-                    if limits in ("held", "refused"):  # the operator has something to look at
-                        report["held" if limits == "held" else "problems"] += 1
+                _tally(report, parsed)
+        await self._finish_fetch(fetch_id, report)
+        return report
+
+    async def _start_fetch(self, name: str) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(price_fetches.insert().values(
+                source=name, holder=self.holder, started_at=utcnow(), entries=0, applied=0, held=0,
+                unchanged=0, problems=0))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def _finish_fetch(self, fetch_id: int, report: dict[str, Any]) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(price_fetches).where(price_fetches.c.id == fetch_id).values(
                 finished_at=utcnow(), ok=report["ok"], error=report["error"], entries=report["entries"],
                 applied=report["applied"], held=report["held"], unchanged=report["unchanged"],
                 problems=report["problems"], detail=json.dumps(report["models"], sort_keys=True)))
-        return report
 
-    async def _apply(self, conn: AsyncConnection, source_name: str, model, parsed: sources.Parsed,
-                     rate: Decimal, fetch_id: int) -> dict:
+    async def _apply(self, conn: AsyncConnection, source_name: str, model: Any, parsed: sources.Parsed,
+                     rate: Decimal, fetch_id: int) -> dict[str, Any]:
         ident = model.price_source_model or model.name
         quote = parsed.quotes.get(ident)
         if quote is None:
@@ -228,11 +227,12 @@ class Fetcher:
             return {"outcome": outcome, "source_model": ident, **({"reason": why} if why else {})}
         limits = await apply_source_limits(conn, model.name, source_name, quote.context_length,
                                            quote.max_output_tokens, self.settings.max_limit_change_factor)
-        applied = await self._apply_price(conn, source_name, model, ident, quote, rate, fetch_id)
-        return {**applied, "limits": limits} if limits is not None else applied
+        result = await self._apply_price(conn, source_name, model, ident, quote, rate, fetch_id)
+        return {**result, "limits": limits} if limits is not None else result
 
-    async def _apply_price(self, conn: AsyncConnection, source_name: str, model, ident: str, quote,
-                           rate: Decimal, fetch_id: int) -> dict:
+    async def _apply_price(self, conn: AsyncConnection, source_name: str, model: Any, ident: str,
+                           quote: sources.Quote, rate: Decimal, fetch_id: int) -> dict[str, Any]:
+        """One model's quote: unchanged, applied (within the guardrail) or held for the operator."""
         embedding = model.type == "embedding"
         if quote.input is None or (not embedding and quote.output is None):
             log.warning("price source %s: model %s (%s) has a variable price; its last price stays in force",
@@ -240,45 +240,87 @@ class Fetcher:
             return {"outcome": "variable", "source_model": ident}
         own = model.markup if isinstance(model, PriceFollower) else None  # set in the console
         markup = own if own is not None else self.settings.markup_for(model.name, source_name)
-        new_price = source_price(quote, rate, markup, embedding)
-        new_in, new_out, free = new_price.input_price, new_price.output_price, new_price.free
-        extra = new_price.stored()
-        new = (new_in, new_out, free)
-        details = {"source_model": ident, "usd_input": str(quote.input),
-                   "usd_output": None if embedding else str(quote.output),
-                   "usd_extra": _usd_extra(quote, embedding),
-                   "fx_rate": str(rate), "markup": str(markup), "fetch_id": fetch_id}
-        shown = {"input": format_tmt(new_in), "output": format_tmt(new_out), "free": free, **shown_extra(new_price)}
+        quoted = _Quoted(source_price(quote, rate, markup, embedding), details={
+            "source_model": ident, "usd_input": str(quote.input),
+            "usd_output": None if embedding else str(quote.output), "usd_extra": _usd_extra(quote, embedding),
+            "fx_rate": str(rate), "markup": str(markup), "fetch_id": fetch_id})
         current = await current_price(conn, model.name)
-        if current is not None and same_price(current, *new, extra):
-            for stale in await pending_versions(conn, model.name):
-                await decide_version(conn, stale.id, "rejected", "source returned to the price in force")
-            return {"outcome": "unchanged", "version_id": current.id, **shown}
-        if current is None or not is_big_price_change(Price.from_row(current), new_price,
+        if current is not None and same_price(current, *quoted.key, quoted.extra):
+            return await _unchanged(conn, model.name, current.id, quoted)
+        if current is None or not is_big_price_change(Price.from_row(current), quoted.price,
                                                       self.settings.max_change_factor):
-            version_id = await set_price(conn, model.name, new_in, new_out, source=source_name, free=free,
-                                         details=details, extra=extra)
-            for stale in await pending_versions(conn, model.name):
-                await decide_version(conn, stale.id, "rejected", f"superseded by applied version {version_id}")
-            log.info("price of %s from %s: input %s output %s TMT per 1M tokens (version %s)",
-                     model.name, source_name, shown["input"], shown["output"], version_id)
-            return {"outcome": "applied", "version_id": version_id, **shown}
-        last = await latest_unapplied(conn, model.name)
-        if last is not None and same_price(last, *new, extra):
-            if last.status == "rejected":
-                return {"outcome": "held", "version_id": last.id, "already": "rejected by the operator", **shown}
-            return {"outcome": "held", "version_id": last.id, "already": "waiting for the operator", **shown}
-        for stale in await pending_versions(conn, model.name):
-            await decide_version(conn, stale.id, "rejected", "superseded by a newer fetched price")
+            return await _applied(conn, model.name, source_name, quoted)
+        return await self._held(conn, model.name, source_name, current, quoted)
+
+    async def _held(self, conn: AsyncConnection, model: str, source_name: str, current: Any,
+                    quoted: _Quoted) -> dict[str, Any]:
+        """A change beyond the guardrail: a `held` version for the operator; the price in force stays."""
+        shown = quoted.shown
+        last = await latest_unapplied(conn, model)
+        if last is not None and same_price(last, *quoted.key, quoted.extra):
+            already = "rejected by the operator" if last.status == "rejected" else "waiting for the operator"
+            return {"outcome": "held", "version_id": last.id, "already": already, **shown}
+        await _reject_pending(conn, model, "superseded by a newer fetched price")
+        new_in, new_out, free = quoted.key
+        factor = self.settings.max_change_factor
         version_id = await propose_price(
-            conn, model.name, new_in, new_out, source=source_name, free=free, details=details, extra=extra,
-            note=f"held: more than x{self.settings.max_change_factor} from version {current.id} "
-                 f"({format_tmt(current.input_price)}/{format_tmt(current.output_price)})")
+            conn, model, new_in, new_out, source=source_name, free=free, details=quoted.details,
+            extra=quoted.extra, note=f"held: more than x{factor} from version {current.id} "
+                                     f"({format_tmt(current.input_price)}/{format_tmt(current.output_price)})")
         log.warning("price of %s from %s changes beyond x%s (input %s -> %s, output %s -> %s TMT per 1M): held as "
-                    "version %s; `aigateway admin price confirm %s` to apply it", model.name, source_name,
-                    self.settings.max_change_factor, format_tmt(current.input_price), shown["input"],
-                    format_tmt(current.output_price), shown["output"], version_id, version_id)
+                    "version %s; `aigateway admin price confirm %s` to apply it", model, source_name, factor,
+                    format_tmt(current.input_price), shown["input"], format_tmt(current.output_price),
+                    shown["output"], version_id, version_id)
         return {"outcome": "held", "version_id": version_id, **shown}
+
+
+class _Quoted:
+    """A fetched quote as a TMT price, with what is stored and reported beside it."""
+
+    __slots__ = ("details", "extra", "key", "price", "shown")
+
+    def __init__(self, price: Price, details: dict[str, Any]) -> None:
+        self.price = price
+        self.details = details
+        self.key = (price.input_price, price.output_price, price.free)
+        self.extra = price.stored()
+        self.shown: dict[str, Any] = {"input": format_tmt(price.input_price), "output": format_tmt(price.output_price),
+                                      "free": price.free, **shown_extra(price)}
+
+
+async def _reject_pending(conn: AsyncConnection, model: str, why: str) -> None:
+    for stale in await pending_versions(conn, model):
+        await decide_version(conn, stale.id, "rejected", why)
+
+
+async def _unchanged(conn: AsyncConnection, model: str, version_id: int, quoted: _Quoted) -> dict[str, Any]:
+    """The source is back at the price in force: versions still waiting for the operator are moot."""
+    await _reject_pending(conn, model, "source returned to the price in force")
+    return {"outcome": "unchanged", "version_id": version_id, **quoted.shown}
+
+
+async def _applied(conn: AsyncConnection, model: str, source_name: str, quoted: _Quoted) -> dict[str, Any]:
+    """A first price, or a change within the guardrail: in force now."""
+    new_in, new_out, free = quoted.key
+    version_id = await set_price(conn, model, new_in, new_out, source=source_name, free=free,
+                                 details=quoted.details, extra=quoted.extra)
+    await _reject_pending(conn, model, f"superseded by applied version {version_id}")
+    log.info("price of %s from %s: input %s output %s TMT per 1M tokens (version %s)",
+             model, source_name, quoted.shown["input"], quoted.shown["output"], version_id)
+    return {"outcome": "applied", "version_id": version_id, **quoted.shown}
+
+
+def _tally(report: dict[str, Any], parsed: sources.Parsed) -> None:
+    """Count a source's outcomes into its report (what `admin price status` shows)."""
+    report["ok"] = True
+    report["entries"] = sum(q.input is not None for q in parsed.quotes.values())
+    for outcome in report["models"].values():
+        kind = outcome["outcome"]
+        report[kind if kind in ("applied", "held", "unchanged") else "problems"] += 1
+        limits = (outcome.get("limits") or {}).get("outcome")
+        if limits in ("held", "refused"):  # the operator has something to look at
+            report["held" if limits == "held" else "problems"] += 1
+
 
 def source_price(quote: sources.Quote, rate: Decimal, markup: Decimal, embedding: bool = False) -> Price:
     """A source's USD quote as a TMT price (version 0: not stored yet); every field rounded up on its own."""
@@ -288,16 +330,11 @@ def source_price(quote: sources.Quote, rate: Decimal, markup: Decimal, embedding
     def each(usd: Decimal | None) -> int | None:
         return None if usd is None else tmt_units_each(usd, rate, markup)
 
-    if quote.input is None:  # callers skip a variable price before they get here
-        raise ValueError("a variable input price has no TMT price")
     new_in = tmt_price_units(quote.input, rate, markup)
+    new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
     if embedding:  # billed by input tokens only: output-side and cache fields do not apply
         return Price(0, new_in, 0, new_in == 0)
-    if quote.output is None:
-        raise ValueError("a variable output price has no TMT price")
-    new_out = tmt_price_units(quote.output, rate, markup)
-    tiers = tuple(Tier(t.above, tmt_price_units(t.input, rate, markup), tmt_price_units(t.output, rate, markup),
-                       per_m(t.cached_input)) for t in quote.tiers)
+    tiers = tuple(Tier(t.above, per_m(t.input), per_m(t.output), per_m(t.cached_input)) for t in quote.tiers)
     price = Price(0, new_in, new_out, False, per_m(quote.cached_input), per_m(quote.cache_write),
                   per_m(quote.cache_write_long), per_m(quote.reasoning), each(quote.request), each(quote.image),
                   tiers)
@@ -311,7 +348,7 @@ _USD_EXTRA = ("cached_input", "cache_write", "cache_write_long", "reasoning", "r
 def _usd_extra(quote: sources.Quote, embedding: bool) -> str | None:
     if embedding:
         return None
-    out: dict = {k: str(getattr(quote, k)) for k in _USD_EXTRA if getattr(quote, k) is not None}
+    out: dict[str, Any] = {k: str(getattr(quote, k)) for k in _USD_EXTRA if getattr(quote, k) is not None}
     if quote.tiers:
         out["tiers"] = [{"above": t.above, "input": str(t.input), "output": str(t.output),
                          **({"cached_input": str(t.cached_input)} if t.cached_input is not None else {})}
@@ -319,7 +356,7 @@ def _usd_extra(quote: sources.Quote, embedding: bool) -> str | None:
     return json.dumps(out, sort_keys=True) if out else None
 
 
-def shown_extra(price: Price) -> dict:
+def shown_extra(price: Price) -> dict[str, Any]:
     """The finer prices of a fetch report in TMT (only those set)."""
     out: dict[str, Any] = {name.removesuffix("_price"): format_tmt(getattr(price, name))
            for name in ("cached_input_price", "cache_write_price", "cache_write_long_price", "reasoning_price",

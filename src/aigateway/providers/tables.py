@@ -1,7 +1,7 @@
 """Providers and models defined in the database (the operator console writes them).
 
 The config file still defines providers and models; these rows ADD to them. On a name
-clash the config file wins (aigateway.catalog skips the row), so what is in the file is
+clash the config file wins (aigateway.pricing.catalog skips the row), so what is in the file is
 always what runs. A provider's key is either the name of an environment variable
 (`api_key_env`) or a secret stored encrypted (`api_key_enc`, AES-256-GCM, see
 providers.secrets); the plain key is never stored.

@@ -9,6 +9,7 @@ exception classes; the status codes are the gateway's own (402 for a short balan
 from __future__ import annotations
 
 import re
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
@@ -38,7 +39,7 @@ def error_response(exc: errors.APIError) -> web.Response:
 def reshape_error(response: web.Response) -> web.Response:
     """An answer in OpenAI's error shape (an upstream's refusal) -> the same status in Anthropic's shape."""
     try:
-        error = orjson.loads(response.body).get("error")
+        error = orjson.loads(cast(bytes, response.body)).get("error")  # None: TypeError
         message = error.get("message") if isinstance(error, dict) else None
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         message = None
@@ -52,8 +53,8 @@ def check_version(request: web.Request) -> None:
         raise errors.bad_request("The 'anthropic-version' header must be a date such as 2023-06-01.")
 
 
-def _image(block: dict, param: str) -> dict:
-    source = block.get("source")
+def _image(block: dict[str, Any], param: str) -> dict[str, Any]:
+    source: Any = block.get("source")
     require(isinstance(source, dict), f"'{param}': an image block needs a 'source'.", param)
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type')};base64,{source.get('data')}"
@@ -64,14 +65,14 @@ def _image(block: dict, param: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _turn(role: str, content, param: str) -> list[dict]:
+def _turn(role: str, content: Any, param: str) -> list[dict[str, Any]]:
     """One Anthropic message -> chat messages (tool results become `tool` messages, first)."""
     if isinstance(content, str):
         return [{"role": role, "content": content}]
     require(isinstance(content, list), f"'{param}.content' must be a string or an array of content blocks.", param)
-    results: list[dict] = []
-    parts: list[dict] = []
-    calls: list[dict] = []
+    results: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for j, block in enumerate(content):
         where = f"{param}.content[{j}]"
         kind = block.get("type") if isinstance(block, dict) else None
@@ -107,8 +108,8 @@ def _turn(role: str, content, param: str) -> list[dict]:
     return out
 
 
-def _tools(body: dict) -> dict:
-    out: dict = {}
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
         require(isinstance(tools, list), "'tools' must be an array.", "tools")
@@ -123,8 +124,8 @@ def _tools(body: dict) -> dict:
         out["tools"] = converted
     choice = body.get("tool_choice")
     if choice is not None:
-        kind = choice.get("type") if isinstance(choice, dict) else None
-        mapped = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
+        kind: Any = choice.get("type") if isinstance(choice, dict) else None
+        mapped: Any = {"auto": "auto", "any": "required", "none": "none"}.get(kind)
         if kind == "tool":
             require(isinstance(choice.get("name"), str), "'tool_choice' of type tool needs a 'name'.", "tool_choice")
             mapped = {"type": "function", "function": {"name": choice["name"]}}
@@ -139,18 +140,18 @@ class AnthropicDialect:
     name = "messages"
 
     def __init__(self) -> None:
-        self.request: dict = {}
+        self.request: dict[str, Any] = {}
 
-    def to_chat(self, body: dict) -> dict:
+    def to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         self.request = body
         cap = body.get("max_tokens")
         require(isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1,
                 "'max_tokens' is required and must be a positive integer.", "max_tokens")
-        messages: list[dict] = []
+        messages: list[dict[str, Any]] = []
         system = body.get("system")
         if system:
             messages.append({"role": "system", "content": text_of(system, "system")})
-        turns = body.get("messages")
+        turns: Any = body.get("messages")
         require(isinstance(turns, list) and bool(turns), "'messages' is required and must be a non-empty array.",
                 "messages")
         for i, turn in enumerate(turns):
@@ -158,7 +159,7 @@ class AnthropicDialect:
             require(isinstance(turn, dict) and turn.get("role") in ("user", "assistant"),
                     f"'{param}.role' must be user or assistant.", param)
             messages += _turn(turn["role"], turn.get("content"), param)
-        chat: dict = {"model": body.get("model"), "messages": messages, "max_tokens": cap}
+        chat: dict[str, Any] = {"model": body.get("model"), "messages": messages, "max_tokens": cap}
         for field in ("temperature", "top_p", "stream"):
             if body.get(field) is not None:
                 chat[field] = body[field]
@@ -173,14 +174,14 @@ class AnthropicDialect:
         chat.update(_tools(body))
         return chat
 
-    def _message(self, call: Call, content: list, stop_reason: str | None) -> dict:
+    def _message(self, call: Call, content: list[Any], stop_reason: str | None) -> dict[str, Any]:
         return {"id": "msg_" + call.id.removeprefix("req_"), "type": "message", "role": "assistant",
                 "model": call.model.name, "content": content, "stop_reason": stop_reason, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}
 
-    def answer(self, call: Call, completion: dict) -> Finisher:
+    def answer(self, call: Call, completion: dict[str, Any]) -> Finisher:
         message, finish = chat_message(completion)
-        content: list[dict] = []
+        content: list[dict[str, Any]] = []
         if isinstance(message.get("content"), str) and message["content"]:
             content.append({"type": "text", "text": message["content"]})
         for i, (call_id, name, arguments) in enumerate(tool_calls(message)):
@@ -198,7 +199,7 @@ class AnthropicDialect:
         return AnthropicStream(self, call)
 
 
-def _arguments(arguments: str) -> dict:
+def _arguments(arguments: str) -> dict[str, Any]:
     try:
         value = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
@@ -234,7 +235,7 @@ class AnthropicStream:
         self.open = None
         return [sse_event("content_block_stop", {"type": "content_block_stop", "index": self.blocks - 1})]
 
-    def _begin(self, kind: tuple[str, object], block: dict) -> list[bytes]:
+    def _begin(self, kind: tuple[str, object], block: dict[str, Any]) -> list[bytes]:
         out = self._stop_open()
         self.open = kind
         self.blocks += 1

@@ -2,13 +2,13 @@
 
 Invariant: a dialect never touches money. It changes bodies and event shapes only; the
 tokens it reports to the client are the counts the call is billed for (`usage` is passed
-in by the lifecycle, which computed it for `finish`).
+in by the lifecycle, which computed it for `Call.charge`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import orjson
 
@@ -25,17 +25,17 @@ Finisher = Callable[[int, int], bytes]
 class Dialect(Protocol):
     name: str
 
-    def to_chat(self, body: dict) -> dict:
+    def to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """The client's body -> a chat completion body; raises errors.APIError (400) on bad input."""
 
-    def answer(self, call: Call, completion: dict) -> Finisher:
+    def answer(self, call: Call, completion: dict[str, Any]) -> Finisher:
         """A chat completion -> the answer, awaiting its usage; raises on an untranslatable answer."""
 
     def stream(self, call: Call) -> StreamTransform:
         """A transformer for this call's stream."""
 
 
-def sse_event(name: str, data: dict) -> bytes:
+def sse_event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
@@ -44,7 +44,7 @@ def require(condition: bool, message: str, param: str | None = None) -> None:
         raise errors.bad_request(message, param=param)
 
 
-def text_of(content, param: str) -> str:
+def text_of(content: Any, param: str) -> str:
     """A string, or the text of a list of text parts (any `text` field), for content that is text only."""
     if isinstance(content, str):
         return content
@@ -57,7 +57,7 @@ def text_of(content, param: str) -> str:
     return "".join(texts)
 
 
-def chat_message(completion: dict) -> tuple[dict, str | None]:
+def chat_message(completion: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """The first choice's message and finish reason of a chat completion (the dialects answer with one)."""
     choices = completion.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -68,7 +68,7 @@ def chat_message(completion: dict) -> tuple[dict, str | None]:
     return message, choices[0].get("finish_reason")
 
 
-def tool_calls(message: dict) -> list[tuple[str, str, str]]:
+def tool_calls(message: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(id, name, arguments) of a chat message's function tool calls."""
     out = []
     for call in message.get("tool_calls") or []:
@@ -86,7 +86,7 @@ class ChatDeltas:
     def __init__(self) -> None:
         self.finish_reason: str | None = None
 
-    def pieces(self, block: bytes):
+    def pieces(self, block: bytes) -> Iterator[tuple[Any, ...]]:
         """Yields ("text", text) and ("tool", index, id, name, arguments) in stream order."""
         for chunk in chat_events(block):
             choices = chunk.get("choices")
@@ -101,7 +101,9 @@ class ChatDeltas:
                     for call in calls if isinstance(calls, list) else []:
                         if not isinstance(call, dict):
                             continue
-                        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                        function = call.get("function")
+                        if not isinstance(function, dict):
+                            function = {}
                         arguments = function.get("arguments")
                         index = call.get("index")
                         yield ("tool", index if isinstance(index, int) else 0, call.get("id"), function.get("name"),

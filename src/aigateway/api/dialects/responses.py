@@ -13,6 +13,7 @@ to them (see above). `usage` is what the call is billed for.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 
@@ -32,7 +33,7 @@ def _stateless_refusal(what: str, param: str) -> errors.APIError:
         param=param)
 
 
-def _content(content, role: str, param: str):
+def _content(content: Any, role: str, param: str) -> Any:
     """Responses content (a string or input parts) -> chat content."""
     if isinstance(content, str):
         return content
@@ -60,13 +61,13 @@ def _content(content, role: str, param: str):
     return parts
 
 
-def _messages(body: dict) -> list[dict]:
-    messages: list[dict] = []
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if instructions is not None:
         require(isinstance(instructions, str), "'instructions' must be a string.", "instructions")
         messages.append({"role": "system", "content": instructions})
-    value = body.get("input")
+    value: Any = body.get("input")
     if isinstance(value, str):
         require(bool(value), "'input' must not be empty.", "input")
         return messages + [{"role": "user", "content": value}]
@@ -108,8 +109,8 @@ def _messages(body: dict) -> list[dict]:
     return messages
 
 
-def _tools(body: dict) -> dict:
-    out: dict = {}
+def _tools(body: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
         require(isinstance(tools, list), "'tools' must be an array.", "tools")
@@ -135,7 +136,7 @@ def _tools(body: dict) -> dict:
     return out
 
 
-def _text_format(body: dict) -> dict:
+def _text_format(body: dict[str, Any]) -> dict[str, Any]:
     text = body.get("text")
     fmt = text.get("format") if isinstance(text, dict) else None
     if not isinstance(fmt, dict) or fmt.get("type") in (None, "text"):
@@ -154,9 +155,9 @@ class ResponsesDialect:
     name = "responses"
 
     def __init__(self) -> None:
-        self.request: dict = {}
+        self.request: dict[str, Any] = {}
 
-    def to_chat(self, body: dict) -> dict:
+    def to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         self.request = body
         for field in _STATEFUL:
             if body.get(field) is not None:
@@ -165,7 +166,7 @@ class ResponsesDialect:
             raise _stateless_refusal("'store': true", "store")
         if body.get("background") is True:
             raise _stateless_refusal("'background': true", "background")
-        chat: dict = {"model": body.get("model"), "messages": _messages(body)}
+        chat: dict[str, Any] = {"model": body.get("model"), "messages": _messages(body)}
         for field in _PASSED:
             if body.get(field) is not None:
                 chat[field] = body[field]
@@ -177,7 +178,7 @@ class ResponsesDialect:
 
     # ------------------------------------------------------------------ answers
 
-    def _response(self, call: Call, status: str, output: list, finish: str | None) -> dict:
+    def _response(self, call: Call, status: str, output: list[Any], finish: str | None) -> dict[str, Any]:
         body = self.request
         incomplete = _FINISH_INCOMPLETE.get(finish or "")
         return {
@@ -192,10 +193,10 @@ class ResponsesDialect:
             "text": body.get("text") or {"format": {"type": "text"}}, "store": False, "usage": None,
         }
 
-    def answer(self, call: Call, completion: dict) -> Finisher:
+    def answer(self, call: Call, completion: dict[str, Any]) -> Finisher:
         message, finish = chat_message(completion)
         prefix = call.id.removeprefix("req_")
-        output: list[dict] = []
+        output: list[dict[str, Any]] = []
         content = message.get("content")
         if isinstance(content, str) and content:
             output.append(_message_item(f"msg_{prefix}", content, "completed"))
@@ -214,19 +215,19 @@ class ResponsesDialect:
         return ResponsesStream(self, call)
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict:
+def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
     return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens}
 
 
-def _message_item(item_id: str, text: str, status: str) -> dict:
+def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if status == "completed" \
         else []
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
-def _function_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict:
+def _function_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
     return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments,
             "status": status}
 
@@ -245,12 +246,12 @@ class ResponsesStream:
         self.deltas = ChatDeltas()
         self.sequence = 0
         self.started = False
-        self.output: list[dict] = []  # items in output order, with their text / arguments so far
+        self.output: list[dict[str, Any]] = []  # items in output order, with their text / arguments so far
         self.text_at: int | None = None  # output index of the open text item
         self.tools: dict[int, int] = {}  # chat tool index -> output index
         self.closed: set[int] = set()
 
-    def _event(self, kind: str, **fields) -> bytes:
+    def _event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self.sequence, **fields}
         self.sequence += 1
         return sse_event(kind, data)
@@ -286,7 +287,7 @@ class ResponsesStream:
                                content_index=0, delta=text, logprobs=[]))
         return out
 
-    def _tool(self, index, call_id, name, arguments: str) -> list[bytes]:
+    def _tool(self, index: int, call_id: str | None, name: str | None, arguments: str) -> list[bytes]:
         out = []
         if self.text_at is not None and self.text_at not in self.closed:
             out += self._close(self.text_at)
@@ -305,7 +306,7 @@ class ResponsesStream:
                                    delta=arguments))
         return out
 
-    def _final(self, at: int) -> dict:
+    def _final(self, at: int) -> dict[str, Any]:
         item = {k: v for k, v in self.output[at].items() if k != "_text"}
         text = "".join(self.output[at]["_text"])
         if item["type"] == "message":
