@@ -65,7 +65,8 @@ async def _offer_ollama(config: Config, catalog: Catalog, engine: AsyncEngine) -
 def _make_wallet(config: Config, engine: AsyncEngine, replica: str) -> Wallet:
     r = config.redis
     if r.url:
-        from aigateway.billing.redis_wallet import RedisWallet, connect
+        from aigateway.billing.redis_scripts import connect
+        from aigateway.billing.redis_wallet import RedisWallet
 
         client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,
                          connect_timeout=r.connect_timeout, socket_timeout=r.socket_timeout,

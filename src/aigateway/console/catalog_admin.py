@@ -240,7 +240,7 @@ async def save_model(conn: AsyncConnection, *, actor: str, name: str, type_: str
     return bool(price_source)
 
 
-def routed_by(model_rows_: list, provider: str) -> list[str]:
+def routed_by(model_rows_: Sequence[Any], provider: str) -> list[str]:
     """Names of the database models with a route through this provider."""
     users = []
     for row in model_rows_:

@@ -56,7 +56,7 @@ async def search(conn: AsyncConnection, q: str, limit: int = 50) -> Sequence[Row
 
 @dataclass(frozen=True, slots=True)
 class CustomerView:
-    customer: object
+    customer: Row[*tuple[Any, ...]]
     keys: Sequence[Row[*tuple[Any, ...]]]
     usage: Sequence[Row[*tuple[Any, ...]]]  # per model, last 30 days
     ledger: Sequence[Row[*tuple[Any, ...]]]

@@ -8,8 +8,10 @@ row (before -> after) is written in the same transaction as the change.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -102,7 +104,7 @@ def parse(key_id: int, form: dict[str, str], known_models: set[str]) -> tuple[Ke
     return limits, allowed
 
 
-async def summaries(conn: AsyncConnection, keys: list) -> dict[int, str]:
+async def summaries(conn: AsyncConnection, keys: Sequence[Any]) -> dict[int, str]:
     """key id -> a one-line summary of its limits for the customer page ("none" when it has none)."""
     out = {}
     for key in keys:

@@ -17,7 +17,7 @@ async def _limits(app: web.Application) -> AsyncIterator[None]:
     counters: Counters
     r = config.redis
     if r.url:
-        from aigateway.billing.redis_wallet import connect
+        from aigateway.billing.redis_scripts import connect
         from aigateway.keylimits.redis import RedisCounters
 
         client = connect(r.url, max_connections=r.max_connections, pool_timeout=r.pool_timeout,

@@ -330,11 +330,16 @@ def source_price(quote: sources.Quote, rate: Decimal, markup: Decimal, embedding
     def each(usd: Decimal | None) -> int | None:
         return None if usd is None else tmt_units_each(usd, rate, markup)
 
+    if quote.input is None:  # callers skip a variable price before they get here
+        raise ValueError("a variable input price has no TMT price")
     new_in = tmt_price_units(quote.input, rate, markup)
-    new_out = 0 if embedding else tmt_price_units(quote.output, rate, markup)
     if embedding:  # billed by input tokens only: output-side and cache fields do not apply
         return Price(0, new_in, 0, new_in == 0)
-    tiers = tuple(Tier(t.above, per_m(t.input), per_m(t.output), per_m(t.cached_input)) for t in quote.tiers)
+    if quote.output is None:
+        raise ValueError("a variable output price has no TMT price")
+    new_out = tmt_price_units(quote.output, rate, markup)
+    tiers = tuple(Tier(t.above, tmt_price_units(t.input, rate, markup), tmt_price_units(t.output, rate, markup),
+                       per_m(t.cached_input)) for t in quote.tiers)
     price = Price(0, new_in, new_out, False, per_m(quote.cached_input), per_m(quote.cache_write),
                   per_m(quote.cache_write_long), per_m(quote.reasoning), each(quote.request), each(quote.image),
                   tiers)
