@@ -15,6 +15,7 @@ from aigateway.deposits import watcher as watcher_module
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions
 from tests.deposits.conftest import VECTORS, deposits_section
+from tests.support.waits import wait_until_async
 
 HUGE = 2_700_000_000_000_000_000  # 2.7e18 base units: the TMT credit is above BIGINT
 
@@ -32,7 +33,10 @@ async def test_an_unprocessable_transfer_is_parked_and_the_rest_credit_on_time(e
     stop = asyncio.Event()
     task = asyncio.create_task(watcher.run(stop))
     try:
-        await asyncio.sleep(0.3)  # the bad one is seen and sorted first
+        async def bad_seen():  # the bad one is seen and sorted first
+            return await env.rows(select(deposit_transactions).where(deposit_transactions.c.tx_id == bad.tx_id))
+
+        await wait_until_async(bad_seen, timeout=5, what="the bad transfer seen")
         start = time.monotonic()
         txs = [tron.transfer(address, 2_000_000, solid=True) for _cid, address in others]
         deadline = start + 5
