@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
 from aigateway.cli import main
-from aigateway.deposits import watcher as watcher_module
+from aigateway.deposits import crediting as crediting_module
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions
 from tests.deposits.conftest import VECTORS, deposits_section
@@ -70,7 +70,7 @@ async def test_a_failing_row_backs_off_growing_then_parks(env, tron, monkeypatch
         calls.append(1)
         raise ArithmeticError("cannot convert this one")
 
-    monkeypatch.setattr(watcher_module, "tmt_units", broken)
+    monkeypatch.setattr(crediting_module, "tmt_units", broken)
     w = env.watcher(cfg)
     [address_row] = await env.rows(select(deposit_addresses))
     await w.discover(address_row)
