@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aigateway.clikit import audit, config_of, database, open_database, run_command
+from aigateway.clikit import audit, config_of, open_database, read_db, run_command, write_db
 from aigateway.timeutil import as_utc
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from aigateway.billing.capped import CappedRecord
+    from aigateway.billing.ledger import Posted
 
 T = TypeVar("T")
 
@@ -46,20 +49,20 @@ def _ledger_command(kind: str, ctx: click.Context, customer_ref: str, amount: st
     if units == 0:
         raise click.ClickException("the amount must not be zero")
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.begin() as conn:
-            row = await find_customer(conn, customer_ref)
-            ref = reference or f"{kind}:{os.urandom(8).hex()}"
-            posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
-                                      memo=memo)
-            if posted.applied:  # the operator console's audit trail, in the same transaction
-                await audit(ctx, conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
-                            {"balance": format_tmt(posted.balance)}, memo)
-        state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
-        click.echo(f"{kind} {format_tmt(units)} TMT to customer {row.id}: {state}; "
-                   f"balance {format_tmt(posted.balance)} TMT")
+    async def post(conn: AsyncConnection) -> tuple[int, Posted]:
+        row = await find_customer(conn, customer_ref)
+        ref = reference or f"{kind}:{os.urandom(8).hex()}"
+        posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
+                                  memo=memo)
+        if posted.applied:  # the operator console's audit trail, in the same transaction
+            await audit(ctx, conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
+                        {"balance": format_tmt(posted.balance)}, memo)
+        return row.id, posted
 
-    _run(run())
+    customer_id, posted = _run(write_db(ctx, post))
+    state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
+    click.echo(f"{kind} {format_tmt(units)} TMT to customer {customer_id}: {state}; "
+               f"balance {format_tmt(posted.balance)} TMT")
 
 
 @click.command()
@@ -93,13 +96,12 @@ def balance(ctx: click.Context, customer_ref: str) -> None:
     from aigateway.billing.ledger import ledger_sum
     from aigateway.money import format_tmt
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.connect() as conn:
-            row = await find_customer(conn, customer_ref)
-            total = await ledger_sum(conn, row.id)
-        click.echo(f"balance {format_tmt(row.balance)} TMT (ledger sum {format_tmt(total)} TMT)")
+    async def read(conn: AsyncConnection) -> tuple[int, int]:
+        row = await find_customer(conn, customer_ref)
+        return row.balance, await ledger_sum(conn, row.id)
 
-    _run(run())
+    units, total = _run(read_db(ctx, read))
+    click.echo(f"balance {format_tmt(units)} TMT (ledger sum {format_tmt(total)} TMT)")
 
 
 @click.command()
@@ -141,13 +143,12 @@ def usage_capped(ctx: click.Context, since: datetime | None, customer_ref: str |
     from aigateway.billing.capped import capped_usage
     from aigateway.money import format_tmt
 
-    async def run() -> list[CappedRecord]:
-        async with database(ctx) as engine, engine.connect() as conn:
-            customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
-            return await capped_usage(conn, since=as_utc(since) if since else None,
-                                      customer_id=customer_id, limit=limit)
+    async def read(conn: AsyncConnection) -> list[CappedRecord]:
+        customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
+        return await capped_usage(conn, since=as_utc(since) if since else None, customer_id=customer_id,
+                                  limit=limit)
 
-    records = _run(run())
+    records = _run(read_db(ctx, read))
     click.echo(f"{len(records)} capped usage record(s)")
     if not records:
         return
