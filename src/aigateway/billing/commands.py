@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -65,9 +65,18 @@ def _ledger_command(kind: str, ctx: click.Context, customer_ref: str, amount: st
                f"balance {format_tmt(posted.balance)} TMT")
 
 
+def _ledger_options(amount_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Who and how much: the options every balance-changing command starts with."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option("--amount", required=True, help=amount_help)(command)
+        return click.option("--customer", "customer_ref", required=True, help="Customer id or email.")(command)
+
+    return decorate
+
+
 @click.command()
-@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
-@click.option("--amount", required=True, help="TMT, e.g. 25 or 12.5")
+@_ledger_options("TMT, e.g. 25 or 12.5")
 @click.option("--reference", default=None, help="Idempotency reference: the same reference is applied once.")
 @click.option("--memo", default=None)
 @click.pass_context
@@ -77,8 +86,7 @@ def credit(ctx: click.Context, customer_ref: str, amount: str, reference: str | 
 
 
 @click.command()
-@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
-@click.option("--amount", required=True, help="Signed TMT, e.g. -3.5")
+@_ledger_options("Signed TMT, e.g. -3.5")
 @click.option("--reason", required=True, help="Why; kept in the ledger.")
 @click.option("--reference", default=None)
 @click.pass_context
