@@ -23,6 +23,26 @@ REDIS_URL = os.environ.get("AIGATEWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("AIGATEWAY_REQUIRE_SERVICES") == "1"
 
 
+# The markers declared in pyproject.toml, applied from the fixtures a test uses (directly or through
+# other fixtures), so `-m "not redis"` and the like select exactly the tests that need the service.
+_MARKER_FIXTURES = {
+    "redis": {"redis_url", "private_redis"},
+    "postgres": {"pg_url", "postgres_server", "private_pg"},
+    "browser": {"browser"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("db_url") == "postgres":
+            used.add("pg_url")
+        for marker, fixtures in _MARKER_FIXTURES.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
 def service_missing(what: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{what} is required here (AIGATEWAY_REQUIRE_SERVICES=1) but not reachable")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:  # imported where used: `aigateway --help` should not load SQLAlchemy and Alembic
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from aigateway.config import Config
 
@@ -70,6 +70,18 @@ async def open_database(config: Config) -> AsyncIterator[AsyncEngine]:
 def database(ctx: click.Context) -> AbstractAsyncContextManager[AsyncEngine]:
     """`async with database(ctx) as engine:` the command's migrated database."""
     return open_database(config_of(ctx))
+
+
+async def read_db(ctx: click.Context, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`job(conn)` on a connection to the command's migrated database (reads)."""
+    async with database(ctx) as engine, engine.connect() as conn:
+        return await job(conn)
+
+
+async def write_db(ctx: click.Context, job: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`job(conn)` in one transaction on the command's migrated database: all of it, or nothing."""
+    async with database(ctx) as engine, engine.begin() as conn:
+        return await job(conn)
 
 
 def run_command(coro: Coroutine[Any, Any, T], *errors: type[Exception]) -> T:

@@ -163,19 +163,8 @@ class ModelConfig(Strict):
     image_price: str | None = None
     tiers: list[TierConfig] = Field(default_factory=list)
 
-    _finer = field_validator("cached_input_price", "cache_write_price", "cache_write_long_price",
-                             "reasoning_price", "request_price", "image_price")(_tmt_price)
-
-    @field_validator("input_price", "output_price")
-    @classmethod
-    def _valid_price(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                if to_units(v) < 0:
-                    raise ValueError("price must not be negative")
-            except MoneyError as exc:
-                raise ValueError(str(exc)) from exc
-        return v
+    _prices = field_validator("input_price", "output_price", "cached_input_price", "cache_write_price",
+                              "cache_write_long_price", "reasoning_price", "request_price", "image_price")(_tmt_price)
 
     @model_validator(mode="after")
     def _routes_present(self) -> ModelConfig:

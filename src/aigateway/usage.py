@@ -94,3 +94,18 @@ def breakdown_text(counts: Counts) -> str:
     if counts.requests:
         parts.append(f"{counts.requests:,} request fee" + ("s" if counts.requests != 1 else ""))
     return ", ".join(parts)
+
+
+@dataclass(slots=True)
+class UsageTotals:
+    """Requests, tokens and cost added up (a day's, a model's, a customer's): the one shape every
+    usage summary shares, so the rollups and the portal's pages count the same way."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: int = 0  # TMT units
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

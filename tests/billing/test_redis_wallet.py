@@ -17,6 +17,7 @@ from aigateway.billing.redis_wallet import RedisWallet
 from aigateway.billing.wallet import InsufficientBalance, WalletUnavailable
 from aigateway.store.db import create_engine
 from aigateway.store.migrate import upgrade
+from tests.support.waits import wait_until_async
 
 
 @pytest.fixture
@@ -167,8 +168,11 @@ async def test_expired_holds_are_dropped(env):
     await w.hold(env.cid, 1_000)  # a request that never settles (its replica died)
     with pytest.raises(InsufficientBalance):
         await w.hold(env.cid, 1)
-    await asyncio.sleep(1.2)
-    assert await w.available(env.cid) == 1_000
+
+    async def released() -> bool:  # once the hold's ttl has passed
+        return await w.available(env.cid) == 1_000
+
+    await wait_until_async(released, timeout=5, what="expired hold dropped")
     late = await w.hold(env.cid, 1_000)
     assert (await env.state())["held"] == "1000"
     await w.release(late)

@@ -275,6 +275,8 @@ def test_overview_lists_what_needs_the_operator(gateway, console):
     assert "<code>openrouter</code>: HTTP 503" in page
     assert 'data-testid="requests">1<' in page and "busy@example.com" in page
     assert "mock/mock-chat · chat" in page  # the route's row in the last 24 hours
+    # the page's title is text, and the routes table is on the page once (it was also pasted into the title)
+    assert "<title>Overview · aigateway operator console</title>" in page and page.count('data-testid="routes"') == 1
 
 
 def test_latency_is_split_between_upstream_and_gateway(start_gateway, mock_upstream, sqlite_url):

@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
 from aigateway.cli import main
-from aigateway.deposits import watcher as watcher_module
+from aigateway.deposits import crediting as crediting_module
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.tables import deposit_addresses, deposit_history, deposit_transactions
 from tests.deposits.conftest import VECTORS, deposits_section
+from tests.support.waits import wait_until_async
 
 HUGE = 2_700_000_000_000_000_000  # 2.7e18 base units: the TMT credit is above BIGINT
 
@@ -32,7 +33,10 @@ async def test_an_unprocessable_transfer_is_parked_and_the_rest_credit_on_time(e
     stop = asyncio.Event()
     task = asyncio.create_task(watcher.run(stop))
     try:
-        await asyncio.sleep(0.3)  # the bad one is seen and sorted first
+        async def bad_seen():  # the bad one is seen and sorted first
+            return await env.rows(select(deposit_transactions).where(deposit_transactions.c.tx_id == bad.tx_id))
+
+        await wait_until_async(bad_seen, timeout=5, what="the bad transfer seen")
         start = time.monotonic()
         txs = [tron.transfer(address, 2_000_000, solid=True) for _cid, address in others]
         deadline = start + 5
@@ -66,7 +70,7 @@ async def test_a_failing_row_backs_off_growing_then_parks(env, tron, monkeypatch
         calls.append(1)
         raise ArithmeticError("cannot convert this one")
 
-    monkeypatch.setattr(watcher_module, "tmt_units", broken)
+    monkeypatch.setattr(crediting_module, "tmt_units", broken)
     w = env.watcher(cfg)
     [address_row] = await env.rows(select(deposit_addresses))
     await w.discover(address_row)

@@ -13,10 +13,11 @@ from sqlalchemy import insert, select
 
 from aigateway.accounts.tables import customers
 from aigateway.deposits.config import DepositsConfig
-from aigateway.deposits.tables import deposit_addresses
+from aigateway.deposits.tables import deposit_addresses, deposit_transactions
 from aigateway.deposits.tron import address_from_bytes
 from aigateway.store.metadata import utcnow
 from tests.deposits.conftest import deposits_section, make_env
+from tests.support.waits import wait_until_async
 
 CHAIN_PATHS = ("/v1/", "/walletsolidity/")
 TRAFFIC = 100.0  # unrelated USDT transfers per second
@@ -80,8 +81,11 @@ async def _credit_latency(env, watcher, tron, address: str, cid: int, hot: bool)
         while watcher.passes < passes + 2:  # running: the address set is loaded
             await asyncio.sleep(0.02)
         tx = tron.transfer(address, 3_000_000, confirmed=False)
-        if hot:
-            await asyncio.sleep(0.3)
+        if hot:  # the watched address: its transfer is seen while still unconfirmed
+            async def seen():
+                return await env.rows(select(deposit_transactions).where(deposit_transactions.c.tx_id == tx.tx_id))
+
+            await wait_until_async(seen, timeout=5, what="the unconfirmed transfer seen")
         tron.solidify(tx)  # confirmed and solid: the moment the latency is measured from
         start = time.monotonic()
         while time.monotonic() - start < 10:

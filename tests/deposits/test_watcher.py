@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from aigateway.accounts.tables import customers
 from aigateway.billing.ledger import ledger_sum
 from aigateway.billing.tables import ledger_entries
-from aigateway.deposits import watcher as watcher_module
+from aigateway.deposits import crediting as crediting_module
 from aigateway.deposits.config import DepositsConfig
 from aigateway.deposits.tables import deposit_addresses, deposit_transactions, deposits
 from aigateway.deposits.tron import address_from_bytes
@@ -183,7 +183,7 @@ async def test_a_crash_between_discovery_and_credit_loses_nothing(env, tron, mon
     async def power_cut(*_a, **_k):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(watcher_module, "post_entry", power_cut)
+    monkeypatch.setattr(crediting_module, "post_entry", power_cut)
     crashing = env.watcher()
     with caplog.at_level(logging.WARNING):
         assert await crashing.tick()

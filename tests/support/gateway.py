@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 
 from sqlalchemy import func, select, text
 
@@ -17,6 +16,7 @@ from aigateway.billing.tables import usage_records
 from aigateway.config import Config
 from aigateway.money import to_units
 from tests.support.servers import ServerThread, free_port
+from tests.support.waits import wait_until
 
 _SPOOLS_IN_USE: set[str] = set()
 
@@ -132,10 +132,4 @@ class GatewayServer(ServerThread):
         return self.run(read())
 
     def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.05):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s")
+        return wait_until(predicate, timeout=timeout, interval=interval)

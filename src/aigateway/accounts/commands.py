@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aigateway.clikit import audit, database, run_command
+from aigateway.clikit import audit, read_db, run_command, write_db
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from aigateway.accounts.keys import NewKey
 
 T = TypeVar("T")
 
@@ -30,11 +35,7 @@ def customer_create(ctx: click.Context, email: str) -> None:
     """Create a customer (prints its id)."""
     from aigateway.accounts.service import create_customer
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.begin() as conn:
-            click.echo(await create_customer(conn, email))
-
-    _run(run())
+    click.echo(_run(write_db(ctx, lambda conn: create_customer(conn, email))))
 
 
 @customer.command("list")
@@ -44,14 +45,10 @@ def customer_list(ctx: click.Context) -> None:
     from aigateway.accounts.service import list_customers
     from aigateway.money import format_tmt
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.connect() as conn:
-            rows = await list_customers(conn)
-        click.echo(f"{'id':>6}  {'email':<40} {'balance (TMT)':>18}  status")
-        for row in rows:
-            click.echo(f"{row.id:>6}  {row.email:<40} {format_tmt(row.balance):>18}  {row.status}")
-
-    _run(run())
+    rows = _run(read_db(ctx, list_customers))
+    click.echo(f"{'id':>6}  {'email':<40} {'balance (TMT)':>18}  status")
+    for row in rows:
+        click.echo(f"{row.id:>6}  {row.email:<40} {format_tmt(row.balance):>18}  {row.status}")
 
 
 @click.group()
@@ -70,15 +67,14 @@ def key_create(ctx: click.Context, customer_ref: str, name: str, models: str | N
 
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.begin() as conn:
-            row = await find_customer(conn, customer_ref)
-            key_id, new = await create_key(conn, row.id, name, allowed)
-        click.echo(f"key {key_id} ({new.masked}) for customer {row.id}. Copy it now, it is not shown again:",
-                   err=True)
-        click.echo(new.secret)
+    async def create(conn: AsyncConnection) -> tuple[int, int, NewKey]:
+        customer_id = (await find_customer(conn, customer_ref)).id
+        return customer_id, *await create_key(conn, customer_id, name, allowed)
 
-    _run(run())
+    customer_id, key_id, new = _run(write_db(ctx, create))
+    click.echo(f"key {key_id} ({new.masked}) for customer {customer_id}. Copy it now, it is not shown again:",
+               err=True)
+    click.echo(new.secret)
 
 
 @key.command("list")
@@ -89,18 +85,17 @@ def key_list(ctx: click.Context, customer_ref: str) -> None:
     from aigateway.accounts.keys import mask
     from aigateway.accounts.service import find_customer, list_keys
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.connect() as conn:
-            row = await find_customer(conn, customer_ref)
-            keys = await list_keys(conn, row.id)
-        click.echo(f"{'id':>6}  {'key':<16} {'name':<24} state")
-        for k in keys:
-            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M} UTC" if k.revoked_at else "active"
-            click.echo(f"{k.id:>6}  {mask(k.prefix, k.last4):<16} {k.name:<24} {state}")
-        if not keys:
-            click.echo(f"customer {row.id} has no keys (`aigateway admin key create --customer {row.id}`)")
+    async def read(conn: AsyncConnection) -> tuple[int, list[Any]]:
+        customer_id = (await find_customer(conn, customer_ref)).id
+        return customer_id, list(await list_keys(conn, customer_id))
 
-    _run(run())
+    customer_id, keys = _run(read_db(ctx, read))
+    click.echo(f"{'id':>6}  {'key':<16} {'name':<24} state")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M} UTC" if k.revoked_at else "active"
+        click.echo(f"{k.id:>6}  {mask(k.prefix, k.last4):<16} {k.name:<24} {state}")
+    if not keys:
+        click.echo(f"customer {customer_id} has no keys (`aigateway admin key create --customer {customer_id}`)")
 
 
 @key.command("revoke")
@@ -110,10 +105,9 @@ def key_revoke(ctx: click.Context, key_id: int) -> None:
     """Revoke a key; running gateways refuse it within about a second."""
     from aigateway.accounts.service import revoke_key
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.begin() as conn:
-            await revoke_key(conn, key_id)
-            await audit(ctx, conn, "key.revoke", f"key:{key_id}", None, {"revoked": True}, None)
-        click.echo(f"key {key_id} revoked")
+    async def revoke(conn: AsyncConnection) -> None:
+        await revoke_key(conn, key_id)
+        await audit(ctx, conn, "key.revoke", f"key:{key_id}", None, {"revoked": True}, None)
 
-    _run(run())
+    _run(write_db(ctx, revoke))
+    click.echo(f"key {key_id} revoked")

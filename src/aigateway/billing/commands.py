@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from aigateway.clikit import audit, config_of, database, open_database, run_command
+from aigateway.clikit import audit, config_of, open_database, read_db, run_command, write_db
 from aigateway.timeutil import as_utc
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from aigateway.billing.capped import CappedRecord
+    from aigateway.billing.ledger import Posted
 
 T = TypeVar("T")
 
@@ -46,25 +49,34 @@ def _ledger_command(kind: str, ctx: click.Context, customer_ref: str, amount: st
     if units == 0:
         raise click.ClickException("the amount must not be zero")
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.begin() as conn:
-            row = await find_customer(conn, customer_ref)
-            ref = reference or f"{kind}:{os.urandom(8).hex()}"
-            posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
-                                      memo=memo)
-            if posted.applied:  # the operator console's audit trail, in the same transaction
-                await audit(ctx, conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
-                            {"balance": format_tmt(posted.balance)}, memo)
-        state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
-        click.echo(f"{kind} {format_tmt(units)} TMT to customer {row.id}: {state}; "
-                   f"balance {format_tmt(posted.balance)} TMT")
+    async def post(conn: AsyncConnection) -> tuple[int, Posted]:
+        row = await find_customer(conn, customer_ref)
+        ref = reference or f"{kind}:{os.urandom(8).hex()}"
+        posted = await post_entry(conn, customer_id=row.id, amount=units, kind=kind, reference=f"admin:{ref}",
+                                  memo=memo)
+        if posted.applied:  # the operator console's audit trail, in the same transaction
+            await audit(ctx, conn, f"customer.{kind}", f"customer:{row.id}", {"balance": format_tmt(row.balance)},
+                        {"balance": format_tmt(posted.balance)}, memo)
+        return row.id, posted
 
-    _run(run())
+    customer_id, posted = _run(write_db(ctx, post))
+    state = "applied" if posted.applied else "already applied earlier (same reference): nothing changed"
+    click.echo(f"{kind} {format_tmt(units)} TMT to customer {customer_id}: {state}; "
+               f"balance {format_tmt(posted.balance)} TMT")
+
+
+def _ledger_options(amount_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Who and how much: the options every balance-changing command starts with."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option("--amount", required=True, help=amount_help)(command)
+        return click.option("--customer", "customer_ref", required=True, help="Customer id or email.")(command)
+
+    return decorate
 
 
 @click.command()
-@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
-@click.option("--amount", required=True, help="TMT, e.g. 25 or 12.5")
+@_ledger_options("TMT, e.g. 25 or 12.5")
 @click.option("--reference", default=None, help="Idempotency reference: the same reference is applied once.")
 @click.option("--memo", default=None)
 @click.pass_context
@@ -74,8 +86,7 @@ def credit(ctx: click.Context, customer_ref: str, amount: str, reference: str | 
 
 
 @click.command()
-@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
-@click.option("--amount", required=True, help="Signed TMT, e.g. -3.5")
+@_ledger_options("Signed TMT, e.g. -3.5")
 @click.option("--reason", required=True, help="Why; kept in the ledger.")
 @click.option("--reference", default=None)
 @click.pass_context
@@ -93,13 +104,12 @@ def balance(ctx: click.Context, customer_ref: str) -> None:
     from aigateway.billing.ledger import ledger_sum
     from aigateway.money import format_tmt
 
-    async def run() -> None:
-        async with database(ctx) as engine, engine.connect() as conn:
-            row = await find_customer(conn, customer_ref)
-            total = await ledger_sum(conn, row.id)
-        click.echo(f"balance {format_tmt(row.balance)} TMT (ledger sum {format_tmt(total)} TMT)")
+    async def read(conn: AsyncConnection) -> tuple[int, int]:
+        row = await find_customer(conn, customer_ref)
+        return row.balance, await ledger_sum(conn, row.id)
 
-    _run(run())
+    units, total = _run(read_db(ctx, read))
+    click.echo(f"balance {format_tmt(units)} TMT (ledger sum {format_tmt(total)} TMT)")
 
 
 @click.command()
@@ -141,13 +151,12 @@ def usage_capped(ctx: click.Context, since: datetime | None, customer_ref: str |
     from aigateway.billing.capped import capped_usage
     from aigateway.money import format_tmt
 
-    async def run() -> list[CappedRecord]:
-        async with database(ctx) as engine, engine.connect() as conn:
-            customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
-            return await capped_usage(conn, since=as_utc(since) if since else None,
-                                      customer_id=customer_id, limit=limit)
+    async def read(conn: AsyncConnection) -> list[CappedRecord]:
+        customer_id = (await find_customer(conn, customer_ref)).id if customer_ref else None
+        return await capped_usage(conn, since=as_utc(since) if since else None, customer_id=customer_id,
+                                  limit=limit)
 
-    records = _run(run())
+    records = _run(read_db(ctx, read))
     click.echo(f"{len(records)} capped usage record(s)")
     if not records:
         return

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import delete, func, text
@@ -25,6 +25,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.billing.tables import usage_daily
+from aigateway.timeutil import as_utc
+from aigateway.usage import UsageTotals
 
 
 class _Usage(Protocol):
@@ -37,20 +39,14 @@ class _Usage(Protocol):
 
 
 @dataclass(slots=True)
-class _Sum:
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: int = 0
+class _Sum(UsageTotals):
     charges: int = 0
     last_charge_at: datetime | None = None
 
 
 def utc_day(moment: datetime) -> date:
     """The UTC calendar day of a timestamp (naive timestamps are UTC, as stored)."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.date()
+    return as_utc(moment).date()
 
 
 def summarize(events: Iterable[_Usage]) -> list[dict[str, Any]]:

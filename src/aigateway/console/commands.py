@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from aigateway.clikit import config_of, database, run_command
+from aigateway.clikit import config_of, read_db, run_command, write_db
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @click.group()
@@ -28,14 +33,13 @@ def create(ctx: click.Context, email: str, role: str) -> None:
     from aigateway.console import audit
     from aigateway.console.operators import OperatorError, create_operator
 
-    async def run() -> tuple[int, str]:
-        async with database(ctx) as engine, engine.begin() as conn:
-            op_id, token = await create_operator(conn, email, role)
-            await audit.record(conn, actor="cli", action="operator.create", target=f"operator:{op_id}",
-                               after={"email": email.strip().lower(), "role": role})
+    async def create(conn: AsyncConnection) -> tuple[int, str]:
+        op_id, token = await create_operator(conn, email, role)
+        await audit.record(conn, actor="cli", action="operator.create", target=f"operator:{op_id}",
+                           after={"email": email.strip().lower(), "role": role})
         return op_id, token
 
-    op_id, token = run_command(run(), OperatorError)
+    op_id, token = run_command(write_db(ctx, create), OperatorError)
     click.echo(f"operator {op_id} ({role}) created. Open this link once, within 24 hours, to set a password "
                "and the authenticator app:", err=True)
     click.echo(_link(ctx, token))
@@ -49,13 +53,12 @@ def reset(ctx: click.Context, email: str) -> None:
     from aigateway.console import audit
     from aigateway.console.operators import OperatorError, reissue_enrolment
 
-    async def run() -> str:
-        async with database(ctx) as engine, engine.begin() as conn:
-            token = await reissue_enrolment(conn, email)
-            await audit.record(conn, actor="cli", action="operator.reset", target=email.strip().lower())
+    async def reissue(conn: AsyncConnection) -> str:
+        token = await reissue_enrolment(conn, email)
+        await audit.record(conn, actor="cli", action="operator.reset", target=email.strip().lower())
         return token
 
-    click.echo(_link(ctx, run_command(run(), OperatorError)))
+    click.echo(_link(ctx, run_command(write_db(ctx, reissue), OperatorError)))
 
 
 @operator.command("list")
@@ -64,10 +67,6 @@ def list_(ctx: click.Context) -> None:
     """List operators."""
     from aigateway.console.operators import list_operators
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await list_operators(conn)
-
     click.echo(f"{'id':>4}  {'email':<40} {'role':<7} status")
-    for r in run_command(run()):
+    for r in run_command(read_db(ctx, list_operators)):
         click.echo(f"{r.id:>4}  {r.email:<40} {r.role:<7} {r.status}")

@@ -21,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from aigateway.accounts.service import AccountError, normalise_email
 from aigateway.console.tables import operator_recovery_codes, operators
 from aigateway.portal.passwords import check_strength, hash_password, verify_password
-from aigateway.portal.sessions import aware
 from aigateway.store.db import inserted_id
-from aigateway.store.metadata import utcnow
+from aigateway.timeutil import as_utc, utcnow
 from aigateway.twofactor import codes as codes_
 from aigateway.twofactor import seeds
 from aigateway.twofactor.codes import sha256
@@ -84,7 +83,7 @@ async def pending_by_token(conn: AsyncConnection, token: str):
     if not token or len(token) > 100:
         return None
     row = (await conn.execute(select(operators).where(operators.c.enrol_token_hash == sha256(token)))).first()
-    if row is None or row.status != "pending" or aware(row.enrol_expires_at) < utcnow():
+    if row is None or row.status != "pending" or as_utc(row.enrol_expires_at) < utcnow():
         return None
     return row
 

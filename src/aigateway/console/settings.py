@@ -3,12 +3,12 @@ the API port never exposes the console."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from aigateway.config import Strict
 
 
-class AdminSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AdminSettings(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
     # 0 = any free port (tests); the bound port is logged.

@@ -28,6 +28,7 @@ from aigateway.console.sessions import OperatorSession, load_session, purge_expi
 from aigateway.console.settings import AdminSettings
 from aigateway.money import format_tmt
 from aigateway.portal import formatting
+from aigateway.webheaders import set_page_headers
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,8 @@ def create_console_app(main: web.Application, settings: AdminSettings) -> web.Ap
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    h = response.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "same-origin")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    h.setdefault("Cache-Control", "no-store")
+    set_page_headers(response.headers, CSP)
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def engine_of(request: web.Request):

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -122,18 +124,11 @@ class TronGridClient:
         if fingerprint:
             params["fingerprint"] = fingerprint
         body = await self._request("GET", f"/v1/accounts/{address}/transactions/trc20", params=params)
-        if not isinstance(body, dict) or body.get("success") is not True or not isinstance(body.get("data"), list):
-            raise ApiUnavailable(f"trc20 listing for {address} has an unexpected shape: {str(body)[:200]}")
-        transfers = []
-        for item in body["data"]:
-            seen = _seen_transfer(item)
-            if seen is None:
-                log.warning("deposits: skipping a malformed trc20 listing entry for %s: %.200s", address, item)
-                continue
-            transfers.append(seen)
-        meta = body.get("meta")
-        fp = meta.get("fingerprint") if isinstance(meta, dict) else None
-        return Page(transfers, fp if isinstance(fp, str) and fp else None)
+
+        def skipped(item: object) -> None:
+            log.warning("deposits: skipping a malformed trc20 listing entry for %s: %.200s", address, item)
+
+        return _page(body, f"trc20 listing for {address}", _seen_transfer, skipped)
 
     async def contract_events_page(self, contract: str, *, min_block_timestamp: int, limit: int,
                                    fingerprint: str | None = None) -> Page:
@@ -149,18 +144,11 @@ class TronGridClient:
         if fingerprint:
             params["fingerprint"] = fingerprint
         body = await self._request("GET", f"/v1/contracts/{contract}/events", params=params)
-        if not isinstance(body, dict) or body.get("success") is not True or not isinstance(body.get("data"), list):
-            raise ApiUnavailable(f"events of {contract} have an unexpected shape: {str(body)[:200]}")
-        transfers = []
-        for item in body["data"]:
-            seen = _seen_event(item, contract)
-            if seen is None:
-                log.debug("deposits: skipping an event that is not a well-formed Transfer: %.200s", item)
-                continue
-            transfers.append(seen)
-        meta = body.get("meta")
-        fp = meta.get("fingerprint") if isinstance(meta, dict) else None
-        return Page(transfers, fp if isinstance(fp, str) and fp else None)
+
+        def skipped(item: object) -> None:
+            log.debug("deposits: skipping an event that is not a well-formed Transfer: %.200s", item)
+
+        return _page(body, f"events of {contract}", lambda item: _seen_event(item, contract), skipped)
 
     async def solid_transaction_info(self, tx_id: str) -> dict | None:
         """The solidified TransactionInfo, or None while the transaction is not solidified."""
@@ -210,3 +198,23 @@ def _seen_event(item, contract: str) -> SeenTransfer | None:
     except (ValueError, AddressError):
         return None
     return SeenTransfer(tx_id.lower(), to, str(value), contract, ts)
+
+
+def _page(body: object, what: str, parse: Callable[[Any], SeenTransfer | None],
+          skipped: Callable[[Any], None]) -> Page:
+    """A listing answer (`{"success": true, "data": [...], "meta": {"fingerprint": ...}}`) as a Page.
+
+    A body of another shape raises ApiUnavailable (nothing is taken as "no transfers"); an
+    entry that `parse` cannot read is skipped (and told to `skipped`), the rest still count."""
+    if not isinstance(body, dict) or body.get("success") is not True or not isinstance(body.get("data"), list):
+        raise ApiUnavailable(f"unexpected shape of the {what}: {str(body)[:200]}")
+    transfers = []
+    for item in body["data"]:
+        seen = parse(item)
+        if seen is None:
+            skipped(item)
+            continue
+        transfers.append(seen)
+    meta = body.get("meta")
+    fp = meta.get("fingerprint") if isinstance(meta, dict) else None
+    return Page(transfers, fp if isinstance(fp, str) and fp else None)

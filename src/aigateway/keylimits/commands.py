@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import click
 
 from aigateway.clikit import database, run_command
 from aigateway.keylimits.values import PERIODS
+from aigateway.timeutil import parse_utc
 
 _NONE = ("none", "off", "never", "")
 
@@ -37,11 +37,10 @@ def _expiry(value: str | None):
     if value.lower() in _NONE:
         return None
     try:
-        when = datetime.fromisoformat(value)
+        return parse_utc(value)
     except ValueError:
         raise click.BadParameter("YYYY-MM-DD (the key stops at 00:00 UTC that day) or an ISO timestamp, "
                                  "or 'never'", param_hint="--expires") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def describe(limits, spent: int) -> list[str]:

@@ -11,13 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from aigateway.accounts.tables import api_keys
 from aigateway.billing.tables import usage_records
 from aigateway.keylimits.tables import api_key_limits
-from aigateway.keylimits.values import PERIODS, KeyLimits, aware, period_start
-from aigateway.store.metadata import utcnow
+from aigateway.keylimits.values import PERIODS, KeyLimits, period_start
+from aigateway.timeutil import as_utc, utcnow
 
 
 def to_limits(row) -> KeyLimits:
     return KeyLimits(key_id=row.key_id, spend_cap=row.spend_cap, spend_period=row.spend_period, rpm=row.rpm,
-                     tpm=row.tpm, concurrency=row.concurrency, expires_at=aware(row.expires_at))
+                     tpm=row.tpm, concurrency=row.concurrency, 
+                     expires_at=None if row.expires_at is None else as_utc(row.expires_at))
 
 
 async def get_limits(conn: AsyncConnection, key_id: int) -> KeyLimits:

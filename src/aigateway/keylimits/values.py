@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 PERIODS = ("day", "month", "lifetime")
 
@@ -38,13 +38,6 @@ def period_id(period: str, now: datetime) -> str:
     if period == "month":
         return now.strftime("m%Y%m")
     return "life"
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes; every stored time is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 class LimitReached(Exception):

@@ -72,6 +72,14 @@ def not_found() -> PortalError:
                        i18n.N_("This page does not exist, or it belongs to another account."))
 
 
+def key_id_of(request: web.Request) -> int:
+    """The `{key_id}` of the URL; a 404 page (not a 500) when it is not a number."""
+    try:
+        return int(request.match_info["key_id"])
+    except ValueError:
+        raise not_found() from None
+
+
 def static_version() -> str:
     digest = hashlib.sha256()
     for path in sorted(STATIC.rglob("*")):

@@ -22,9 +22,9 @@ from Crypto.Cipher import AES
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from aigateway.portal.sessions import aware, session_hash
 from aigateway.portal.tables import portal_flash
-from aigateway.store.metadata import utcnow
+from aigateway.sessions import session_hash
+from aigateway.timeutil import as_utc, utcnow
 
 MAX_AGE = timedelta(minutes=10)
 
@@ -68,7 +68,7 @@ async def take(engine: AsyncEngine, cookie_token: str) -> dict | None:
         if row is None:
             return None
         removed = (await conn.execute(delete(portal_flash).where(portal_flash.c.session_hash == key))).rowcount
-    if removed != 1 or utcnow() - aware(row.created_at) > MAX_AGE:
+    if removed != 1 or utcnow() - as_utc(row.created_at) > MAX_AGE:
         return None
     return unseal(cookie_token, bytes(row.payload))
 

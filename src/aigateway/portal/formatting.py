@@ -27,6 +27,7 @@ from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol, 
 from markupsafe import Markup, escape
 
 from aigateway.money import UNITS_PER_TMT
+from aigateway.timeutil import as_utc
 
 PLACES = {"balance": 2, "usage": 6, "price": 4, "csv": 6}
 ROUNDING = {"price": ROUND_UP}  # everything else: toward zero
@@ -111,16 +112,12 @@ def number(value: int | float | Decimal | None, locale: str = "en") -> str:
     return format_decimal(value, locale=locale)
 
 
-def utc(value: datetime) -> datetime:
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-
-
 def when(value: datetime | None, locale: str = "en", *, with_time: bool = True) -> str:
     """A moment in UTC, labelled: '5 Jan 2026, 09:30 UTC' (per locale)."""
     if value is None:
         return "—"
     pattern = "d MMM y, HH:mm" if with_time else "d MMM y"
-    return format_datetime(utc(value), pattern, tzinfo=UTC, locale=locale) + " UTC"
+    return format_datetime(as_utc(value), pattern, tzinfo=UTC, locale=locale) + " UTC"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -138,4 +135,4 @@ def short_day(value: date, locale: str = "en") -> str:
 
 
 def time_utc(value: datetime, locale: str = "en") -> str:
-    return format_datetime(utc(value), "HH:mm:ss", tzinfo=UTC, locale=locale) + " UTC"
+    return format_datetime(as_utc(value), "HH:mm:ss", tzinfo=UTC, locale=locale) + " UTC"

@@ -6,8 +6,6 @@ Saving bumps the key (keylimits.service.set_limits), so every gateway applies it
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from aiohttp import web
 from sqlalchemy import select
 
@@ -16,8 +14,9 @@ from aigateway.appkeys import ENGINE
 from aigateway.keylimits.service import get_limits, set_limits, spent_this_period
 from aigateway.keylimits.values import PERIODS, KeyLimits
 from aigateway.money import MoneyError, to_units
-from aigateway.portal.base import not_found, redirect, require_session, translator
+from aigateway.portal.base import key_id_of, not_found, redirect, require_session, translator
 from aigateway.portal.i18n import N_
+from aigateway.timeutil import parse_utc
 
 PERIOD_LABELS = {"day": N_("today"), "month": N_("this month"), "lifetime": N_("in total")}
 
@@ -61,7 +60,7 @@ def parse_limits(key_id: int, form, _) -> KeyLimits:
     expires = None
     if expires_text:
         try:
-            expires = datetime.fromisoformat(expires_text).replace(tzinfo=UTC)
+            expires = parse_utc(expires_text)
         except ValueError:
             raise FormError(_("The expiry date is a day like 2030-12-31.")) from None
     return KeyLimits(key_id=key_id, spend_cap=cap, spend_period=period, rpm=_count(form, "rpm", _),
@@ -70,10 +69,7 @@ def parse_limits(key_id: int, form, _) -> KeyLimits:
 
 async def save_limits_view(request: web.Request) -> web.Response:
     session = require_session(request)
-    try:
-        key_id = int(request.match_info["key_id"])
-    except ValueError:
-        raise not_found() from None
+    key_id = key_id_of(request)
     form = await request.post()
     _ = translator(request)
     async with request.app[ENGINE].begin() as conn:

@@ -19,15 +19,17 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from aigateway.config import Strict
 
 log = logging.getLogger(__name__)
 
 
-class SmtpSettings(BaseModel):
+class SmtpSettings(Strict):
     """The `[smtp]` section of the config file."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged with Strict's extra="forbid"
 
     host: str
     port: int = Field(default=587, ge=1, le=65535)

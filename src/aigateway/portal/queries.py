@@ -24,6 +24,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from aigateway.accounts.tables import api_keys
 from aigateway.billing.tables import NONCHARGE, ledger_entries, usage_daily, usage_records
+from aigateway.timeutil import as_utc, parse_utc
+from aigateway.usage import UsageTotals
 
 
 class utc_day(FunctionElement):  # noqa: N801 - reads like the SQL function it is
@@ -68,30 +70,14 @@ def day_start(day: date) -> datetime:
 # ---------------------------------------------------------------- usage by day
 
 @dataclass(slots=True)
-class DayUsage:
-    day: date
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: int = 0
+class DayUsage(UsageTotals):
+    day: date = field(kw_only=True)
     by_model: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
 @dataclass(slots=True)
-class ModelUsage:
-    model: str
-    requests: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: int = 0
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+class ModelUsage(UsageTotals):
+    model: str = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -105,7 +91,7 @@ class UsageSummary:
 
     @property
     def total(self) -> ModelUsage:
-        t = ModelUsage("all")
+        t = ModelUsage(model="all")
         for m in self.models:
             t.requests += m.requests
             t.input_tokens += m.input_tokens
@@ -128,7 +114,7 @@ async def usage_by_day(conn: AsyncConnection, customer_id: int, *, days: int = 3
         .group_by(r.day, r.model)
     )
     rows = (await conn.execute(query)).all()
-    by_day = {first + timedelta(days=i): DayUsage(first + timedelta(days=i)) for i in range(days)}
+    by_day = {first + timedelta(days=i): DayUsage(day=first + timedelta(days=i)) for i in range(days)}
     models: dict[str, ModelUsage] = {}
     for row in rows:
         d = by_day.get(date.fromisoformat(str(row.day)))
@@ -140,7 +126,7 @@ async def usage_by_day(conn: AsyncConnection, customer_id: int, *, days: int = 3
         d.output_tokens += out
         d.cost += cost
         d.by_model[row.model] = {"requests": requests, "tokens": inp + out, "cost": cost}
-        m = models.setdefault(row.model, ModelUsage(row.model))
+        m = models.setdefault(row.model, ModelUsage(model=row.model))
         m.requests += requests
         m.input_tokens += inp
         m.output_tokens += out
@@ -190,8 +176,8 @@ async def transactions_page(conn: AsyncConnection, customer_id: int, *, page: in
 
 def _as_datetime(value) -> datetime:
     if isinstance(value, str):  # SQLite returns max() over a union as text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return parse_utc(value)
+    return as_utc(value)
 
 
 @dataclass(frozen=True, slots=True)

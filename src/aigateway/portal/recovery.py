@@ -12,6 +12,7 @@ nothing). A password reset ends every session of the account and proves the mail
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import delete, select, update
@@ -102,12 +103,17 @@ async def _expired(request: web.Request, purpose: str) -> web.Response:
     return await render(request, "link_expired.html", status=410, purpose=purpose)
 
 
-async def reset_page(request: web.Request) -> web.Response:
+async def _link_page(request: web.Request, purpose: str, template: str, **context: Any) -> web.Response:
+    """The page a mailed link opens: its form while the link is valid, "link expired" (410) after."""
     token = request.query.get("t", "")
-    link = await links.peek(request.app[ENGINE], token, "reset")
+    link = await links.peek(request.app[ENGINE], token, purpose)
     if link is None:
-        return await _expired(request, "reset")
-    return await render(request, "reset.html", token=token, email=link.email, error=None)
+        return await _expired(request, purpose)
+    return await render(request, template, token=token, email=link.email, **context)
+
+
+async def reset_page(request: web.Request) -> web.Response:
+    return await _link_page(request, "reset", "reset.html", error=None)
 
 
 async def reset(request: web.Request) -> web.Response:
@@ -145,11 +151,7 @@ async def reset(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ verify
 
 async def verify_page(request: web.Request) -> web.Response:
-    token = request.query.get("t", "")
-    link = await links.peek(request.app[ENGINE], token, "verify")
-    if link is None:
-        return await _expired(request, "verify")
-    return await render(request, "verify.html", token=token, email=link.email, done=False)
+    return await _link_page(request, "verify", "verify.html", done=False)
 
 
 async def verify(request: web.Request) -> web.Response:

@@ -1,60 +1,38 @@
-"""Login sessions, stored server-side.
+"""Customer login sessions (see `aigateway.sessions` for why they are server-side).
 
-Why a table rather than a signed cookie: logging out (or an operator disabling
-a customer) ends the session for real and at once, no signing secret has to be
-generated, shared between replicas and rotated, and the CSRF synchronizer token
-lives next to the session it belongs to. The cookie holds 256 random bits; the
-table holds their SHA-256 only. The cost is one indexed primary-key read per
-portal page, which is nothing next to rendering it; the API never touches it.
+The portal's expiry slides: a session used within `ttl` stays alive, its expiry written at
+most once a day.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from aigateway import sessions
 from aigateway.accounts.tables import customers
 from aigateway.portal.tables import portal_flash, portal_sessions
-from aigateway.store.metadata import utcnow
+from aigateway.sessions import LoginSession, plausible_token, session_hash
+from aigateway.timeutil import as_utc, utcnow
 
 
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored here is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def session_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    id_hash: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Session(LoginSession):
     customer_id: int
     email: str
-    csrf_token: str
-    expires_at: datetime
 
 
 async def create_session(engine: AsyncEngine, customer_id: int, ttl: timedelta) -> str:
     """Start a session (a fresh id at every login: no session fixation). Returns the cookie value."""
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    async with engine.begin() as conn:
-        await conn.execute(portal_sessions.insert().values(
-            id_hash=session_hash(token), customer_id=customer_id, csrf_token=secrets.token_urlsafe(32),
-            created_at=now, expires_at=now + ttl))
-    return token
+    return await sessions.create_session(engine, portal_sessions, ttl, customer_id=customer_id)
 
 
 async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Session | None:
     """The live session for a cookie value, or None. Sliding expiry, written at most once a day."""
-    if not token or len(token) > 100:
+    if not plausible_token(token):
         return None
     id_hash = session_hash(token)
     query = (
@@ -68,7 +46,7 @@ async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Sessi
     if row is None or row.status != "active":
         return None
     now = utcnow()
-    expires_at = aware(row.expires_at)
+    expires_at = as_utc(row.expires_at)
     if expires_at <= now:
         return None
     if expires_at - now < ttl - min(timedelta(days=1), ttl / 10):
@@ -76,7 +54,8 @@ async def load_session(engine: AsyncEngine, token: str, ttl: timedelta) -> Sessi
         async with engine.begin() as conn:
             await conn.execute(update(portal_sessions).where(portal_sessions.c.id_hash == id_hash)
                                .values(expires_at=expires_at))
-    return Session(id_hash, row.customer_id, row.email, row.csrf_token, expires_at)
+    return Session(id_hash=id_hash, customer_id=row.customer_id, email=row.email, csrf_token=row.csrf_token,
+                   expires_at=expires_at)
 
 
 async def end_session(engine: AsyncEngine, session: Session) -> None:
@@ -86,5 +65,4 @@ async def end_session(engine: AsyncEngine, session: Session) -> None:
 
 
 async def purge_expired(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(delete(portal_sessions).where(portal_sessions.c.expires_at < utcnow()))
+    await sessions.purge_expired(engine, portal_sessions)

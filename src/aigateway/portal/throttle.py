@@ -14,8 +14,7 @@ A successful login ends the (email, IP) streak and uncounts itself from the othe
 from __future__ import annotations
 
 from aigateway.throttle import login, service
-from aigateway.throttle.login import login_checks
-from aigateway.throttle.service import Check, Policy, Verdict
+from aigateway.throttle.service import Policy
 
 PAIR = Policy("login:pair", free=3, base=2.0, cap=300.0, forget=3600.0)
 ACCOUNT = Policy("login:account", free=10, base=2.0, cap=300.0, forget=3600.0)
@@ -30,17 +29,9 @@ def delay_after(failures: int) -> float:
     return PAIR.delay_after(failures)
 
 
-def _checks(email: str, ip: str) -> list[Check]:
-    return login_checks(email, ip, PAIR, ACCOUNT, IP)  # read at call time: tests may swap a policy
-
-
-async def attempt(engine, email: str, ip: str) -> Verdict:
-    """Count a login attempt before its password is checked; refused attempts are not checked."""
-    return await login.attempt(engine, _checks(email, ip))
-
-
-async def succeeded(engine, email: str, ip: str) -> None:
-    await login.succeeded(engine, _checks(email, ip))
+_RULE = login.LoginRule(lambda: (PAIR, ACCOUNT, IP))  # read at call time: tests may swap a policy
+attempt = _RULE.attempt  # count a login attempt before its password is checked
+succeeded = _RULE.succeeded
 
 
 purge_stale = service.purge_stale

@@ -20,9 +20,8 @@ from datetime import timedelta
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from aigateway.portal.sessions import aware
 from aigateway.portal.tables import portal_pending_logins, portal_recovery_codes, portal_totp
-from aigateway.store.metadata import utcnow
+from aigateway.timeutil import as_utc, utcnow
 from aigateway.twofactor import codes, seeds
 
 PENDING_TTL = timedelta(minutes=5)
@@ -138,7 +137,7 @@ async def pending(conn: AsyncConnection, token: str) -> PendingLogin | None:
         return None
     row = (await conn.execute(select(portal_pending_logins).where(
         portal_pending_logins.c.token_hash == codes.sha256(token)))).first()
-    if row is None or aware(row.expires_at) <= utcnow():
+    if row is None or as_utc(row.expires_at) <= utcnow():
         return None
     return PendingLogin(row.customer_id, row.target)
 

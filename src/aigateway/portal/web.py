@@ -42,6 +42,7 @@ from aigateway.portal.mail import MAILER, mailer_from
 from aigateway.portal.render import make_env
 from aigateway.portal.sessions import load_session, purge_expired
 from aigateway.portal.throttle import purge_stale
+from aigateway.webheaders import set_page_headers
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 def _security_headers(request: web.Request, response: web.StreamResponse, *, static: bool) -> None:
     h = response.headers
-    h.setdefault("Content-Security-Policy", CSP)
-    h.setdefault("X-Frame-Options", "DENY")
-    h.setdefault("X-Content-Type-Options", "nosniff")
-    h.setdefault("Referrer-Policy", "same-origin")
-    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    set_page_headers(h, CSP)
     h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
     if is_https(request):
         h.setdefault("Strict-Transport-Security", "max-age=31536000")

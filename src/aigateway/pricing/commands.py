@@ -10,7 +10,7 @@ import json
 
 import click
 
-from aigateway.clikit import config_of, database, run_command, run_sync
+from aigateway.clikit import config_of, database, read_db, run_command, run_sync, write_db
 from aigateway.money import format_tmt, to_units
 
 
@@ -85,11 +85,8 @@ def price_set(ctx, model, input_price, output_price, cached_input, cache_write, 
     if units_in < 0 or units_out < 0 or any(isinstance(v, int) and v < 0 for v in extra.values()):
         raise click.ClickException("a price must not be negative")
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await set_price(conn, model, units_in, units_out, source="manual", note=note, extra=extra)
-
-    version = _run(run())
+    version = _run(write_db(ctx, lambda conn: set_price(conn, model, units_in, units_out, source="manual", note=note,
+                                                         extra=extra)))
     _echo_set(model, version, f"input {format_tmt(units_in)} output {format_tmt(units_out)} TMT per 1M tokens")
     _warn_unknown_or_tied(entry, model)
 
@@ -104,11 +101,8 @@ def price_free(ctx, model, note) -> None:
 
     config = config_of(ctx)
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await set_price(conn, model, 0, 0, source="manual", free=True, note=note)
-
-    _echo_set(model, _run(run()), "free")
+    version = _run(write_db(ctx, lambda conn: set_price(conn, model, 0, 0, source="manual", free=True, note=note)))
+    _echo_set(model, version, "free")
     _warn_unknown_or_tied({m.name: m for m in config.models}.get(model), model)
 
 
@@ -137,12 +131,11 @@ def price_list(ctx) -> None:
 
     config = config_of(ctx)
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return (await current_prices(conn), await fetch_status(conn), await current_rate_row(conn),
-                    await pending_versions(conn))
+    async def read(conn):
+        return (await current_prices(conn), await fetch_status(conn), await current_rate_row(conn),
+                await pending_versions(conn))
 
-    prices, status, rate, held = _run(run())
+    prices, status, rate, held = _run(read_db(ctx, read))
     models = {m.name: m for m in config.models}
     click.echo(f"{'model':<32} {'type':<9} {'input':>12} {'output':>12}  {'version':>7}  "
                f"{'set by':<16} {'updated (UTC)':<19}  follows")
@@ -185,11 +178,7 @@ def price_status(ctx) -> None:
     """The price sources' last fetches (failures, held changes, models gone from a source)."""
     from aigateway.pricing.fetcher import fetch_status
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await fetch_status(conn)
-
-    status = _run(run())
+    status = _run(read_db(ctx, fetch_status))
     if not status["sources"]:
         click.echo("no fetch yet")
     _echo_status(status)
@@ -203,11 +192,7 @@ def price_history(ctx, model, limit) -> None:
     """Every price version of a model, newest first: old -> new, source, status, time."""
     from aigateway.pricing.service import price_history as history
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await history(conn, model, limit)
-
-    rows = _run(run())
+    rows = _run(read_db(ctx, lambda conn: history(conn, model, limit)))
     if not rows:
         click.echo(f"{model}: no price versions")
     for r in rows:
@@ -228,11 +213,10 @@ def price_held(ctx) -> None:
     """Fetched changes beyond the guardrail, waiting for `confirm` or `reject`."""
     from aigateway.pricing.service import current_prices, pending_versions
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await pending_versions(conn), await current_prices(conn)
+    async def read(conn):
+        return await pending_versions(conn), await current_prices(conn)
 
-    held, prices = _run(run())
+    held, prices = _run(read_db(ctx, read))
     if not held:
         click.echo("no held price changes")
     for v in held:
@@ -249,11 +233,7 @@ def price_confirm(ctx, version_id) -> None:
     """Apply a held price change."""
     from aigateway.pricing.service import confirm_version
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await confirm_version(conn, version_id)
-
-    row = _run(run())
+    row = _run(write_db(ctx, lambda conn: confirm_version(conn, version_id)))
     click.echo(f"{row.model}: version {version_id} is now in force "
                f"({format_tmt(row.input_price)}/{format_tmt(row.output_price)} TMT per 1M tokens)")
 
@@ -266,11 +246,7 @@ def price_reject(ctx, version_id, note) -> None:
     """Refuse a held price change; the same price is not proposed again."""
     from aigateway.pricing.service import reject_version
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await reject_version(conn, version_id, note)
-
-    row = _run(run())
+    row = _run(write_db(ctx, lambda conn: reject_version(conn, version_id, note)))
     click.echo(f"{row.model}: version {version_id} rejected; the price in force stays")
 
 
@@ -280,11 +256,7 @@ def price_held_limits(ctx) -> None:
     """Fetched context length / output cap changes beyond the guardrail, waiting for the operator."""
     from aigateway.pricing.limits import held_limits
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await held_limits(conn)
-
-    rows = _run(run())
+    rows = _run(read_db(ctx, held_limits))
     if not rows:
         click.echo("no held limit changes")
     for r in rows:
@@ -300,11 +272,7 @@ def price_confirm_limits(ctx, model) -> None:
     """Apply a model's held limits (holds are sized from them)."""
     from aigateway.pricing.limits import confirm_limits
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await confirm_limits(conn, model)
-
-    row = _run(run())
+    row = _run(write_db(ctx, lambda conn: confirm_limits(conn, model)))
     click.echo(f"{model}: context {row.held_context_length}, output cap {row.held_max_output_tokens} "
                "are now in force")
 
@@ -316,11 +284,7 @@ def price_reject_limits(ctx, model) -> None:
     """Refuse a model's held limits; the same values are not proposed again."""
     from aigateway.pricing.limits import reject_limits
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await reject_limits(conn, model)
-
-    _run(run())
+    _run(write_db(ctx, lambda conn: reject_limits(conn, model)))
     click.echo(f"{model}: held limits rejected; the limits in force stay")
 
 
@@ -378,11 +342,7 @@ def fx_set(ctx, currency, rate, note) -> None:
 
     value = run_sync(lambda: normalize_rate(rate))
 
-    async def run():
-        async with database(ctx) as engine, engine.begin() as conn:
-            return await set_rate(conn, currency, value, source="manual", note=note)
-
-    changed = _run(run())
+    changed = _run(write_db(ctx, lambda conn: set_rate(conn, currency, value, source="manual", note=note)))
     click.echo(f"{currency.upper()} -> TMT rate {value}" + ("" if changed else " (unchanged)")
                + "; source-priced models follow at the next fetch (`aigateway admin price fetch` for now)")
 
@@ -394,11 +354,7 @@ def fx_show(ctx, currency) -> None:
     """The rate in force and its history."""
     from aigateway.pricing.fx import rate_history
 
-    async def run():
-        async with database(ctx) as engine, engine.connect() as conn:
-            return await rate_history(conn, currency)
-
-    rows = _run(run())
+    rows = _run(read_db(ctx, lambda conn: rate_history(conn, currency)))
     if not rows:
         click.echo(f"no {currency.upper()} rate set (`aigateway admin fx set {currency.upper()} <rate>`)")
     for i, r in enumerate(rows):

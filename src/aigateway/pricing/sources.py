@@ -33,11 +33,12 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal, overload
 
 import aiohttp
 
+from aigateway.money import parse_decimal
 from aigateway.pricing.settings import SourceSettings
 
 
@@ -105,16 +106,10 @@ def _price(value: object, *, variable_marker: bool) -> Decimal | None: ...
 
 def _price(value: Any, *, variable_marker: bool) -> Decimal | None:
     """USD per token; None for the variable marker "-1". Raises ValueError when malformed."""
-    if value is None or isinstance(value, bool):
-        raise ValueError(f"missing or malformed price {value!r}")
-    if isinstance(value, float):  # only if a caller parsed with floats; keep their shortest text
-        value = str(value)
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"price is not a decimal number: {value!r}") from None
-    if not d.is_finite():
-        raise ValueError(f"price is not finite: {value!r}")
+    if value is None:
+        raise ValueError("missing price")
+    # a float only if a caller parsed JSON with floats: read through its shortest text (MoneyError is a ValueError)
+    d = parse_decimal(value, "price", floats=True)
     if variable_marker and d == -1:
         return None
     if d < 0:

@@ -8,6 +8,9 @@ policies (the console's are stricter).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.throttle import service
@@ -29,3 +32,19 @@ async def succeeded(engine: AsyncEngine, checks: list[Check]) -> None:
     await service.forgive(engine, pair, clear=True)
     await service.forgive(engine, account)
     await service.forgive(engine, by_ip)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRule:
+    """A caller's three policies (pair, account, IP) as `attempt` and `succeeded` by email and IP.
+
+    The policies are read at each call, not when the rule is made, so a test can swap one."""
+
+    policies: Callable[[], tuple[Policy, Policy, Policy]]
+
+    async def attempt(self, engine: AsyncEngine, email: str, ip: str) -> Verdict:
+        """Count a log-in attempt before its password is checked; a refused attempt is not checked."""
+        return await attempt(engine, login_checks(email, ip, *self.policies()))
+
+    async def succeeded(self, engine: AsyncEngine, email: str, ip: str) -> None:
+        await succeeded(engine, login_checks(email, ip, *self.policies()))

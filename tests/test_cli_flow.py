@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -40,14 +39,16 @@ def demo_server(tmp_path):
     env["XDG_DATA_HOME"] = str(tmp_path / "data")  # the demo's files live in the per-user data folder
     process = subprocess.Popen([str(BIN), "serve", "--demo"], cwd=start_dir, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def healthy() -> bool:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
+            return True
         except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "demo server did not start"
-            time.sleep(0.1)
+            assert process.poll() is None, "demo server exited"
+            return False
+
+    wait_until(healthy, timeout=30, interval=0.1, what="demo server started")
     yield port, tmp_path, other_dir, env
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=20)
