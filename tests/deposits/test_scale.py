@@ -113,6 +113,7 @@ async def test_100k_addresses_cost_no_more_calls_and_cold_is_credited_in_bound(s
             await w.run_pass()
             at_100 = await _calls_per_pass(env, w, tron, 5)
             await _add_addresses(env, 100, 99_900)
+            await w.lease.release()  # the first process stops (else w2 stands by until its lease expires)
             w2 = env.watcher()  # a fresh process: loads the full set
             await w2.run_pass()
             at_100k = await _calls_per_pass(env, w2, tron, 5)
