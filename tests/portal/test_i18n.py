@@ -153,3 +153,41 @@ def test_the_voucher_refusal_is_in_the_catalogs_word_for_word():
 
     ids = {m.id for m in extract()}
     assert _REFUSED_MARK == REFUSED and {REFUSED, TYPO} <= ids
+
+
+@pytest.mark.parametrize(("code", "wait", "span"), [
+    ("en", 1, "1 second"), ("en", 0.2, "1 second"), ("en", 2, "2 seconds"), ("en", 125, "2 minutes 5 seconds"),
+    ("en", 60, "1 minute"),
+    ("ru", 1, "1 секунду"), ("ru", 2, "2 секунды"), ("ru", 5, "5 секунд"), ("ru", 21, "21 секунду"),
+    ("ru", 12, "12 секунд"), ("ru", 125, "2 минуты 5 секунд"), ("ru", 300, "5 минут"), ("ru", 1.5, "2 секунды"),
+    ("tk", 1, "1 sekunt"), ("tk", 2, "2 sekunt"), ("tk", 125, "2 minut 5 sekunt"), ("tk", 3600, "60 minut"),
+])
+def test_waits_use_the_plural_forms_of_the_language(code, wait, span):
+    from aigateway.portal import waits
+
+    t = i18n.load(code)
+    assert waits.span_text(wait, t.ngettext) == span
+    for kind in waits.KINDS:
+        text = waits.wait_text(kind, wait, t.gettext, t.ngettext)
+        assert span in text and "%(" not in text
+        assert (code == "en") == text.startswith(("Too many", "Wrong email")), text
+
+
+@pytest.mark.parametrize("code", ["ru", "tk"])
+def test_throttle_waits_are_shown_in_the_language(visitor, code):
+    from aigateway.portal import throttle
+
+    v = visitor({"Accept-Language": code})
+    assert v.register(f"slow-{code}@example.com").status_code == 303
+    pages = [v.login(f"slow-{code}@example.com", "not the password") for _ in range(throttle.FREE_FAILURES + 1)]
+    wrong_and_wait, refused = pages[-2], pages[-1]
+    words = {"ru": ("Слишком много неудачных попыток: подождите", r"Подождите \d секунд[уы]? и попробуйте снова"),
+             "tk": ("Şowsuz synanyşyklar gaty köp: indiki synanyşykdan öň", r"\d sekunt garaşyň we täzeden")}[code]
+    assert wrong_and_wait.status_code == 401 and words[0] in wrong_and_wait.text
+    assert refused.status_code == 429 and re.search(words[1], refused.text), refused.text
+    assert "Too many" not in refused.text and "seconds" not in refused.text
+    v.signup(f"voucher-{code}@example.com")
+    page = v.get("/deposit/voucher?e=wait&s=125").text
+    expected = {"ru": "Слишком много попыток активировать ваучер. Подождите 2 минуты 5 секунд и попробуйте снова.",
+                "tk": "Vauçeri ulanmak synanyşyklary gaty köp. 2 minut 5 sekunt garaşyň we täzeden synanyşyň."}[code]
+    assert expected in page
