@@ -17,7 +17,7 @@ from babel.messages.pofile import read_po
 
 from aigateway.portal import i18n
 from aigateway.portal.catalogs import extract
-from tests.portal.conftest import PASSWORD, PortalClient
+from tests.portal.conftest import PASSWORD, PortalClient, csrf_of
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 VOUCHER_TEMPLATES = Path(i18n.__file__).parents[1] / "vouchers" / "templates"  # plugged into the portal
@@ -191,3 +191,40 @@ def test_throttle_waits_are_shown_in_the_language(visitor, code):
     expected = {"ru": "Слишком много попыток активировать ваучер. Подождите 2 минуты 5 секунд и попробуйте снова.",
                 "tk": "Vauçeri ulanmak synanyşyklary gaty köp. 2 minut 5 sekunt garaşyň we täzeden synanyşyň."}[code]
     assert expected in page
+
+
+def test_deposit_tab_and_key_limits_write_numbers_in_the_language(deposits_gateway):
+    server, _ = deposits_gateway
+    v = PortalClient(server, {"Accept-Language": "ru"})
+    cid = v.signup("numbers-ru@example.com")
+    page = v.get("/deposit").text
+    assert "<strong>3,50</strong> TMT" in page and "5 USDT" in page
+    assert "15,50" in page and "20,00" in page and "70,00" in page and "70.00" not in page and "3.50" not in page
+    server.credit(cid, "5000", "test:numbers")
+    _, _secret = v.create_key("app")
+    [(key_id,)] = server.sql("SELECT id FROM api_keys WHERE customer_id = :c", c=cid)
+    keys = v.get("/keys").text
+    saved = v.post(f"/keys/{key_id}/limits", {"csrf": csrf_of(keys), "spend_cap": "1\xa0234,5", "spend_period": "day"})
+    assert saved.status_code == 303
+    keys = v.get("/keys").text
+    assert "1\xa0234,500000 TMT" in keys  # spend against the cap
+    assert 'name="spend_cap" value="1234,50"' in keys  # the field: exact, no grouping
+    # saving the form as shown keeps the cap
+    again = v.post(f"/keys/{key_id}/limits", {"csrf": csrf_of(keys), "spend_cap": "1234,50", "spend_period": "day"})
+    assert again.status_code == 303
+    assert server.sql("SELECT spend_cap FROM api_key_limits WHERE key_id = :k", k=key_id) == [(1_234_500_000,)]
+
+
+@pytest.mark.parametrize(("typed", "value"), [
+    ("2.50", "2.50"), ("2,50", "2.50"), ("1\xa0234,5", "1234.5"), ("1 234.50", "1234.50"), ("1,234.50", "1234.50"),
+    ("1.234,50", "1234.50"), ("5", "5"),
+])
+def test_a_typed_amount_reads_the_same_in_every_language(typed, value):
+    from decimal import Decimal
+
+    from aigateway.portal.formatting import parse_amount, tmt_input
+
+    assert parse_amount(typed) == Decimal(value)
+    assert tmt_input(1_234_500_000, "ru") == "1234,50" and tmt_input(2_500_001, "en") == "2.500001"
+    for locale in i18n.LOCALES:  # what the field shows is read back exactly
+        assert parse_amount(tmt_input(1_234_567_891, locale)) == Decimal("1234.567891")
