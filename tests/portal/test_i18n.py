@@ -228,3 +228,11 @@ def test_a_typed_amount_reads_the_same_in_every_language(typed, value):
     assert tmt_input(1_234_500_000, "ru") == "1234,50" and tmt_input(2_500_001, "en") == "2.500001"
     for locale in i18n.LOCALES:  # what the field shows is read back exactly
         assert parse_amount(tmt_input(1_234_567_891, locale)) == Decimal("1234.567891")
+
+
+def test_the_docs_code_comments_follow_the_language(visitor):
+    import html
+
+    page = html.unescape(visitor({"Accept-Language": "ru"}).get("/docs").text)
+    assert "# Замените YOUR_API_KEY своим ключом с вкладки «API-ключи»" in page and "// Потоковый ответ" in page
+    assert "Replace YOUR_API_KEY" not in page and "# Streaming" not in page
