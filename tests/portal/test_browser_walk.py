@@ -2,7 +2,7 @@
 
 register -> verify the e-mail (the link from the SMTP sink) -> log in without a code ->
 enrol TOTP -> log out -> log in with a code -> create a key (and use it once) -> Deposit
-tab (and the voucher form's own hint) -> transactions -> password reset by e-mail link ->
+tab (the voucher form's own hint, then a voucher redeemed) -> transactions -> password reset by e-mail link ->
 log in again (with a recovery code).
 
 One browser for the module, one server per language. Every step is photographed at
@@ -25,14 +25,18 @@ from tests.portal.conftest import PASSWORD, DepositsGateway, FakeDeposits, shot,
 from tests.portal.test_browser import DESKTOP, PHONE, _watch
 from tests.portal.test_recovery import NEW_PASSWORD, link_of, sink  # noqa: F401 - sink is a fixture
 from tests.portal.test_totp import _code
+from tests.vouchers.conftest import make_batch
 
 pytestmark = pytest.mark.browser
 
 # The Deposit tab's numbers and one of the month names, as each language writes them.
 NUMBERS = {
-    "en": {"rate": "3.50", "usdt": "15.50", "tmt": "70.00", "credit": "1,234.50", "month": "Jan"},
-    "ru": {"rate": "3,50", "usdt": "15,50", "tmt": "70,00", "credit": "1\xa0234,50", "month": "янв."},
-    "tk": {"rate": "3,50", "usdt": "15,50", "tmt": "70,00", "credit": "1\xa0234,50", "month": "ýan"},
+    "en": {"rate": "3.50", "usdt": "15.50", "tmt": "70.00", "credit": "1,234.50", "voucher": "1,500.00",
+           "month": "Jan"},
+    "ru": {"rate": "3,50", "usdt": "15,50", "tmt": "70,00", "credit": "1\xa0234,50", "voucher": "1\xa0500,00",
+           "month": "янв."},
+    "tk": {"rate": "3,50", "usdt": "15,50", "tmt": "70,00", "credit": "1\xa0234,50", "voucher": "1\xa0500,00",
+           "month": "ýan"},
 }
 
 
@@ -204,12 +208,19 @@ def test_the_whole_walk_in_each_language(walk_gateway, browser, code):
     expect(page.locator("[data-voucher-hint]")).to_have_text(
         t("A voucher code has 20 characters; this one has {count}.").replace("{count}", "8"))
     walk.shots("deposit")
+    _, [voucher] = make_batch(server, "1500", 1, "Kassa")
+    page.get_by_test_id("voucher-code").fill(voucher)
+    walk.submit("form[action='/deposit/voucher']", "**/deposit/voucher?r=*")
+    walk.heading("Redeem a voucher")
+    expect(page.get_by_test_id("voucher-credited")).to_contain_text(f"+{n['voucher']} TMT")
+    walk.shots("voucher-redeemed")
 
     # --- transactions
     page.goto("/transactions")
     walk.heading("Transaction History")
     rows = page.locator("table").first.inner_text()
-    assert "+" + n["credit"] in rows and t("API usage") in rows, rows
+    assert "+" + n["credit"] in rows and "+" + n["voucher"] in rows and t("API usage") in rows, rows
+    assert t("Voucher (%(label)s)") % {"label": "Kassa"} in rows  # the ledger's memo, in the language
     walk.shots("transactions")
 
     # --- forgotten password, from another browser (a phone), by the e-mailed link

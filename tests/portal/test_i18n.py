@@ -236,3 +236,23 @@ def test_the_docs_code_comments_follow_the_language(visitor):
     page = html.unescape(visitor({"Accept-Language": "ru"}).get("/docs").text)
     assert "# Замените YOUR_API_KEY своим ключом с вкладки «API-ключи»" in page and "// Потоковый ответ" in page
     assert "Replace YOUR_API_KEY" not in page and "# Streaming" not in page
+
+
+@pytest.mark.parametrize(("locale", "kind", "memo", "shown"), [
+    ("en", "deposit", "USDT deposit 12.5 USDT @ 3.50", "USDT deposit: 12.50 USDT at 3.50 TMT per USDT"),
+    ("ru", "deposit", "USDT deposit 1200.5 USDT @ 3.5",
+     "Пополнение USDT: 1\xa0200,50 USDT по курсу 3,50 TMT за 1 USDT"),
+    ("tk", "deposit", "USDT deposit 12.5 USDT @ 3.50", "USDT goýumy: 12,50 USDT, 1 USDT üçin 3,50 TMT hümmetinden"),
+    ("ru", "adjustment", "USDT deposit (manual) 20 USDT @ 3.50: sent to an old address",
+     "Пополнение USDT, внесённое оператором: 20,00 USDT по курсу 3,50 TMT за 1 USDT (sent to an old address)"),
+    ("tk", "adjustment", "deposit (manual): cash at the office",
+     "Operator tarapyndan girizilen goýum (cash at the office)"),
+    ("ru", "voucher", "Voucher (Kassa 1)", "Ваучер (Kassa 1)"),
+    ("ru", "credit", "Voucher (not a voucher entry)", "Voucher (not a voucher entry)"),  # the operator's words
+    ("ru", "credit", "welcome bonus", "welcome bonus"),
+    ("ru", "deposit", None, None),
+])
+def test_ledger_memos_are_shown_in_the_language(locale, kind, memo, shown):
+    from aigateway.portal.memo_text import memo_text
+
+    assert memo_text(kind, memo, locale, i18n.load(locale).gettext) == shown

@@ -35,6 +35,7 @@ from aigateway.portal.base import (
 from aigateway.portal.formatting import tmt_text
 from aigateway.portal.i18n import N_
 from aigateway.portal.key_limits import limits_of
+from aigateway.portal.memo_text import memo_text
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,10 @@ async def transactions(request: web.Request) -> web.Response:
     page = _page_number(request)
     async with request.app[ENGINE].connect() as conn:
         items, has_next = await transactions_page(conn, session.customer_id, page=page)
+    locale, _ = locale_of(request), translator(request)
     return await render(request, "transactions.html", tab="transactions", items=items, page=page,
-                        has_next=has_next, labels=KIND_LABELS, defaults=DEFAULT_DETAILS)
+                        has_next=has_next, labels=KIND_LABELS, defaults=DEFAULT_DETAILS,
+                        memo=lambda t: memo_text(t.kind, t.memo, locale, _))
 
 
 async def transactions_day(request: web.Request) -> web.Response:
