@@ -19,7 +19,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from aigateway.portal import i18n
+from aigateway.portal import formatting, i18n
 from tests.conftest import gateway_config
 from tests.portal.conftest import PASSWORD, DepositsGateway, FakeDeposits, shot, wait_usage
 from tests.portal.test_browser import DESKTOP, PHONE, _watch
@@ -213,6 +213,8 @@ def test_the_whole_walk_in_each_language(walk_gateway, browser, code):
     walk.submit("form[action='/deposit/voucher']", "**/deposit/voucher?r=*")
     walk.heading("Redeem a voucher")
     expect(page.get_by_test_id("voucher-credited")).to_contain_text(f"+{n['voucher']} TMT")
+    exact = formatting.tmt_text(1_500_000_000, "usage", code, sign=True)  # the exact amount, on hover
+    expect(page.get_by_test_id("voucher-credited")).to_have_attribute("title", f"{exact} TMT")
     walk.shots("voucher-redeemed")
 
     # --- transactions
