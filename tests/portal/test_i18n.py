@@ -17,7 +17,7 @@ from babel.messages.pofile import read_po
 
 from aigateway.portal import i18n
 from aigateway.portal.catalogs import extract
-from tests.portal.conftest import PASSWORD, PortalClient
+from tests.portal.conftest import PASSWORD, PortalClient, csrf_of
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 VOUCHER_TEMPLATES = Path(i18n.__file__).parents[1] / "vouchers" / "templates"  # plugged into the portal
@@ -153,3 +153,106 @@ def test_the_voucher_refusal_is_in_the_catalogs_word_for_word():
 
     ids = {m.id for m in extract()}
     assert _REFUSED_MARK == REFUSED and {REFUSED, TYPO} <= ids
+
+
+@pytest.mark.parametrize(("code", "wait", "span"), [
+    ("en", 1, "1 second"), ("en", 0.2, "1 second"), ("en", 2, "2 seconds"), ("en", 125, "2 minutes 5 seconds"),
+    ("en", 60, "1 minute"),
+    ("ru", 1, "1 секунду"), ("ru", 2, "2 секунды"), ("ru", 5, "5 секунд"), ("ru", 21, "21 секунду"),
+    ("ru", 12, "12 секунд"), ("ru", 125, "2 минуты 5 секунд"), ("ru", 300, "5 минут"), ("ru", 1.5, "2 секунды"),
+    ("tk", 1, "1 sekunt"), ("tk", 2, "2 sekunt"), ("tk", 125, "2 minut 5 sekunt"), ("tk", 3600, "60 minut"),
+])
+def test_waits_use_the_plural_forms_of_the_language(code, wait, span):
+    from aigateway.portal import waits
+
+    t = i18n.load(code)
+    assert waits.span_text(wait, t.ngettext) == span
+    for kind in waits.KINDS:
+        text = waits.wait_text(kind, wait, t.gettext, t.ngettext)
+        assert span in text and "%(" not in text
+        assert (code == "en") == text.startswith(("Too many", "Wrong email")), text
+
+
+@pytest.mark.parametrize("code", ["ru", "tk"])
+def test_throttle_waits_are_shown_in_the_language(visitor, code):
+    from aigateway.portal import throttle
+
+    v = visitor({"Accept-Language": code})
+    assert v.register(f"slow-{code}@example.com").status_code == 303
+    pages = [v.login(f"slow-{code}@example.com", "not the password") for _ in range(throttle.FREE_FAILURES + 1)]
+    wrong_and_wait, refused = pages[-2], pages[-1]
+    words = {"ru": ("Слишком много неудачных попыток: подождите", r"Подождите \d секунд[уы]? и попробуйте снова"),
+             "tk": ("Şowsuz synanyşyklar gaty köp: indiki synanyşykdan öň", r"\d sekunt garaşyň we täzeden")}[code]
+    assert wrong_and_wait.status_code == 401 and words[0] in wrong_and_wait.text
+    assert refused.status_code == 429 and re.search(words[1], refused.text), refused.text
+    assert "Too many" not in refused.text and "seconds" not in refused.text
+    v.signup(f"voucher-{code}@example.com")
+    page = v.get("/deposit/voucher?e=wait&s=125").text
+    expected = {"ru": "Слишком много попыток активировать ваучер. Подождите 2 минуты 5 секунд и попробуйте снова.",
+                "tk": "Vauçeri ulanmak synanyşyklary gaty köp. 2 minut 5 sekunt garaşyň we täzeden synanyşyň."}[code]
+    assert expected in page
+
+
+def test_deposit_tab_and_key_limits_write_numbers_in_the_language(deposits_gateway):
+    server, _ = deposits_gateway
+    v = PortalClient(server, {"Accept-Language": "ru"})
+    cid = v.signup("numbers-ru@example.com")
+    page = v.get("/deposit").text
+    assert "<strong>3,50</strong> TMT" in page and "5 USDT" in page
+    assert "15,50" in page and "20,00" in page and "70,00" in page and "70.00" not in page and "3.50" not in page
+    server.credit(cid, "5000", "test:numbers")
+    _, _secret = v.create_key("app")
+    [(key_id,)] = server.sql("SELECT id FROM api_keys WHERE customer_id = :c", c=cid)
+    keys = v.get("/keys").text
+    saved = v.post(f"/keys/{key_id}/limits", {"csrf": csrf_of(keys), "spend_cap": "1\xa0234,5", "spend_period": "day"})
+    assert saved.status_code == 303
+    keys = v.get("/keys").text
+    assert "1\xa0234,500000 TMT" in keys  # spend against the cap
+    assert 'name="spend_cap" value="1234,50"' in keys  # the field: exact, no grouping
+    # saving the form as shown keeps the cap
+    again = v.post(f"/keys/{key_id}/limits", {"csrf": csrf_of(keys), "spend_cap": "1234,50", "spend_period": "day"})
+    assert again.status_code == 303
+    assert server.sql("SELECT spend_cap FROM api_key_limits WHERE key_id = :k", k=key_id) == [(1_234_500_000,)]
+
+
+@pytest.mark.parametrize(("typed", "value"), [
+    ("2.50", "2.50"), ("2,50", "2.50"), ("1\xa0234,5", "1234.5"), ("1 234.50", "1234.50"), ("1,234.50", "1234.50"),
+    ("1.234,50", "1234.50"), ("5", "5"),
+])
+def test_a_typed_amount_reads_the_same_in_every_language(typed, value):
+    from decimal import Decimal
+
+    from aigateway.portal.formatting import parse_amount, tmt_input
+
+    assert parse_amount(typed) == Decimal(value)
+    assert tmt_input(1_234_500_000, "ru") == "1234,50" and tmt_input(2_500_001, "en") == "2.500001"
+    for locale in i18n.LOCALES:  # what the field shows is read back exactly
+        assert parse_amount(tmt_input(1_234_567_891, locale)) == Decimal("1234.567891")
+
+
+def test_the_docs_code_comments_follow_the_language(visitor):
+    import html
+
+    page = html.unescape(visitor({"Accept-Language": "ru"}).get("/docs").text)
+    assert "# Замените YOUR_API_KEY своим ключом с вкладки «API-ключи»" in page and "// Потоковый ответ" in page
+    assert "Replace YOUR_API_KEY" not in page and "# Streaming" not in page
+
+
+@pytest.mark.parametrize(("locale", "kind", "memo", "shown"), [
+    ("en", "deposit", "USDT deposit 12.5 USDT @ 3.50", "USDT deposit: 12.50 USDT at 3.50 TMT per USDT"),
+    ("ru", "deposit", "USDT deposit 1200.5 USDT @ 3.5",
+     "Пополнение USDT: 1\xa0200,50 USDT по курсу 3,50 TMT за 1 USDT"),
+    ("tk", "deposit", "USDT deposit 12.5 USDT @ 3.50", "USDT goýumy: 12,50 USDT, 1 USDT üçin 3,50 TMT hümmetinden"),
+    ("ru", "adjustment", "USDT deposit (manual) 20 USDT @ 3.50: sent to an old address",
+     "Пополнение USDT, внесённое оператором: 20,00 USDT по курсу 3,50 TMT за 1 USDT (sent to an old address)"),
+    ("tk", "adjustment", "deposit (manual): cash at the office",
+     "Operator tarapyndan girizilen goýum (cash at the office)"),
+    ("ru", "voucher", "Voucher (Kassa 1)", "Ваучер (Kassa 1)"),
+    ("ru", "credit", "Voucher (not a voucher entry)", "Voucher (not a voucher entry)"),  # the operator's words
+    ("ru", "credit", "welcome bonus", "welcome bonus"),
+    ("ru", "deposit", None, None),
+])
+def test_ledger_memos_are_shown_in_the_language(locale, kind, memo, shown):
+    from aigateway.portal.memo_text import memo_text
+
+    assert memo_text(kind, memo, locale, i18n.load(locale).gettext) == shown

@@ -1,7 +1,8 @@
 """Recoverable accounts (issue 13): password reset and e-mail verification through a real
 SMTP server (a local aiosmtpd sink); links single-use, expiring, stored hashed; the forgot
 form tells no one who has an account; without [smtp] the page sends people to the operator.
-The browser walk follows the e-mailed links in headless Chromium in each language."""
+The browser walk that follows the e-mailed links in headless Chromium in each language is
+tests/portal/test_browser_walk.py."""
 
 from __future__ import annotations
 
@@ -14,14 +15,12 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
-from playwright.sync_api import expect
 from sqlalchemy import update
 
 from aigateway.portal.mail import MAILER
 from aigateway.portal.tables import portal_tokens
 from tests.conftest import gateway_config
-from tests.portal.conftest import PASSWORD, PortalClient, shot
-from tests.portal.test_browser import DESKTOP, PHONE, _watch
+from tests.portal.conftest import PASSWORD, PortalClient
 from tests.support.servers import free_port
 
 NEW_PASSWORD = "a brand new sentence for this test"
@@ -177,88 +176,3 @@ def test_without_smtp_the_operator_resets_passwords(visitor, gateway):
     assert 'action="/forgot"' not in page.text  # no form that would pretend to send
     assert v.register("plain@example.com").headers["Location"] == "/login?m=created"
     assert 'href="/forgot"' in v.get("/login").text
-
-
-WORDS = {
-    "en": {"lang": "English", "create": "Create account", "login": "Log in", "confirm": "Confirm",
-           "send": "Send the link", "set": "Set the new password", "changed": "Your password was changed."},
-    "ru": {"lang": "Русский", "create": "Создать аккаунт", "login": "Войти", "confirm": "Подтвердить",
-           "send": "Отправить ссылку", "set": "Сохранить новый пароль", "changed": "Пароль изменён."},
-    "tk": {"lang": "Türkmençe", "create": "Hasap döret", "login": "Giriş", "confirm": "Tassykla",
-           "send": "Salgylanmany iber", "set": "Täze açar sözi goý", "changed": "Açar sözüňiz üýtgedildi."},
-}
-
-
-@pytest.mark.browser
-@pytest.mark.parametrize("code", ["en", "ru", "tk"])
-def test_register_verify_and_reset_in_chromium(mail_gateway, browser, code):
-    server, mail = mail_gateway
-    w = WORDS[code]
-    ctx = browser.new_context(viewport=DESKTOP, base_url=server.url)
-    page = ctx.new_page()
-    problems = _watch(page)
-    page.goto(f"/lang/{code}?next=/register")
-    email = f"walk-{code}@example.com"
-    page.locator("#reg-email").fill(email)
-    page.locator("#reg-password").fill(PASSWORD)
-    page.locator("#reg-confirm").fill(PASSWORD)
-    page.locator("form.stack").get_by_role("button", name=w["create"]).click()
-    page.wait_for_url("**/login?m=created-mail")
-    shot(page, f"recovery-{code}-login-created")
-    page.locator("#login-email").fill(email)
-    page.locator("#login-password").fill(PASSWORD)
-    page.locator("form.stack").get_by_role("button", name=w["login"]).click()
-    page.wait_for_url("**/dashboard")
-    expect(page.locator(".verify-notice")).to_be_visible()
-    shot(page, f"recovery-{code}-dashboard-unverified")
-    page.set_viewport_size(PHONE)
-    shot(page, f"recovery-{code}-dashboard-unverified-phone")
-    page.set_viewport_size(DESKTOP)
-
-    # the confirmation e-mail, in the chosen language; its link opened in the browser
-    message = mail.wait(email)
-    url, _ = link_of(message, "verify")
-    assert code == "en" or "Confirm your e-mail" not in message["Subject"]
-    page.goto(url)
-    shot(page, f"recovery-{code}-verify")
-    page.get_by_role("button", name=w["confirm"], exact=True).click()
-    expect(page.locator(".alert-success")).to_contain_text(email)
-    shot(page, f"recovery-{code}-verified")
-    page.goto("/dashboard")
-    expect(page.locator(".verify-notice")).to_have_count(0)
-
-    # forgotten password: log out elsewhere, ask, follow the link, set, log in
-    ctx2 = browser.new_context(viewport=PHONE, base_url=server.url)
-    phone = ctx2.new_page()
-    problems += _watch(phone)
-    phone.goto(f"/lang/{code}?next=/login")
-    phone.locator("a[href='/forgot']").click()
-    phone.wait_for_url("**/forgot")
-    phone.locator("#forgot-email").fill(email)
-    shot(phone, f"recovery-{code}-forgot-phone")
-    phone.get_by_role("button", name=w["send"]).click()
-    expect(phone.locator(".alert-success")).to_contain_text(email)
-    shot(phone, f"recovery-{code}-forgot-sent-phone")
-    url, _ = link_of(mail.wait(email, 2), "reset")
-    phone.goto(url)
-    phone.locator("#reset-password").fill(NEW_PASSWORD)
-    phone.locator("#reset-confirm").fill(NEW_PASSWORD)
-    shot(phone, f"recovery-{code}-reset-phone")
-    phone.get_by_role("button", name=w["set"]).click()
-    phone.wait_for_url("**/login?m=reset")
-    expect(phone.get_by_text(w["changed"])).to_be_visible()
-    phone.locator("#login-email").fill(email)
-    phone.locator("#login-password").fill(NEW_PASSWORD)
-    phone.locator("form.stack").get_by_role("button", name=w["login"]).click()
-    phone.wait_for_url("**/dashboard")
-    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    # the desktop session was ended by the reset
-    page.goto("/dashboard")
-    page.wait_for_url("**/login**")
-    page.goto("/forgot")
-    shot(page, f"recovery-{code}-forgot")
-    page.goto(url)  # the spent link
-    shot(page, f"recovery-{code}-link-used")
-    ctx.close()
-    ctx2.close()
-    assert [p for p in problems if "status of 410" not in p] == []

@@ -31,13 +31,17 @@ def _code(secret: str, ahead: int = 0) -> str:
     return pyotp.TOTP(secret).at(time.time() + 30 * ahead)
 
 
-def enrol(v: PortalClient) -> tuple[str, list[str]]:
+def enrol(v: PortalClient, used: list[str] | None = None) -> tuple[str, list[str]]:
+    """Turn two-factor on; the code the enrolment used is appended to `used`."""
     r = v.form("/security", "/security/2fa/start", {})
     assert r.status_code == 303
     page = v.get("/security").text
     assert "<svg" in page and 'aria-label="QR code to scan with your authenticator app"' in page
     secret = _secret(page)
-    r = v.form("/security", "/security/2fa/confirm", {"code": _code(secret)})
+    code = _code(secret)
+    if used is not None:
+        used.append(code)
+    r = v.form("/security", "/security/2fa/confirm", {"code": code})
     assert r.status_code == 303, r.text
     page = v.get(r.headers["Location"].split("#")[0]).text
     codes = _codes(page)
@@ -60,7 +64,8 @@ def test_enrol_then_log_in_with_a_code_and_a_replay_is_refused(visitor, gateway)
     v.form("/security", "/security/2fa/start", {})
     bad = v.form("/security", "/security/2fa/confirm", {"code": "000000"})
     assert bad.status_code == 400 and "That code is not right" in html.unescape(bad.text)
-    secret, codes = enrol(v)
+    used: list[str] = []
+    secret, codes = enrol(v, used)
     assert len(codes) == 10 and len(set(codes)) == 10
     stored = [row[0] for row in gateway.sql("SELECT code_hash FROM portal_recovery_codes WHERE customer_id = :c",
                                             c=cid)]
@@ -74,8 +79,8 @@ def test_enrol_then_log_in_with_a_code_and_a_replay_is_refused(visitor, gateway)
     assert w.get("/dashboard").status_code == 303
     pending = w.cookie("gw_2fa")
     assert pending and gateway.sql("SELECT token_hash FROM portal_pending_logins")[0][0] != pending
-    # the enrolment's code (same time step) cannot be used again
-    assert w.form("/login/code", "/login/code", {"code": _code(secret)}).status_code == 401
+    # the enrolment's code cannot be used again (even when the clock has moved to the next step since)
+    assert w.form("/login/code", "/login/code", {"code": used[0]}).status_code == 401
     code = _code(secret, ahead=1)
     r = w.form("/login/code", "/login/code", {"code": code})
     assert r.status_code == 303 and r.headers["Location"] == "/dashboard"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from aiohttp import web
 from argon2 import PasswordHasher
@@ -13,10 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from aigateway.accounts.service import AccountError, create_customer, normalise_email
 from aigateway.accounts.tables import customers
 from aigateway.appkeys import ENGINE
-from aigateway.portal import security, throttle, twofactor
+from aigateway.portal import security, throttle, twofactor, waits
 from aigateway.portal.base import (
     PORTAL,
     client_ip,
+    plural_translator,
     redirect,
     render,
     safe_next,
@@ -67,15 +67,14 @@ async def login(request: web.Request) -> web.Response:
     # Counted before the password is checked, in one atomic step (see throttle.py).
     verdict = await throttle.attempt(engine, email, ip)
     if not verdict.allowed:
-        return await fail(429, _wait_message(verdict.wait))
+        return await fail(429, _wait(request, waits.LOGIN, verdict.wait))
     async with engine.connect() as conn:
         row = (await conn.execute(select(customers.c.id, customers.c.password_hash, customers.c.status)
                                   .where(customers.c.email == email))).first()
     ok = await verify_password(row.password_hash if row else None, password)
     if not ok or row is None:
         if verdict.wait:
-            return await fail(401, f"{WRONG} Too many failed attempts: wait {math.ceil(verdict.wait)} seconds "
-                                   "before the next try.")
+            return await fail(401, _wait(request, waits.LOGIN_WRONG, verdict.wait))
         return await fail(401, WRONG)
     if row.status != "active":
         return await fail(403, "This account is disabled. Please contact support.")
@@ -101,10 +100,8 @@ async def start_session(request: web.Request, customer_id: int, target: str) -> 
     return response
 
 
-def _wait_message(wait: float) -> str:
-    seconds = math.ceil(wait)
-    return (f"Too many failed login attempts. Please wait {seconds} second{'s' if seconds != 1 else ''} "
-            "and try again.")
+def _wait(request: web.Request, kind: str, wait: float) -> str:
+    return waits.wait_text(kind, wait, translator(request), plural_translator(request))
 
 
 async def register_page(request: web.Request) -> web.Response:

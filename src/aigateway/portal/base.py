@@ -185,6 +185,11 @@ def translator(request: web.Request):
     return request.app[PORTAL].translations[locale_of(request)].gettext
 
 
+def plural_translator(request: web.Request):
+    """ngettext for this request's language (a count's plural form in that language)."""
+    return request.app[PORTAL].translations[locale_of(request)].ngettext
+
+
 def session_token(request: web.Request) -> str:
     """The session cookie's value (only for a request that has a session)."""
     return request.cookies.get(session_cookie_name(request), "")

@@ -1,8 +1,10 @@
 """`aigateway admin portal ...`: the operator's portal tools.
 
-There is no e-mail in this gateway, so a forgotten password is reset by the
-operator; the same command gives a customer created on the command line
-(who has no password yet) access to the portal.
+Without [smtp] a forgotten password is reset by the operator; the same command gives a
+customer created on the command line (who has no password yet) access to the portal.
+A customer who lost both their authenticator and their recovery codes gets two-factor
+turned off by `reset-2fa`, which needs a reason: it is written to the audit log in the
+same transaction as the change, and every session of the customer ends with it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import asyncio
 
 import click
 
-from aigateway.clikit import database
+from aigateway.clikit import audit, database
 
 
 @click.group()
 def portal() -> None:
-    """Portal access: set a customer's password, end their sessions."""
+    """Portal access: set a customer's password, end their sessions, reset two-factor."""
 
 
 @portal.command("set-password")
@@ -71,4 +73,48 @@ def logout(ctx, customer_ref: str) -> None:
     try:
         asyncio.run(run())
     except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+class NotEnabled(Exception):
+    pass
+
+
+@portal.command("reset-2fa")
+@click.option("--customer", "customer_ref", required=True, help="Customer id or email.")
+@click.option("--reason", required=True,
+              help="Why, e.g. how the customer proved who they are (kept in the audit log).")
+@click.pass_context
+def reset_2fa(ctx: click.Context, customer_ref: str, reason: str) -> None:
+    """Turn off a customer's two-factor authentication (lost phone and recovery codes) and end
+    their sessions; they log in with their password alone and may set it up again."""
+    from sqlalchemy import delete
+
+    from aigateway.accounts.service import AccountError, find_customer
+    from aigateway.portal import twofactor
+    from aigateway.portal.tables import portal_sessions
+
+    reason = reason.strip()
+    if not reason:
+        raise click.BadParameter("say why (it is kept in the audit log)", param_hint="--reason")
+
+    async def run() -> None:
+        async with database(ctx) as engine, engine.begin() as conn:
+            row = await find_customer(conn, customer_ref)
+            state = await twofactor.state(conn, row.id)
+            if not state.enabled:
+                raise NotEnabled(f"two-factor authentication is not on for customer {row.id} ({row.email}); "
+                                 "nothing changed")
+            await twofactor.disable(conn, row.id)
+            ended = (await conn.execute(delete(portal_sessions)
+                                        .where(portal_sessions.c.customer_id == row.id))).rowcount
+            await audit(ctx, conn, "customer.reset_2fa", f"customer:{row.id}",
+                        {"two_factor": "on", "recovery_codes_left": state.recovery_left, "sessions": ended},
+                        {"two_factor": "off", "sessions": 0}, reason)
+        click.echo(f"two-factor authentication turned off for customer {row.id} ({row.email}); "
+                   f"{ended} session(s) ended; recorded in the audit log")
+
+    try:
+        asyncio.run(run())
+    except (AccountError, NotEnabled) as exc:
         raise click.ClickException(str(exc)) from exc

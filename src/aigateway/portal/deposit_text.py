@@ -8,6 +8,7 @@ fields. Text the portal does not know (an operator's own rejection note) is show
 
 from __future__ import annotations
 
+from aigateway.portal import formatting
 from aigateway.portal.i18n import N_
 
 # The service's fixed phrases (deposits.service: _pending_progress, _NOT_CREDITED).
@@ -23,14 +24,18 @@ PHRASES = (
 _CREDITED, _NOT_CREDITED = "credited ", "not credited: "
 
 
-def progress(row: dict, _=lambda text: text) -> str | None:
+def progress(row: dict, _=lambda text: text, locale: str = "en") -> str | None:
     """The translated progress of one deposit row from the port, or None when it has none.
-    Shown beside the status badge, so it does not repeat "credited" / "not credited"."""
+    Shown beside the status badge, so it does not repeat "credited" / "not credited".
+    Amounts and the rate are written in `locale`'s digits (portal.formatting)."""
     text = row.get("progress")
     if not text:
         return _(row["reason"]) if row.get("reason") else None
     if text.startswith(_CREDITED) and row.get("amount_tmt") and row.get("rate"):
-        return _("%(tmt)s TMT at %(rate)s TMT per USDT") % {"tmt": row["amount_tmt"], "rate": row["rate"]}
+        units = formatting.tmt_units(row["amount_tmt"])
+        tmt = formatting.tmt_text(units, "balance", locale) if units is not None else str(row["amount_tmt"])
+        rate = formatting.decimal_text(row["rate"], locale, min_places=2)
+        return _("%(tmt)s TMT at %(rate)s TMT per USDT") % {"tmt": tmt, "rate": rate}
     if text.startswith(_NOT_CREDITED):
         return _(text.removeprefix(_NOT_CREDITED))
     return _(text)

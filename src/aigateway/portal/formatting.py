@@ -14,19 +14,26 @@ shows goes through `tmt_text`, with a fixed number of decimals per *context*:
 
 Where a shown amount is rounded, the exact amount is in the element's title (`tmt_html`),
 and the CSV export always carries it. Times are shown in UTC, labelled "UTC".
+
+Amounts that reach the portal as decimal text (the Deposit tab's rate and USDT amounts,
+from the deposits concern) are written in the locale's digits by `decimal_text`, every
+digit kept; TMT given as text goes through `tmt_units` and then `tmt_html` like any other.
+A form field that takes money back (a key's spend cap) is filled by `tmt_input` (no
+grouping, trailing zeros trimmed) and read by `parse_amount`, which accepts either "," or
+"." as the decimal sign and ignores grouping spaces.
 """
 
 from __future__ import annotations
 
 import functools
 from datetime import UTC, date, datetime
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
 from markupsafe import Markup, escape
 
-from aigateway.money import UNITS_PER_TMT
+from aigateway.money import UNITS_PER_TMT, MoneyError, to_units
 from aigateway.timeutil import as_utc
 
 PLACES = {"balance": 2, "usage": 6, "price": 4, "csv": 6}
@@ -93,6 +100,60 @@ def tmt_html(units: int | None, context: str = "balance", locale: str = "en", *,
         return Markup('<span class="tmt">{}</span>').format(text)
     exact = tmt_text(units, "usage", locale, sign=sign)
     return Markup('<span class="tmt" title="{} TMT">{}</span>').format(exact, text)
+
+
+def tmt_units(text: str | int | Decimal | None) -> int | None:
+    """TMT given as decimal text ('70.00', '70.000000') in micro-TMT, or None when it is not an amount."""
+    if text is None or text == "":
+        return None
+    try:
+        return to_units(text)
+    except MoneyError:
+        return None
+
+
+def decimal_text(value: str | int | Decimal | None, locale: str = "en", *, min_places: int = 0) -> str:
+    """A decimal that arrives as text (a rate, a USDT amount) in the locale's digits: every
+    digit kept, at least `min_places` decimals. Text that is not a number is shown as is."""
+    if value is None or value == "":
+        return "—"
+    try:
+        number_value = Decimal(str(value).strip())
+    except InvalidOperation:
+        return str(value)
+    if not number_value.is_finite():
+        return str(value)
+    exponent = number_value.as_tuple().exponent
+    places = max(min_places, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+    return _decimal(number_value, places, locale)
+
+
+def tmt_input(units: int | None, locale: str = "en") -> str:
+    """An amount as a form field's value: exact, no grouping, at least 2 decimals ('2,50' in ru)."""
+    if units is None:
+        return ""
+    text = tmt_text(units, "usage", locale).replace(_symbols(locale)[0], "")
+    point = _symbols(locale)[1]
+    whole, _, frac = text.partition(point)
+    frac = frac.rstrip("0").ljust(2, "0")
+    return f"{whole}{point}{frac}"
+
+
+def parse_amount(text: str) -> Decimal:
+    """An amount typed by a customer: '2.50', '2,50', '1 234,5', '1,234.50'. The last of "," and "."
+    is the decimal sign, any other one and spaces are grouping. MoneyError when it is not a number."""
+    cleaned = "".join(ch for ch in text.strip() if not ch.isspace())
+    cleaned = cleaned.replace("\u2212", "-")  # a typographic minus
+    last = max(cleaned.rfind(","), cleaned.rfind("."))
+    if last >= 0:
+        cleaned = cleaned[:last].replace(",", "").replace(".", "") + "." + cleaned[last + 1:]
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        raise MoneyError(f"not an amount: {text!r}") from None
+    if not value.is_finite():
+        raise MoneyError(f"not an amount: {text!r}")
+    return value
 
 
 def axis_places(step_units: float) -> int:

@@ -15,6 +15,7 @@ from aigateway.keylimits.service import get_limits, set_limits, spent_this_perio
 from aigateway.keylimits.values import PERIODS, KeyLimits
 from aigateway.money import MoneyError, to_units
 from aigateway.portal.base import key_id_of, not_found, redirect, require_session, translator
+from aigateway.portal.formatting import parse_amount
 from aigateway.portal.i18n import N_
 from aigateway.timeutil import parse_utc
 
@@ -46,9 +47,9 @@ def _count(form, name: str, _) -> int | None:
 
 
 def parse_limits(key_id: int, form, _) -> KeyLimits:
-    cap_text = str(form.get("spend_cap", "")).strip().replace(",", ".")
+    cap_text = str(form.get("spend_cap", "")).strip()
     try:
-        cap = to_units(cap_text) if cap_text else None
+        cap = to_units(parse_amount(cap_text)) if cap_text else None
     except MoneyError:
         raise FormError(_("The spend cap is an amount in TMT, e.g. 5 or 2.50.")) from None
     if cap is not None and cap < 0:

@@ -18,7 +18,7 @@ from aigateway.accounts.keys import mask
 from aigateway.accounts.service import AccountError, create_key, list_keys, revoke_key
 from aigateway.accounts.tables import api_keys
 from aigateway.appkeys import CONFIG, DEPOSITS, ENGINE, GATEWAY
-from aigateway.portal import chart, deposit_text, flash, i18n, recovery
+from aigateway.portal import chart, deposit_text, flash, formatting, i18n, recovery
 from aigateway.portal.base import (
     PORTAL,
     available_balance,
@@ -36,6 +36,7 @@ from aigateway.portal.base import (
 from aigateway.portal.formatting import tmt_text
 from aigateway.portal.i18n import N_
 from aigateway.portal.key_limits import limits_of
+from aigateway.portal.memo_text import memo_text
 from aigateway.portal.queries import ledger_batches, requests_of_day, transactions_page, usage_by_day
 from aigateway.timeutil import as_utc, parse_utc
 
@@ -169,8 +170,10 @@ async def transactions(request: web.Request) -> web.Response:
     page = _page_number(request)
     async with request.app[ENGINE].connect() as conn:
         items, has_next = await transactions_page(conn, session.customer_id, page=page)
+    locale, _ = locale_of(request), translator(request)
     return await render(request, "transactions.html", tab="transactions", items=items, page=page,
-                        has_next=has_next, labels=KIND_LABELS, defaults=DEFAULT_DETAILS)
+                        has_next=has_next, labels=KIND_LABELS, defaults=DEFAULT_DETAILS,
+                        memo=lambda t: memo_text(t.kind, t.memo, locale, _))
 
 
 async def transactions_day(request: web.Request) -> web.Response:
@@ -242,27 +245,44 @@ def _moment(value) -> datetime | None:
     return None
 
 
-def _deposit_view(overview: dict, _=lambda text: text) -> dict:
+def _deposit_view(overview: dict, _=lambda text: text, locale: str = "en") -> dict:
     """The port's overview, with defaults for anything missing, as the template shows it;
-    `note` is each deposit's progress in the customer's language (portal.deposit_text)."""
+    `note` is each deposit's progress in the customer's language (portal.deposit_text).
+    The port gives amounts and the rate as decimal text; they are written here in the
+    locale's digits (portal.formatting): TMT as money (exact value in the title), the rate
+    and USDT amounts with every digit the port gave (USDT with at least 2 decimals)."""
     network = str(overview.get("network") or "")
     if "TRC" not in network.upper():
         network = f"TRC-20 (TRON {network})" if network else "TRC-20"
+
+    def usdt(value) -> str | None:
+        return None if value is None else formatting.decimal_text(value, locale, min_places=2)
+
+    def tmt(value) -> Markup | str | None:
+        if value is None:
+            return None
+        units = formatting.tmt_units(value)
+        return formatting.tmt_html(units, "balance", locale) if units is not None else str(value)
+
+    def note(d: dict) -> str | None:
+        return deposit_text.progress(d, _, locale)
+
     rows = []
     for d in overview.get("pending") or []:
         rows.append({"status": "pending", "label": _("Pending"), "tx_id": d.get("tx_id", ""),
-                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
-                     "note": deposit_text.progress(d, _)})
+                     "at": _moment(d.get("seen_at")), "usdt": usdt(d.get("amount_usdt")), "tmt": None,
+                     "note": note(d)})
     for d in overview.get("credited") or []:
         rows.append({"status": "deposit", "label": _("Credited"), "tx_id": d.get("tx_id", ""),
-                     "at": _moment(d.get("credited_at")), "usdt": d.get("amount_usdt"),
-                     "tmt": d.get("amount_tmt"), "note": deposit_text.progress(d, _)})
+                     "at": _moment(d.get("credited_at")), "usdt": usdt(d.get("amount_usdt")),
+                     "tmt": tmt(d.get("amount_tmt")), "note": note(d)})
     for d in overview.get("ignored") or []:
         rows.append({"status": "muted", "label": _("Not credited"), "tx_id": d.get("tx_id", ""),
-                     "at": _moment(d.get("seen_at")), "usdt": d.get("amount_usdt"), "tmt": None,
-                     "note": deposit_text.progress(d, _)})
-    return {"rate": overview.get("rate"), "network": network, "min_deposit": overview.get("min_deposit"),
-            "rows": rows}
+                     "at": _moment(d.get("seen_at")), "usdt": usdt(d.get("amount_usdt")), "tmt": None,
+                     "note": note(d)})
+    rate, minimum = overview.get("rate"), overview.get("min_deposit")
+    return {"rate": formatting.decimal_text(rate, locale, min_places=2) if rate else None, "network": network,
+            "min_deposit": formatting.decimal_text(minimum, locale) if minimum else None, "rows": rows}
 
 
 async def _deposit_state(request: web.Request, customer_id: int) -> dict:
@@ -277,7 +297,7 @@ async def _deposit_state(request: web.Request, customer_id: int) -> dict:
         log.exception("deposits: overview failed for customer %s", customer_id)
         return {"configured": True, "failed": True}
     return {"configured": True, "failed": False, "address": address,
-            "overview": _deposit_view(overview, translator(request))}
+            "overview": _deposit_view(overview, translator(request), locale_of(request))}
 
 
 async def deposit(request: web.Request) -> web.Response:

@@ -31,6 +31,12 @@ def tmt_text(ctx, units: int | None, context: str = "balance", sign: bool = Fals
 
 
 @jinja2.pass_context
+def tmt_input(ctx, units: int | None) -> str:
+    """Money as a form field's value (exact, no grouping)."""
+    return formatting.tmt_input(units, _locale(ctx))
+
+
+@jinja2.pass_context
 def when(ctx, value, with_time: bool = True) -> str:
     return formatting.when(value, _locale(ctx), with_time=with_time)
 
@@ -65,6 +71,7 @@ def make_env(translations=None) -> jinja2.Environment:
     # install_gettext_translations is added to the environment by the i18n extension at run time
     env.install_gettext_translations(  # type: ignore[attr-defined]
         translations or i18n.load(i18n.DEFAULT), newstyle=True)
-    env.filters.update(tmt=tmt, tmt_text=tmt_text, when=when, time_utc=time_utc, number=number,
+    env.filters.update(tmt=tmt, tmt_text=tmt_text, tmt_input=tmt_input,
+                       when=when, time_utc=time_utc, number=number,
                        day_label=day_label)
     return env

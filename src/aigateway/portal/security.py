@@ -7,18 +7,17 @@ per client IP, so neither one browser nor many can guess the 6 digits by volume.
 
 from __future__ import annotations
 
-import math
-
 from aiohttp import web
 from sqlalchemy import select
 
 from aigateway.accounts.tables import customers
 from aigateway.appkeys import ENGINE
-from aigateway.portal import flash, twofactor
+from aigateway.portal import flash, twofactor, waits
 from aigateway.portal.base import (
     PORTAL,
     client_ip,
     is_https,
+    plural_translator,
     redirect,
     render,
     require_session,
@@ -38,7 +37,6 @@ CODE_IP = Policy("2fa:ip", free=20, base=2.0, cap=300.0, forget=3600.0)
 
 WRONG_CODE = N_("That code is not right. Enter the 6-digit code your authenticator app shows now, or a "
                 "recovery code.")
-WAIT = N_("Too many wrong codes. Please wait %(seconds)s seconds and try again.")
 NOTICES = {"on": N_("Two-factor authentication is on."), "off": N_("Two-factor authentication is off.")}
 
 
@@ -65,7 +63,7 @@ async def _forgive(request: web.Request, customer_id: int) -> None:
 
 
 def _wait_text(request: web.Request, verdict: Verdict) -> str:
-    return translator(request)(WAIT) % {"seconds": math.ceil(verdict.wait)}
+    return waits.wait_text(waits.CODES, verdict.wait, translator(request), plural_translator(request))
 
 
 # ------------------------------------------------------------------ the Security page

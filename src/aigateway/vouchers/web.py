@@ -16,9 +16,18 @@ import jinja2
 from aiohttp import web
 
 from aigateway.appkeys import ENGINE, GATEWAY
-from aigateway.portal.base import PORTAL, client_ip, redirect, render, require_session
+from aigateway.portal import waits
+from aigateway.portal.base import (
+    PORTAL,
+    client_ip,
+    plural_translator,
+    redirect,
+    render,
+    require_session,
+    translator,
+)
 from aigateway.portal.i18n import N_
-from aigateway.vouchers.service import REFUSED, Redeemed, redeem, redeemed_by, wait_message
+from aigateway.vouchers.service import REFUSED, Redeemed, redeem, redeemed_by
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +86,8 @@ async def result_page(request: web.Request) -> web.Response:
         error = TYPO
     elif reason == "wait":
         seconds = request.query.get("s", "")
-        error = wait_message(float(seconds) if seconds.isdigit() and len(seconds) < 7 else 60.0)
+        wait = float(seconds) if seconds.isdigit() and len(seconds) < 7 else 60.0
+        error = waits.wait_text(waits.VOUCHER, wait, translator(request), plural_translator(request))
     elif reason or (ref and credited is None):
         error = REFUSED
     return await render(request, "voucher_result.html", tab="deposit", credited=credited, voucher_error=error)

@@ -18,12 +18,24 @@
     return ALPHABET.charAt((32 - (total % 32)) % 32);
   }
 
-  function problem(code) {
-    if (code.length !== 20) return "A voucher code has 20 characters; this one has " + code.length + ".";
-    for (var i = 0; i < code.length; i++) {
-      if (ALPHABET.indexOf(code.charAt(i)) < 0) return "A voucher code has no " + code.charAt(i) + ".";
+  // The messages come translated from the form's data-t-* attributes (the page's language).
+  function text(form, name, fallback) {
+    return form.getAttribute("data-t-" + name) || fallback;
+  }
+
+  function problem(form, code) {
+    if (code.length !== 20) {
+      return text(form, "length", "A voucher code has 20 characters; this one has {count}.")
+        .replace("{count}", String(code.length));
     }
-    if (checkChar(code.slice(0, 19)) !== code.charAt(19)) return "This code has a typo: please check every character.";
+    for (var i = 0; i < code.length; i++) {
+      if (ALPHABET.indexOf(code.charAt(i)) < 0) {
+        return text(form, "char", "A voucher code has no {char}.").replace("{char}", code.charAt(i));
+      }
+    }
+    if (checkChar(code.slice(0, 19)) !== code.charAt(19)) {
+      return text(form, "typo", "This code has a typo: please check every character.");
+    }
     return "";
   }
 
@@ -33,7 +45,7 @@
     var plain = hint ? hint.textContent : "";
     function validate(final) {
       var code = normalise(input.value);
-      var message = code.length === 0 ? "" : problem(code);
+      var message = code.length === 0 ? "" : problem(form, code);
       if (!final && code.length < 20) message = "";
       input.setCustomValidity(message);
       if (hint) hint.textContent = message || plain;
