@@ -395,7 +395,7 @@ class Bench:
         mock_base = self.start_mock()
         self.start_redis()
         pg = None
-        if self.a.db == "postgres" and ({"ours", "litellm"} & set(self.a.targets)):
+        if self.a.db == "postgres" and any(n.startswith("ours") or n == "litellm" for n in self.a.targets):
             pg = Postgres(self.procs, self.tmp, mock.free_port())
             pg.start(os.path.join(self.out, "postgres.log"))
         result = {"meta": report.meta(self.a, self.s), "phases": {}}

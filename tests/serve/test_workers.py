@@ -244,6 +244,27 @@ def test_two_workers_share_holds_restart_and_stop_clean(pg_url, redis_url, prefi
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stdout + result.stderr
 
 
+def test_two_workers_on_sqlite_with_redis_start_one_after_the_other(redis_url, prefix, mock_upstream, tmp_path):
+    """Worker 0 migrates and applies the config's prices before the others start (on SQLite two
+    workers starting together both inserted the same price and one start failed)."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/gw.db"
+    served = Served(tmp_path, db_url, mock_upstream.url, redis_url, prefix)
+    served.start("--workers", "2", "--log-level", "INFO")
+    try:
+        served.wait_for(r"all 2 workers ready")
+        text = served.text()
+        assert text.index("[worker 0] aigateway: aigateway ready") < text.index("worker 1 started")
+        _, key = asyncio.run(_customer(db_url, "lite@example.com", to_units("1")))
+        answers = fire(served.base, key, 20, "llama-3.1-70b")
+        assert {r[0] for r in answers} == {200}
+        assert served.stop() == 0
+    finally:
+        served.kill()
+    billing = asyncio.run(_billing(db_url, 1, [r[2] for r in answers]))
+    assert all(billing["charges"].get(f"usage:{r[2]}") for r in answers)
+    assert billing["balance"] == billing["ledger"] >= 0
+
+
 def test_more_than_one_worker_without_redis_is_refused(tmp_path, mock_upstream):
     served = Served(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gw.db", mock_upstream.url)
     result = subprocess.run([AIGATEWAY, "--config", str(served.config), "serve", "--workers", "2"],

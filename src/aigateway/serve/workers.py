@@ -21,6 +21,9 @@ Why this shape:
 * Each worker has its own spool directory (worker 0: the configured one, so going back to one
   worker finds it; worker i: `<spool_dir>/worker-i`), because a spool is one process's
   (flock), and a restarted worker i replays exactly its own spool, once.
+* Worker 0 starts first and the others once it is ready: start-up writes to the database
+  (migrations, the config's prices) then happen once, not as N racing writers (on SQLite, where
+  migrations take no advisory lock, two workers inserting the same price failed the start).
 * SIGTERM/SIGINT to the master closes its listeners and forwards SIGTERM to every worker, which
   then runs the usual clean shutdown (final commit, spool close); the master exits when they
   have. A worker that dies is restarted (after a pause that grows while it keeps failing); a
@@ -207,8 +210,7 @@ class Master:
         self.slots = [_Slot(i) for i in range(self.count)]
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            for slot in self.slots:
-                self._spawn(slot)
+            self._spawn(self.slots[0])  # the others once it is ready: see _supervise
             status = self._supervise()
             self._shutdown()
         finally:
@@ -264,6 +266,9 @@ class Master:
                 slot.pause = min(slot.pause * 2, RESTART_PAUSE_MAX) if quick else RESTART_PAUSE
                 slot.restart_at = time.monotonic() + slot.pause
                 log.error("worker %d died; restarting it in %.1f s", slot.index, slot.pause)
+            if self.slots[0].ready and not any(s.pid or s.started for s in self.slots[1:]):
+                for slot in self.slots[1:]:
+                    self._spawn(slot)
             if not self.all_started and all(s.ready for s in self.slots):
                 self.all_started = True
                 log.info("all %d workers ready", self.count)
