@@ -265,6 +265,29 @@ def test_two_workers_on_sqlite_with_redis_start_one_after_the_other(redis_url, p
     assert billing["balance"] == billing["ledger"] >= 0
 
 
+def test_workers_stop_cleanly_when_the_master_is_killed(redis_url, prefix, mock_upstream, tmp_path):
+    """kill -9 of the master: its workers get SIGTERM from the kernel and shut down cleanly (every
+    answer committed, spools empty), instead of serving on as orphans."""
+    db_url = f"sqlite+aiosqlite:///{tmp_path}/gw.db"
+    served = Served(tmp_path, db_url, mock_upstream.url, redis_url, prefix)
+    served.start("--workers", "2", "--log-level", "INFO")
+    try:
+        served.wait_for(r"all 2 workers ready")
+        _, key = asyncio.run(_customer(db_url, "orphan@example.com", to_units("1")))
+        answers = fire(served.base, key, 20, "llama-3.1-70b")
+        assert {r[0] for r in answers} == {200}
+        pids = served.worker_pids()
+        served.proc.kill()
+        served.proc.wait(10)
+        wait_until(lambda: not any(_alive(p) for p in pids.values()), timeout=30, what="workers gone")
+    finally:
+        served.kill()
+    assert sorted(str(p) for p in served.spool.rglob("*.spool")) == []
+    billing = asyncio.run(_billing(db_url, 1, [r[2] for r in answers]))
+    assert all(billing["charges"].get(f"usage:{r[2]}") for r in answers)
+    assert billing["balance"] == billing["ledger"] >= 0
+
+
 def test_more_than_one_worker_without_redis_is_refused(tmp_path, mock_upstream):
     served = Served(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/gw.db", mock_upstream.url)
     result = subprocess.run([AIGATEWAY, "--config", str(served.config), "serve", "--workers", "2"],

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import logging
 import os
 import select
@@ -341,10 +340,6 @@ class Master:
         for slot in self.slots:
             self._close_ready(slot)
         log.info("all workers stopped")
-
-
-def address_in_use(exc: OSError) -> bool:
-    return exc.errno == errno.EADDRINUSE or "address already in use" in str(exc)
 
 
 def _label_logs(index: int) -> None:
