@@ -203,7 +203,7 @@ def test_two_workers_share_holds_restart_and_stop_clean(pg_url, redis_url, prefi
         assert 1 <= sum(r[0] == 200 for r in slow) <= HOLDS_THAT_FIT
         assert statuses.count(402) >= REQUESTS - HOLDS_THAT_FIT
         assert {r[1] for r in results} == {"0", "1"}  # both workers answered
-        assert {r[1] for r in results if r[0] == 200} == {"0", "1"} or statuses.count(200) < 4
+        # (Which worker wins the holds that fit depends on timing: all of them may go to one.)
 
         # A worker killed while idle (its answers committed: kill -9 loses what the last flush
         # interval had not yet spooled, see Billing rules) is restarted and serves again.
