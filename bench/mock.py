@@ -18,11 +18,12 @@ USAGE = {
     "slow50": (12, 20),
     "stream20": (12, 20),
     "stream200": (12, 200),
+    "stream0": (12, 20),
 }
 EMBED_TOKENS = 8
-STREAM_FIRST_DELAY = 0.05               # seconds before the first chunk
-STREAM_GAP = {"stream20": 0.010, "stream200": 0.002}  # seconds between chunks
-STREAM_CHUNKS = {"stream20": 20, "stream200": 200}
+STREAM_FIRST_DELAY = {"stream20": 0.05, "stream200": 0.05, "stream0": 0.0}  # seconds before the first chunk
+STREAM_GAP = {"stream20": 0.010, "stream200": 0.002, "stream0": 0.0}  # seconds between chunks
+STREAM_CHUNKS = {"stream20": 20, "stream200": 200, "stream0": 20}
 
 _ID = "chatcmpl-$request_id"  # nginx variable: unique per request
 _CREATED = 1767225600
@@ -51,10 +52,10 @@ def _chunk(delta: str, finish: str = "null") -> str:
 
 def _stream_body(route: str) -> list[str]:
     p, c = USAGE[route]
-    lines = [f"echo_sleep {STREAM_FIRST_DELAY};"]
+    lines = [f"echo_sleep {STREAM_FIRST_DELAY[route]};"] if STREAM_FIRST_DELAY[route] else []
     for i in range(STREAM_CHUNKS[route]):
         role = '"role":"assistant",' if i == 0 else ""
-        if i:
+        if i and STREAM_GAP[route]:
             lines.append(f"echo_sleep {STREAM_GAP[route]};")
         delta = "{" + role + '"content":"t%d "' % i + "}"
         lines.append(f"echo '{_chunk(delta)}';")
@@ -90,14 +91,14 @@ def _location(path: str, body: list[str], ctype: str = "application/json") -> st
 
 def nginx_conf(prefix: str, port: int) -> str:
     locs = []
-    for pre in ["", "/zero", "/slow50", "/stream20", "/stream200"]:
+    for pre in ["", "/zero", "/slow50", "/stream20", "/stream200", "/stream0"]:
         locs.append(_location(f"{pre}/v1/models", [f"echo -n '{_MODELS}';"]))
         locs.append(_location(f"{pre}/v1/embeddings", [f"echo -n '{_embedding()}';"]))
     locs.append(_location("/v1/chat/completions", [f"echo -n '{_completion('zero')}';"]))
     locs.append(_location("/zero/v1/chat/completions", [f"echo -n '{_completion('zero')}';"]))
     locs.append(_location("/slow50/v1/chat/completions",
                           ["echo_sleep 0.05;", f"echo -n '{_completion('slow50')}';"]))
-    for r in ("stream20", "stream200"):
+    for r in ("stream20", "stream200", "stream0"):
         locs.append(_location(f"/{r}/v1/chat/completions", _stream_body(r), "text/event-stream"))
     tmp = os.path.join(prefix, "tmp")
     return f"""load_module {ECHO_MODULE};

@@ -57,13 +57,24 @@ def _ms(us):
 
 def _target_metrics(tr: dict) -> dict:
     m: dict = {}
-    for test in ("lat_c1_zero", "lat_c16_slow50", "lat_c64_slow50"):
+    for test in ("lat_c1_zero", "lat_c16_slow50", "lat_c64_slow50", "lat_c1_embed", "lat_c1_stream0"):
         rs = _rounds(tr, test)
         key = test[4:]
         m[f"{key}_p50_ms"] = _med([_ms(r["p50_us"]) for r in rs])
         m[f"{key}_p99_ms"] = _med([_ms(r["p99_us"]) for r in rs])
         m[f"{key}_errors"] = sum(r["requests"] - r["ok"] + r["err_read"] + r["err_connect"]
                                  + r["err_timeout"] for r in rs)
+        m[f"{key}_cpu_ms_per_req"] = _med([1000 * (r["target_cpu"] + r["db_cpu"]) / r["rps"]
+                                           for r in rs if r.get("rps") and "target_cpu" in r])
+    for test in ("rps_c32_zero", "rps_c32_stream0", "rps_c32_embed"):
+        rs = _rounds(tr, test)
+        m[test] = _med([r["rps"] for r in rs])
+        m[f"{test}_p50_ms"] = _med([_ms(r["p50_us"]) for r in rs])
+        m[f"{test}_p99_ms"] = _med([_ms(r["p99_us"]) for r in rs])
+        m[f"{test}_errors"] = sum(r["requests"] - r["ok"] + r["err_read"] + r["err_connect"]
+                                  + r["err_timeout"] for r in rs)
+        m[f"{test}_cpu_ms_per_req"] = _med([1000 * (r["target_cpu"] + r["db_cpu"]) / r["rps"]
+                                            for r in rs if r.get("rps")])
     rs = _rounds(tr, "rate_zero")
     m["rate_zero_p50_ms"] = _med([r["p50_ms"] for r in rs])
     m["rate_zero_p99_ms"] = _med([r["p99_ms"] for r in rs])
@@ -99,6 +110,8 @@ ADDED = {  # added-latency key -> (test, field in the raw result, scale to ms)
     "c1_zero_p50": ("lat_c1_zero", "p50_us", 1e-3), "c1_zero_p99": ("lat_c1_zero", "p99_us", 1e-3),
     "c16_slow50_p50": ("lat_c16_slow50", "p50_us", 1e-3), "c16_slow50_p99": ("lat_c16_slow50", "p99_us", 1e-3),
     "c64_slow50_p50": ("lat_c64_slow50", "p50_us", 1e-3), "c64_slow50_p99": ("lat_c64_slow50", "p99_us", 1e-3),
+    "c1_embed_p50": ("lat_c1_embed", "p50_us", 1e-3), "c1_embed_p99": ("lat_c1_embed", "p99_us", 1e-3),
+    "c1_stream0_p50": ("lat_c1_stream0", "p50_us", 1e-3), "c1_stream0_p99": ("lat_c1_stream0", "p99_us", 1e-3),
     "rate_zero_p50": ("rate_zero", "p50_ms", 1), "rate_zero_p99": ("rate_zero", "p99_ms", 1),
     "stream20_ttft_p50": ("stream20", "ttft_p50_ms", 1), "stream20_ttft_p99": ("stream20", "ttft_p99_ms", 1),
     "stream200_ttft_p50": ("stream200", "ttft_p50_ms", 1), "stream200_ttft_p99": ("stream200", "ttft_p99_ms", 1),
@@ -145,7 +158,10 @@ def summarize(result: dict) -> dict:
                 continue
             ratios[k] = float(f"{a / b:.3g}") if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0 else None
         g = ph.get("gate")
+        gates = {n: {k: x[k] for k in ("passed", "problems", "charges", "charged_units", "billed_rows")}
+                 for n, x in ph.get("gates", {}).items()}
         out["profiles"][profile] = {
+            "gates": gates,
             "targets": ts, "ratios_litellm_over_ours": ratios, "notes": ph.get("notes", []),
             "bare_writes": ph.get("bare_writes"),
             "gate": None if g is None else {k: g[k] for k in ("passed", "problems", "charges",
@@ -195,6 +211,14 @@ ROWS = [
     ("stream 200 chunks: TTFT p50 / p99 ms", ("stream200_ttft_p50_ms", "stream200_ttft_p99_ms"), False, None),
     ("  added TTFT", ("added_stream200_ttft_p50_ms", "added_stream200_ttft_p99_ms"), True, "same"),
     ("  chunk gap p99 ms / lost chunks", ("stream200_gap_p99_ms", "stream200_lost_chunks"), False, None),
+    ("latency c=1, embeddings, p50 / p99 ms", ("c1_embed_p50_ms", "c1_embed_p99_ms"), False, None),
+    ("  added vs direct", ("added_c1_embed_p50_ms", "added_c1_embed_p99_ms"), True, None),
+    ("latency c=1, whole 20-chunk stream (0 ms gaps), p50 / p99 ms", ("c1_stream0_p50_ms", "c1_stream0_p99_ms"),
+     False, None),
+    ("  added vs direct", ("added_c1_stream0_p50_ms", "added_c1_stream0_p99_ms"), True, None),
+    ("req/s at {conns} conns: chat 0 ms / embeddings", ("rps_c32_zero", "rps_c32_embed"), False, None),
+    ("req/s at {conns} conns: 20-chunk stream 0 ms / errors", ("rps_c32_stream0", "rps_c32_stream0_errors"),
+     False, None),
     ("max req/s (<1% errors), 0 ms route / at conns", ("max_rps_zero", "max_rps_zero_conns"), False, ("max_rps_zero",)),
     ("max req/s (<1% errors), 50 ms route / at conns", ("max_rps_slow50", "max_rps_slow50_conns"), False, ("max_rps_slow50",)),
     ("CPU ms per request (incl. its DB) at max req/s, 0 / 50 ms", ("cpu_ms_per_req_zero", "cpu_ms_per_req_slow50"), False, "same"),
@@ -205,28 +229,35 @@ ROWS = [
 def table(summary: dict) -> str:
     meta = summary["meta"]
     rate = meta.get("settings", {}).get("fixed_rate", "?")
+    conns = meta.get("settings", {}).get("conns_fixed", 32)
+    cal = meta.get("calibration_ms")
     out = [f"# aigateway benchmark, {meta.get('date')}",
            f"{meta.get('cpu')}, {meta.get('cores')} cores; targets pinned to core 0, "
            f"mock + load generators to core 1; rounds: {meta.get('settings', {}).get('rounds')} (median)",
-           ""] + [f"note: {n}" for n in meta.get("notes", [])] + [""]
+           ""] + ([f"calibration (10^6-step Python loop on the target core, best of 5, ms): start {cal[0]}, "
+                   f"end {cal[-1]}", ""] if cal else []) + [f"note: {n}" for n in meta.get("notes", [])] + [""]
     for profile, p in summary["profiles"].items():
         ts, r = p["targets"], p["ratios_litellm_over_ours"]
+        names = [n for n in ("direct", *[n for n in ts if n.startswith("ours")], "litellm") if n in ts]
         out += [f"## profile: {profile}", "",
-                "| metric | direct | ours | litellm | litellm / ours |", "|---|---|---|---|---|"]
+                "| metric | " + " | ".join(names) + " | litellm / ours |", "|---" * (len(names) + 2) + "|"]
         for label, (a, b), plus, rk in ROWS:
+            if all(isinstance(ts.get(n), dict) and "na" not in ts[n] and ts[n].get(a) is None for n in names):
+                continue   # a test this run did not include
             cells = []
-            for name in ("direct", "ours", "litellm"):
+            for name in names:
                 m = ts.get(name)
                 if plus and name == "direct":
                     cells.append("")
                 elif m is None:
                     cells.append("")
                 else:
-                    nd = 0 if a.startswith("max_rps") else (1 if "pss" in a else 2)
+                    whole = a.startswith(("max_rps", "rps_")) and not a.endswith("_per_req")
+                    nd = 0 if whole else (1 if "pss" in a else 2)
                     cells.append(_pair(m, a, b, plus, nd))
             ratio = "" if rk is None else (_ratio(r, a, b) if rk == "same" else _ratio(r, rk[0]))
-            out.append(f"| {label.format(rate=rate)} | " + " | ".join(cells) + f" | {ratio} |")
-        for name in ("direct", "ours", "litellm"):
+            out.append(f"| {label.format(rate=rate, conns=conns)} | " + " | ".join(cells) + f" | {ratio} |")
+        for name in names:
             m = ts.get(name) or {}
             if "na" in m:
                 out.append(f"\n{name}: N/A: {m['na']}")
@@ -243,13 +274,66 @@ def table(summary: dict) -> str:
         if p.get("bare_writes") is not None:
             ok = "OK" if p["bare_writes"] == 0 else "FAIL: billing should be off"
             out.append(f"\nbilling-off check (ours, bare): {p['bare_writes']} usage/charge rows: {ok}")
-        g = p.get("gate")
-        if g is not None:
-            verdict = "PASS" if g["passed"] else "FAIL (results of ours in this profile do not count)"
-            out.append(f"\nledger gate (ours): {verdict}: {g['billed_rows']} billed usage rows, "
+        for gname, g in (p.get("gates") or ({"ours": p["gate"]} if p.get("gate") else {})).items():
+            verdict = "PASS" if g["passed"] else f"FAIL (results of {gname} in this profile do not count)"
+            out.append(f"\nledger gate ({gname}): {verdict}: {g['billed_rows']} billed usage rows, "
                        f"{g['charges']} charges, {g['charged_units']} units charged"
                        + ("" if g["passed"] else "; " + "; ".join(g["problems"])))
+        out += _variants(ts, conns)
         for n in p.get("notes", []):
             out.append(f"\nnote: {n}")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+VARIANT_ROWS = [  # label, metric key, "ms" (difference) or "rps" (ratio)
+    ("added p50 c=1, chat (ms)", "added_c1_zero_p50_ms", "ms"),
+    ("added p50 c=1, embeddings (ms)", "added_c1_embed_p50_ms", "ms"),
+    ("added p50 c=1, whole 20-chunk stream (ms)", "added_c1_stream0_p50_ms", "ms"),
+    ("added TTFT p50, 20-chunk stream, open loop (ms)", "added_stream20_ttft_p50_ms", "ms"),
+    ("req/s at {conns} conns, chat", "rps_c32_zero", "rps"),
+    ("req/s at {conns} conns, 20-chunk stream", "rps_c32_stream0", "rps"),
+    ("req/s at {conns} conns, embeddings", "rps_c32_embed", "rps"),
+    ("CPU ms per request, chat, c=1 (incl. DB)", "c1_zero_cpu_ms_per_req", "ms"),
+    ("CPU ms per request, embeddings, c=1", "c1_embed_cpu_ms_per_req", "ms"),
+    ("CPU ms per request, 20-chunk stream, c=1", "c1_stream0_cpu_ms_per_req", "ms"),
+    ("CPU ms per request, chat, {conns} conns", "rps_c32_zero_cpu_ms_per_req", "ms"),
+    ("CPU ms per request, embeddings, {conns} conns", "rps_c32_embed_cpu_ms_per_req", "ms"),
+    ("CPU ms per request, 20-chunk stream, {conns} conns", "rps_c32_stream0_cpu_ms_per_req", "ms"),
+]
+
+
+def _variants(ts: dict, conns: int) -> list[str]:
+    """Each `ours-...` variant next to `ours`, from the same run (differences and ratios)."""
+    base = ts.get("ours")
+    others = [n for n in ts if n.startswith("ours-") and "na" not in ts[n]]
+    if not base or "na" in base or not others:
+        return []
+    out = ["", "| same run | ours | " + " | ".join(f"{n} | {n} vs ours" for n in others) + " |",
+           "|---" * (2 + 2 * len(others)) + "|"]
+    for label, key, kind in VARIANT_ROWS:
+        a = base.get(key)
+        nd = 0 if kind == "rps" else (3 if "cpu_ms" in key else 2)
+        cells = [_f(a, nd)]
+        for n in others:
+            b = ts[n].get(key)
+            cells.append(_f(b, nd))
+            if a is None or b is None:
+                cells.append("-")
+            elif kind == "rps":
+                cells.append(f"{100 * (b / a - 1):+.1f}%" if a else "-")
+            elif "cpu_ms" in key:
+                cells.append(f"{b - a:+.3f} ({100 * (b / a - 1):+.0f}%)" if a else "-")
+            else:
+                cells.append(f"{b - a:+.2f}")
+        if any(c != "-" for c in cells):
+            out.append(f"| {label.format(conns=conns)} | " + " | ".join(cells) + " |")
+    return out
+
+
+if __name__ == "__main__":   # re-render a run's table from its raw.json (after changes to this file)
+    import json
+    import sys
+
+    with open(sys.argv[1]) as f:
+        print(table(summarize(json.load(f))))

@@ -30,8 +30,8 @@ import profile_spy  # noqa: E402
 import report  # noqa: E402
 import wrk  # noqa: E402
 from postgres import Postgres  # noqa: E402
-from procs import LOAD_CPU, NOISY, Procs, Sampler, foreign_load, pss_kib, tree, wait_idle  # noqa: E402
-from targets import ROUTES, Direct, LiteLLM, Ours, expected_costs, model_name  # noqa: E402
+from procs import LOAD_CPU, NOISY, TARGET_CPU, Procs, Sampler, foreign_load, pss_kib, tree, wait_idle  # noqa: E402
+from targets import ROUTES, Direct, LiteLLM, Ours, expected_costs, model_name, ours_variant  # noqa: E402
 
 PY = sys.executable
 LOADGEN = os.path.join(HERE, "loadgen.py")
@@ -49,6 +49,7 @@ class Settings:
     fixed_rate: float = 50      # requests per second, open loop, 0 ms route
     rate_s: float = 4
     warmup_n: int = 300
+    conns_fixed: int = 32       # the fixed-concurrency throughput tests (rps_c32_*)
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -149,6 +150,13 @@ class Bench:
         self.tally.add(t.name, model_name(route), r["ok"], r["unfinished_max"])
         return r
 
+    def t_embed(self, t, conns: int) -> dict:
+        wait_idle(t.pids + t.db_pids)
+        r = wrk.run(t.embed_url(), self.bodies["embed"], t.token, conns, self.s.lat_s,
+                    t.pids, self.harness_pids, t.db_pids)
+        self.tally.add(t.name, "bench-embed", r["ok"], r["unfinished_max"])
+        return r
+
     def t_sweep(self, t, route: str) -> dict:
         steps, best = [], None
         for c in self.s.sweep:
@@ -188,9 +196,14 @@ class Bench:
         return r
 
     def tests(self):
-        s = self.s
-        return [
+        s, c = self.s, self.s.conns_fixed
+        every = [
             ("lat_c1_zero", lambda t: self.t_latency(t, "zero", 1)),
+            ("lat_c1_embed", lambda t: self.t_embed(t, 1)),
+            ("lat_c1_stream0", lambda t: self.t_latency(t, "stream0", 1)),
+            ("rps_c32_zero", lambda t: self.t_latency(t, "zero", c)),
+            ("rps_c32_stream0", lambda t: self.t_latency(t, "stream0", c)),
+            ("rps_c32_embed", lambda t: self.t_embed(t, c)),
             ("lat_c16_slow50", lambda t: self.t_latency(t, "slow50", 16)),
             ("lat_c64_slow50", lambda t: self.t_latency(t, "slow50", 64)),
             ("rate_zero", self.t_rate),
@@ -199,6 +212,13 @@ class Bench:
             ("sweep_zero", lambda t: self.t_sweep(t, "zero")),
             ("sweep_slow50", lambda t: self.t_sweep(t, "slow50")),
         ]
+        if not self.a.tests:
+            return every
+        known = {name for name, _ in every}
+        unknown = set(self.a.tests) - known
+        if unknown:
+            raise SystemExit(f"unknown tests {sorted(unknown)}; known: {sorted(known)}")
+        return [(name, fn) for name, fn in every if name in self.a.tests]
 
     def warmup(self, t) -> dict:
         """Exact closed-loop traffic (counted for the gate) so lazy imports and
@@ -209,7 +229,7 @@ class Bench:
                              concurrency=8)
             self.tally.add(t.name, model_name(route), r["ok"], r["errors"])
             res[route] = r
-        for route in ("stream20", "stream200"):
+        for route in ("stream20", "stream200", "stream0"):
             r = self.loadgen("stream", t, t.chat_url(route), self.bodies[route], 1, rate=4,
                              chunks=mock.STREAM_CHUNKS[route])
             self.tally.add(t.name, model_name(route), r["ok"], r["errors"])
@@ -244,10 +264,12 @@ class Bench:
         ph: dict = {"targets": {}, "notes": []}
         self.tally = Tally()
         targets = [Direct(mock_base)]
-        if "ours" in self.a.targets:
-            db = (pg.createdb(f"aigw_{profile}").replace("postgresql://", "postgresql+asyncpg://")
-                  if pg else f"sqlite+aiosqlite:///{self.tmp}/aigw-{profile}.db")
-            targets.append(Ours(profile, mock.free_port(), mock_base, db, self.tmp))
+        for name in [n for n in self.a.targets if n.startswith("ours")]:
+            tag = name.replace("-", "_")
+            db = (pg.createdb(f"{tag}_{profile}").replace("postgresql://", "postgresql+asyncpg://")
+                  if pg else f"sqlite+aiosqlite:///{self.tmp}/{tag}-{profile}.db")
+            targets.append(Ours(profile, mock.free_port(), mock_base, db, self.tmp, name=name,
+                                redis_url=self.redis_url, cpus=self.a.target_cpus))
         if "litellm" in self.a.targets:
             ldb = pg.createdb(f"litellm_{profile}") if (pg and profile == "production") else None
             lt = LiteLLM(profile, mock.free_port(), mock_base, ldb, self.tmp)
@@ -255,8 +277,10 @@ class Bench:
                 lt.na = "production profile needs PostgreSQL (--db postgres)"
             targets.append(lt)
         for t in targets:
-            uses_pg = pg and (t.name == "ours" or (t.name == "litellm" and profile == "production"))
+            uses_pg = pg and (t.name.startswith("ours") or (t.name == "litellm" and profile == "production"))
             t.db_pids = [pg.pid] if uses_pg else []   # its backends are found at each sample
+            if getattr(t, "workers", None) and self.redis_proc is not None:
+                t.db_pids = t.db_pids + [self.redis_proc.pid]   # the shared holds' server counts too
         live = []
         for t in targets:
             if t.name != "direct":
@@ -267,6 +291,16 @@ class Bench:
                 ph["targets"][t.name] = {"na": t.na}
                 continue
             live.append(t)
+        for t in live:
+            if t.name.startswith("ours"):   # what `model` its answers carry (the rewrite on or off)
+                body = open(self.bodies["zero"], "rb").read()
+                req = urllib.request.Request(t.chat_url("zero"), data=body, headers={
+                    "Authorization": f"Bearer {t.token}", "Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    answer = json.load(resp)
+                self.tally.add(t.name, "bench-zero", 1, 0)
+                ph["notes"].append(f"{t.name} answers \"model\": \"{answer.get('model')}\" to a request "
+                                   f"for bench-zero (upstream: mock-model)")
         for t in live:
             print(f"[{profile}] warming up {t.name}", flush=True)
             ph["targets"][t.name] = {"warmup": self.warmup(t), "results": {}}
@@ -283,20 +317,28 @@ class Bench:
                     print(f"[{profile}] round {rnd + 1}/{self.s.rounds} {name:<15} {t.name}", flush=True)
                     res = self.attempts(fn, t)
                     ph["targets"][t.name]["results"].setdefault(name, []).append(res)
-        ours = next((t for t in live if t.name == "ours"), None)
-        if ours and profile == "bare":
+        ours_live = [t for t in live if t.name.startswith("ours")]
+        if ours_live and profile == "bare":
             time.sleep(1)
-            rows = gate.fetch(ours.db_url)
-            n = sum(r[3] for r in rows["usage"]) + rows["charges"][0][0]
+            n = 0
+            for ours in ours_live:
+                rows = gate.fetch(ours.db_url)
+                n += sum(r[3] for r in rows["usage"]) + rows["charges"][0][0]
             ph["bare_writes"] = n
             if n:
                 ph["notes"].append(f"bare profile wrote {n} usage/charge rows (billing should be off)")
-        if ours and profile == "production":
+        if ours_live and profile == "production":
             time.sleep(2)   # the gateway group-commits usage rows; let it flush
-            ph["gate"] = gate.check(ours.db_url, expected_costs(), self.tally.ok.get("ours", {}),
-                                    self.tally.unfinished.get("ours", {}))
-            print(f"[{profile}] ledger gate: {'PASS' if ph['gate']['passed'] else 'FAIL'} "
-                  f"{'; '.join(ph['gate']['problems'])}", flush=True)
+            ph["gates"] = {}
+            for ours in ours_live:
+                g = gate.check(ours.db_url, expected_costs(), self.tally.ok.get(ours.name, {}),
+                               self.tally.unfinished.get(ours.name, {}))
+                ph["gates"][ours.name] = g
+                print(f"[{profile}] ledger gate ({ours.name}): {'PASS' if g['passed'] else 'FAIL'} "
+                      f"{'; '.join(g['problems'])}", flush=True)
+            first = ph["gates"].get("ours") or next(iter(ph["gates"].values()))
+            ph["gate"] = dict(first, passed=all(g["passed"] for g in ph["gates"].values()),
+                              problems=[f"{n}: {p}" for n, g in ph["gates"].items() for p in g["problems"]])
         for t in live:
             if t.name in self.a.pyspy:
                 print(f"[{profile}] py-spy profile of {t.name}", flush=True)
@@ -320,23 +362,66 @@ class Bench:
                 return
             print(f"waiting for other processes to calm down ({load:.2f} cores busy)", flush=True)
 
+    def start_redis(self) -> None:
+        """A private Redis (no persistence) for targets with several workers; pinned with the targets."""
+        self.redis_url, self.redis_proc = None, None
+        if not any(n.startswith("ours") and ours_variant(n)["workers"] for n in self.a.targets):
+            return
+        if not shutil.which("redis-server"):
+            return
+        port = mock.free_port()
+        self.redis_proc = self.procs.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                                     "--save", "", "--appendonly", "no"],
+                                           cpu=TARGET_CPU, log=os.path.join(self.out, "redis.log"))
+        import socket
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as sk:
+                    sk.sendall(b"PING\r\n")
+                    if sk.recv(16).startswith(b"+PONG"):
+                        self.redis_url = f"redis://127.0.0.1:{port}/0"
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("private redis-server did not start; see " + os.path.join(self.out, "redis.log"))
+
     def run(self) -> dict:
         os.sched_setaffinity(0, {LOAD_CPU})
         if self.a.nice:
             os.setpriority(os.PRIO_PROCESS, 0, self.a.nice)   # inherited by all we start
         self.wait_quiet()
         self.deadline = time.monotonic() + self.a.max_minutes * 60   # after the wait
+        calibration = [calibrate()]
         mock_base = self.start_mock()
+        self.start_redis()
         pg = None
-        if self.a.db == "postgres" and ({"ours", "litellm"} & set(self.a.targets)):
+        if self.a.db == "postgres" and any(n.startswith("ours") or n == "litellm" for n in self.a.targets):
             pg = Postgres(self.procs, self.tmp, mock.free_port())
             pg.start(os.path.join(self.out, "postgres.log"))
         result = {"meta": report.meta(self.a, self.s), "phases": {}}
         for profile in self.a.profiles:
             result["phases"][profile] = self.phase(profile, mock_base, pg)
         self.procs.stop_all()
+        calibration.append(calibrate())
+        result["meta"]["calibration_ms"] = calibration
         result["meta"]["notes"] = self.notes
         return result
+
+
+CALIBRATION = ("import time\nt=time.perf_counter()\nx=0\nfor i in range(1_000_000): x += i * i\n"
+               "print((time.perf_counter()-t)*1000)")
+
+
+def calibrate(times: int = 5) -> float:
+    """A fixed pure-Python loop (10^6 multiply-adds) on the target core, best of `times`, in ms.
+    The same figure on a quiet box is the yardstick: a larger one means the core was slower
+    (other tenants, frequency) and absolute numbers are low; same-run comparisons still hold."""
+    best = float("inf")
+    for _ in range(times):
+        r = subprocess.run(["taskset", "-c", str(TARGET_CPU), PY, "-c", CALIBRATION], capture_output=True,
+                           text=True, timeout=60)
+        best = min(best, float(r.stdout.strip()))
+    return round(best, 1)
 
 
 def parse() -> argparse.Namespace:
@@ -344,7 +429,12 @@ def parse() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one short round (~3-4 minutes)")
     p.add_argument("--rounds", type=int, help="rounds per profile (median is reported)")
     p.add_argument("--profiles", default="bare,production")
-    p.add_argument("--targets", default="direct,ours,litellm")
+    p.add_argument("--targets", default="direct,ours,litellm",
+                   help="direct, litellm and any ours variants: ours, ours-norewrite (model-name rewrite off), "
+                        "ours-wN (N workers sharing holds through a private Redis; ours-w1: one worker, Redis wallet)")
+    p.add_argument("--tests", default="", help="comma list of tests to run (default: all); see bench/README.md")
+    p.add_argument("--target-cpus", default=str(TARGET_CPU),
+                   help="cores the ours targets may use (taskset list, e.g. 0 or 0,1); default 0")
     p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres",
                    help="database for our gateway (LiteLLM production always needs postgres)")
     p.add_argument("--pyspy", default="", help="comma list of targets to profile with py-spy (ours,litellm)")
@@ -361,6 +451,7 @@ def parse() -> argparse.Namespace:
     a.profiles = [x for x in a.profiles.split(",") if x]
     a.targets = [x for x in a.targets.split(",") if x]
     a.pyspy = [x for x in a.pyspy.split(",") if x]
+    a.tests = [x for x in a.tests.split(",") if x]
     return a
 
 

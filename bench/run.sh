@@ -5,5 +5,5 @@
 # Any other option is passed to bench/run.py (see --help).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-"$HERE/setup.sh"
+"$HERE/setup.sh" "$@"   # it reads --targets: LiteLLM is installed only when it is a target
 exec "$(dirname "$HERE")/.venv/bin/python" "$HERE/run.py" "$@"

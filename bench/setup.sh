@@ -21,8 +21,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
-if [ ! -x "$HERE/.venv-litellm/bin/litellm" ] || \
-   ! "$HERE/.venv-litellm/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('litellm') != '$LITELLM_VERSION' or m.version('opentelemetry-sdk') != '$OTEL_VERSION')" 2>/dev/null; then
+# Given run.py's options: skip LiteLLM when --targets is given without it.
+want_litellm=1
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --targets=*) t="${args[$i]#--targets=}" ;;
+    --targets) t="${args[$((i + 1))]:-}" ;;
+    *) continue ;;
+  esac
+  [[ ",$t," == *",litellm,"* ]] || want_litellm=0
+done
+
+if [ "$want_litellm" = 1 ] && { [ ! -x "$HERE/.venv-litellm/bin/litellm" ] || \
+   ! "$HERE/.venv-litellm/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('litellm') != '$LITELLM_VERSION' or m.version('opentelemetry-sdk') != '$OTEL_VERSION')" 2>/dev/null; }; then
   python3 -m venv "$HERE/.venv-litellm"
   "$HERE/.venv-litellm/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" prisma \
     "opentelemetry-sdk==$OTEL_VERSION"

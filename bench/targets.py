@@ -26,7 +26,7 @@ LITELLM_VERSION = "1.108.7"   # pinned; keep in step with setup.sh
 
 # prices: TMT per 1M tokens (decimal strings, as in gateway.toml)
 IN_PRICE, OUT_PRICE, EMBED_PRICE = "0.35", "1.40", "0.02"
-ROUTES = ("zero", "slow50", "stream20", "stream200")
+ROUTES = ("zero", "slow50", "stream20", "stream200", "stream0")
 
 
 def model_name(route: str) -> str:
@@ -100,19 +100,52 @@ class Direct(Target):
         return f"{self.base}/zero/v1/embeddings"
 
 
+def ours_variant(name: str) -> dict:
+    """Options of an `ours...` target name: `ours`, `ours-norewrite` (answers keep the upstream's
+    model name: per-model `rewrite_model = false`), `ours-wN` (N worker processes sharing holds
+    through a private Redis; `ours-w1` is one worker with the Redis wallet); suffixes combine."""
+    opts = {"rewrite": True, "workers": None}
+    for part in name.split("-")[1:]:
+        if part == "norewrite":
+            opts["rewrite"] = False
+        elif re.fullmatch(r"w\d+", part):
+            opts["workers"] = int(part[1:])
+        else:
+            raise SystemExit(f"unknown target variant {part!r} in {name!r} (ours-norewrite, ours-wN)")
+    return opts
+
+
 class Ours(Target):
     name = "ours"
 
-    def __init__(self, profile: str, port: int, mock_base: str, db_url: str, workdir: str):
-        self.profile, self.port, self.db_url = profile, port, db_url
+    def __init__(self, profile: str, port: int, mock_base: str, db_url: str, workdir: str,
+                 name: str = "ours", redis_url: str | None = None, cpus: str = str(TARGET_CPU)):
+        self.name = name
+        opts = ours_variant(name)
+        self.workers = opts["workers"]
+        self.profile, self.port, self.db_url, self.cpus = profile, port, db_url, cpus
         self.base = f"http://127.0.0.1:{port}"
-        self.cfg = _fill("gateway.toml", os.path.join(workdir, f"gateway-{profile}.toml"),
+        redis = (f'[redis]\nurl = "{redis_url}"\nkey_prefix = "bench-{name}-{profile}"\n'
+                 if self.workers and redis_url else "")
+        self.cfg = _fill("gateway.toml", os.path.join(workdir, f"gateway-{name}-{profile}.toml"),
                          PORT=port, DB_URL=db_url, MOCK=mock_base,
                          BILLING="true" if profile == "production" else "false",
+                         REWRITE="true" if opts["rewrite"] else "false", REDIS=redis,
                          IN_PRICE=IN_PRICE, OUT_PRICE=OUT_PRICE, EMBED_PRICE=EMBED_PRICE)
-        self.workdir = workdir
+        self.workdir = os.path.join(workdir, f"{name}-{profile}")   # its own usage spool
+        os.makedirs(self.workdir, exist_ok=True)
         if not os.path.exists(AIGATEWAY):
             self.na = "aigateway is not installed in .venv"
+        elif self.workers and not redis_url:
+            self.na = "several workers need Redis (redis-server not found)"
+
+    @property
+    def pids(self) -> list[int]:
+        """The master and its workers (the workers' CPU and memory count)."""
+        if not self.proc:
+            return []
+        from procs import tree
+        return tree([self.proc.pid])
 
     def _cli(self, *args: str) -> str:
         r = subprocess.run([AIGATEWAY, "--config", self.cfg, *args], capture_output=True,
@@ -135,12 +168,29 @@ class Ours(Target):
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             self.na = f"setup failed: {e}"
             return
-        self.proc = procs.start(f"ours-{self.profile}",
-                                [AIGATEWAY, "--config", self.cfg, "serve", "--log-level", "WARNING"],
-                                cpu=TARGET_CPU, log=log, cwd=self.workdir)
-        if not _wait_http(f"{self.base}/healthz", self.proc, 60):
+        cmd = [AIGATEWAY, "--config", self.cfg, "serve", "--log-level", "WARNING"]
+        if self.workers:
+            cmd += ["--workers", str(self.workers)]
+        self.proc = procs.start(f"{self.name}-{self.profile}", cmd, cpu=self.cpus, log=log, cwd=self.workdir)
+        if not _wait_http(f"{self.base}/healthz", self.proc, 60) or not self._all_workers(log):
             self.na = f"did not start; see {log}"
             self.stop(procs)
+
+    def _all_workers(self, log: str, timeout: float = 60) -> bool:
+        """With several workers: wait until each has answered (X-Gateway-Worker on new connections)."""
+        if not self.workers or self.workers < 2:
+            return True
+        seen: set[str] = set()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.proc and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.base}/healthz", timeout=2) as r:
+                    seen.add(r.headers.get("X-Gateway-Worker", ""))
+            except OSError:
+                time.sleep(0.2)
+            if len(seen - {""}) >= self.workers:
+                return True
+        return False
 
 
 class LiteLLM(Target):

@@ -116,12 +116,16 @@ def main(ctx: click.Context, config_path: str | None, demo: bool) -> None:
 @click.option("--demo", is_flag=True, help="Also start a local MOCK upstream with mock models (offline trial).")
 @click.option("--access-log", is_flag=True, help="Log every request (off by default: it costs throughput).")
 @click.option("--log-level", default="INFO")
+@click.option("--workers", type=int, default=None, envvar="AIGATEWAY_WORKERS",
+              help="Worker processes on the port (or AIGATEWAY_WORKERS). Default: the cores when [redis] url "
+                   "is set, else 1; more than 1 needs Redis (shared holds).")
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool, access_log: bool,
-          log_level: str) -> None:
+          log_level: str, workers: int | None) -> None:
     """Run the gateway (API and portal) until interrupted."""
     from aigateway.api.protocol import run_app
     from aigateway.app import create_app
+    from aigateway.serve.workers import WorkersRefused, available_cores, run_workers, worker_count
 
     setup_logging(log_level)
     state = ctx.find_object(CliState)
@@ -132,15 +136,30 @@ def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool, ac
     if port:
         config.server.port = port
     try:
+        count = worker_count(workers, config, cores=available_cores(), demo=demo)
+    except WorkersRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    if count > 1:
+        try:
+            create_app(config)  # only to validate every concern's section here, before any worker starts
+        except ValueError as exc:
+            raise click.ClickException(f"config: {_config_error(exc)}") from None
+        _install_uvloop()
+        try:
+            status = run_workers(config, count, describe_error=error_line,
+                                 access_log=logging.getLogger("aiohttp.access") if access_log else None)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE and "address already in use" not in str(exc):
+                raise
+            raise click.ClickException(_port_in_use(config)) from None
+        if status:
+            raise click.ClickException("a worker could not start (its error is above); nothing is served")
+        return
+    try:
         app = create_app(config) if not demo else _demo_app(config)
     except ValueError as exc:  # a concern's config section is wrong (e.g. DepositsConfigError): one line
         raise click.ClickException(f"config: {_config_error(exc)}") from None
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - Windows
-        pass
+    _install_uvloop()
     try:
         # run_app of api/protocol: connections that answer even aiohttp's own parse errors in
         # OpenAI's error JSON, and a shutdown that runs clean-up (final commit, spool) to its end.
@@ -149,9 +168,21 @@ def serve(ctx: click.Context, host: str | None, port: int | None, demo: bool, ac
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE and "address already in use" not in str(exc):
             raise
-        raise click.ClickException(
-            f"port {config.server.port} on {config.server.host} is already in use: stop what uses it, or choose "
-            "another with `aigateway serve --port N` (or AIGATEWAY_PORT=N)") from None
+        raise click.ClickException(_port_in_use(config)) from None
+
+
+def _port_in_use(config: Config) -> str:
+    return (f"port {config.server.port} on {config.server.host} is already in use: stop what uses it, or choose "
+            "another with `aigateway serve --port N` (or AIGATEWAY_PORT=N)")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - Windows
+        pass
 
 
 def _demo_app(config: Config):

@@ -49,6 +49,15 @@ _ID_PREFIX = "req_" + os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
 
 
+def _new_id_prefix() -> None:
+    """A forked worker (`serve --workers N`) draws its own prefix: ids are also usage ids."""
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = "req_" + os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
