@@ -149,7 +149,8 @@ routes = [{{ provider = "fake", model = "fake" }}]
 
     def start(self) -> None:
         with self.log.open("a") as log:
-            self.proc = subprocess.Popen([AIGATEWAY, "--config", str(self.config), "serve", "--log-level", "INFO"],
+            self.proc = subprocess.Popen([AIGATEWAY, "--config", str(self.config), "serve", "--workers", "1",
+                                          "--log-level", "INFO"],
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env())
         asyncio.run(self._ready())
 

@@ -26,9 +26,10 @@ Why this shape:
   migrations take no advisory lock, two workers inserting the same price failed the start).
 * SIGTERM/SIGINT to the master closes its listeners and forwards SIGTERM to every worker, which
   then runs the usual clean shutdown (final commit, spool close); the master exits when they
-  have. A worker that dies is restarted (after a pause that grows while it keeps failing); a
-  worker that fails before the first start of all workers completed stops the whole start-up
-  (a wrong config or an unreachable database should say so, not loop).
+  have. A worker that dies is restarted (after a pause that grows while it keeps failing). If
+  worker 0 fails before it was ever ready, the whole start-up stops with its error (a wrong
+  config or an unreachable database should say so, not loop); once worker 0 serves, a later
+  worker that fails to start is restarted like a crashed one, so the service stays up.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ class Master:
     run_worker: Callable[[int, socket.socket, Callable[[], None]], None]
     describe_error: Callable[[BaseException], str] = str
     slots: list[_Slot] = field(default_factory=list)
-    all_started: bool = False  # every worker has been ready once: from then on a dead one is restarted
+    all_started: bool = False  # every worker has been ready once (logged once)
+    serving: bool = False  # worker 0 has been ready once: from then on a dead worker is restarted
     _stopping: bool = False
 
     def run(self) -> int:
@@ -258,13 +260,18 @@ class Master:
         while not self._stopping:
             self._collect_ready()
             for slot in self._reap():
-                if not self.all_started:
-                    log.error("worker %d exited before every worker was ready: stopping", slot.index)
+                # Before anything serves (worker 0 not ready yet) a failure is the config's: stop with
+                # its error. Once worker 0 serves, a later worker that fails to start (e.g. the database
+                # went away at that moment) is restarted like a crashed one: the service stays up.
+                if not self.serving:
+                    log.error("worker %d exited before any worker was ready: stopping", slot.index)
                     return 1
                 quick = time.monotonic() - slot.started < STABLE
                 slot.pause = min(slot.pause * 2, RESTART_PAUSE_MAX) if quick else RESTART_PAUSE
                 slot.restart_at = time.monotonic() + slot.pause
                 log.error("worker %d died; restarting it in %.1f s", slot.index, slot.pause)
+            if self.slots[0].ready:
+                self.serving = True
             if self.slots[0].ready and not any(s.pid or s.started for s in self.slots[1:]):
                 for slot in self.slots[1:]:
                     self._spawn(slot)
