@@ -16,7 +16,16 @@ from aiohttp import web
 
 from aigateway.api import errors
 from aigateway.api.call import Call
-from aigateway.api.dialects.base import ChatDeltas, Finisher, chat_message, require, sse_event, text_of, tool_calls
+from aigateway.api.dialects.base import (
+    ChatDeltas,
+    Finisher,
+    chat_message,
+    function_tools,
+    require,
+    sse_event,
+    text_of,
+    tool_calls,
+)
 
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -108,20 +117,19 @@ def _turn(role: str, content: Any, param: str) -> list[dict[str, Any]]:
     return out
 
 
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    return function
+
+
 def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
-        require(isinstance(tools, list), "'tools' must be an array.", "tools")
-        converted = []
-        for i, tool in enumerate(tools):
-            ok = isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool.get("type") in (None, "custom")
-            require(ok, f"'tools[{i}]': only client tools (a 'name' and an 'input_schema') are supported.", "tools")
-            function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
-            if tool.get("description"):
-                function["description"] = tool["description"]
-            converted.append({"type": "function", "function": function})
-        out["tools"] = converted
+        out["tools"] = function_tools(tools, lambda tool: tool.get("type") in (None, "custom"),
+                                      "only client tools (a 'name' and an 'input_schema') are supported.", _function)
     choice = body.get("tool_choice")
     if choice is not None:
         kind: Any = choice.get("type") if isinstance(choice, dict) else None
