@@ -16,16 +16,8 @@ from aiohttp import web
 
 from aigateway.api import errors
 from aigateway.api.call import Call
-from aigateway.api.dialects.base import (
-    ChatDeltas,
-    Finisher,
-    chat_message,
-    function_tools,
-    require,
-    sse_event,
-    text_of,
-    tool_calls,
-)
+from aigateway.api.dialects import base
+from aigateway.api.dialects.base import ChatDeltas, Finisher, chat_message, require, sse_event, text_of, tool_calls
 
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
@@ -128,7 +120,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
-        out["tools"] = function_tools(tools, lambda tool: tool.get("type") in (None, "custom"),
+        out["tools"] = base.function_tools(tools, lambda tool: tool.get("type") in (None, "custom"),
                                       "only client tools (a 'name' and an 'input_schema') are supported.", _function)
     choice = body.get("tool_choice")
     if choice is not None:

@@ -19,16 +19,8 @@ import orjson
 
 from aigateway.api import errors
 from aigateway.api.call import Call
-from aigateway.api.dialects.base import (
-    ChatDeltas,
-    Finisher,
-    chat_message,
-    function_tools,
-    require,
-    sse_event,
-    text_of,
-    tool_calls,
-)
+from aigateway.api.dialects import base
+from aigateway.api.dialects.base import ChatDeltas, Finisher, chat_message, require, sse_event, text_of, tool_calls
 
 _STATEFUL = ("previous_response_id", "conversation")
 _PASSED = ("temperature", "top_p", "parallel_tool_calls", "user", "stream")
@@ -130,7 +122,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
-        out["tools"] = function_tools(tools, lambda tool: tool.get("type") == "function",
+        out["tools"] = base.function_tools(tools, lambda tool: tool.get("type") == "function",
                                       "only function tools are supported (type 'function' with a 'name').", _function)
     choice = body.get("tool_choice")
     if isinstance(choice, str):
