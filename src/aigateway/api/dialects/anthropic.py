@@ -139,11 +139,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
 class AnthropicDialect:
     name = "messages"
 
-    def __init__(self) -> None:
-        self.request: dict[str, Any] = {}
-
     def to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.request = body
         cap = body.get("max_tokens")
         require(isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1,
                 "'max_tokens' is required and must be a positive integer.", "max_tokens")
