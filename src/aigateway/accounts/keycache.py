@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.keys import hash_key
 from aigateway.accounts.tables import api_keys, customers
+from aigateway.singleflight import load_once
 from aigateway.store.metadata import utcnow
 
 
@@ -72,12 +73,7 @@ class KeyCache:
         seen = self._unknown.get(key_hash)
         if seen is not None and time.monotonic() - seen < self._negative_ttl:
             return None
-        pending = self._loading.get(key_hash)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(key_hash))
-            self._loading[key_hash] = pending
-            pending.add_done_callback(lambda _f: self._loading.pop(key_hash, None))
-        return await asyncio.shield(pending)
+        return await load_once(self._loading, key_hash, lambda: self._load(key_hash))
 
     async def _load(self, key_hash: str) -> KeyInfo | None:
         async with self._engine.connect() as conn:

@@ -69,6 +69,7 @@ from aigateway.billing import redis_scripts as scripts
 from aigateway.billing.redis_recovery import Pending, Recovery
 from aigateway.billing.redis_scripts import connect
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
+from aigateway.singleflight import load_once
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
@@ -121,7 +122,7 @@ class RedisWallet(Recovery):
         self._since: datetime | None = None
         self._started: asyncio.Future[Any] | None = None
         self._beat_task: asyncio.Task[None] | None = None
-        self._loading: dict[int, asyncio.Future[Any]] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}
         self._closed = False
         r = self._redis
         self._hold_script = r.register_script(scripts.HOLD)
@@ -215,12 +216,7 @@ class RedisWallet(Recovery):
         return int(row.balance), int(row.balance_version)
 
     async def _load(self, customer_id: int) -> None:
-        pending = self._loading.get(customer_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._seed(customer_id))
-            self._loading[customer_id] = pending
-            pending.add_done_callback(lambda _f: self._loading.pop(customer_id, None))
-        await asyncio.shield(pending)
+        await load_once(self._loading, customer_id, lambda: self._seed(customer_id))
 
     async def _seed(self, customer_id: int) -> None:
         await self._seed_snapshot(customer_id, *await self._read_balance(customer_id))

@@ -17,12 +17,13 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
+from aigateway.singleflight import load_once
 from aigateway.store.metadata import utcnow
 
 
@@ -101,7 +102,7 @@ class LocalWallet:
         self._engine = engine
         self._hold_ttl = hold_ttl
         self._accounts: dict[int, _Account] = {}
-        self._loading: dict[int, asyncio.Future[Any]] = {}
+        self._loading: dict[int, asyncio.Future[_Account]] = {}
         self._ids = itertools.count(1)
         # Serialises balance snapshots: a refresh never interleaves with a flush.
         self.lock = asyncio.Lock()
@@ -111,12 +112,7 @@ class LocalWallet:
         account = self._accounts.get(customer_id)
         if account is not None:
             return account
-        pending = self._loading.get(customer_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(customer_id))
-            self._loading[customer_id] = pending
-            pending.add_done_callback(lambda _f: self._loading.pop(customer_id, None))
-        return await asyncio.shield(pending)
+        return await load_once(self._loading, customer_id, lambda: self._load(customer_id))
 
     async def _load(self, customer_id: int) -> _Account:
         async with self.lock:

@@ -5,9 +5,13 @@ own services, the same functions the CLI calls)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import segno
 from aiohttp import web
+from multidict import MultiDictProxy
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aigateway.console import audit, customers, operators, sessions, throttle
 from aigateway.console.web import (
@@ -183,36 +187,41 @@ async def customer_page(request: web.Request, error: str | None = None, status: 
                   limits=limits)
 
 
-async def customer_money(request: web.Request) -> web.Response:
+CustomerAction = Callable[[AsyncConnection, int, MultiDictProxy[Any]], Awaitable[object]]
+
+
+async def _customer_action(request: web.Request, done: str, act: CustomerAction,
+                           refused: tuple[type[Exception], ...] = (customers.ConsoleError,)) -> web.Response:
+    """Run `act(conn, customer_id, form)` in one transaction; back to the customer page with
+    notice `done`, or the page again with the error (400) when `act` raises one of `refused`."""
     form = await request.post()
     cid = int(request.match_info["cid"])
     try:
         async with engine_of(request).begin() as conn:
-            await customers.move_money(conn, actor=actor_of(request), customer_id=cid,
-                                       kind=str(form.get("kind", "credit")), amount=str(form.get("amount", "")),
-                                       reason=str(form.get("reason", "")))
-    except (customers.ConsoleError, ValueError) as exc:
+            await act(conn, cid, form)
+    except refused as exc:
         return await customer_page(request, str(exc), 400)
-    return redirect(f"/customers/{cid}?m=money")
+    return redirect(f"/customers/{cid}?m={done}")
+
+
+async def customer_money(request: web.Request) -> web.Response:
+    actor = actor_of(request)
+    return await _customer_action(request, "money", lambda conn, cid, form: customers.move_money(
+        conn, actor=actor, customer_id=cid, kind=str(form.get("kind", "credit")),
+        amount=str(form.get("amount", "")), reason=str(form.get("reason", ""))),
+        refused=(customers.ConsoleError, ValueError))
 
 
 async def customer_status(request: web.Request) -> web.Response:
-    form = await request.post()
-    cid = int(request.match_info["cid"])
-    try:
-        async with engine_of(request).begin() as conn:
-            await customers.set_status(conn, actor=actor_of(request), customer_id=cid,
-                                       status=str(form.get("status", "")), reason=str(form.get("reason", "")))
-    except customers.ConsoleError as exc:
-        return await customer_page(request, str(exc), 400)
-    return redirect(f"/customers/{cid}?m=status")
+    actor = actor_of(request)
+    return await _customer_action(request, "status", lambda conn, cid, form: customers.set_status(
+        conn, actor=actor, customer_id=cid, status=str(form.get("status", "")), reason=str(form.get("reason", ""))))
 
 
 async def customer_sessions(request: web.Request) -> web.Response:
-    cid = int(request.match_info["cid"])
-    async with engine_of(request).begin() as conn:
-        await customers.end_sessions(conn, actor=actor_of(request), customer_id=cid)
-    return redirect(f"/customers/{cid}?m=sessions")
+    actor = actor_of(request)
+    return await _customer_action(request, "sessions", lambda conn, cid, _form: customers.end_sessions(
+        conn, actor=actor, customer_id=cid))
 
 
 async def key_limits_page(request: web.Request, *, status: int = 200, errors: dict | None = None,

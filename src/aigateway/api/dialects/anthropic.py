@@ -16,6 +16,7 @@ from aiohttp import web
 
 from aigateway.api import errors
 from aigateway.api.call import Call
+from aigateway.api.dialects import base
 from aigateway.api.dialects.base import ChatDeltas, Finisher, chat_message, require, sse_event, text_of, tool_calls
 
 _VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -108,20 +109,19 @@ def _turn(role: str, content: Any, param: str) -> list[dict[str, Any]]:
     return out
 
 
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    return function
+
+
 def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
-        require(isinstance(tools, list), "'tools' must be an array.", "tools")
-        converted = []
-        for i, tool in enumerate(tools):
-            ok = isinstance(tool, dict) and isinstance(tool.get("name"), str) and tool.get("type") in (None, "custom")
-            require(ok, f"'tools[{i}]': only client tools (a 'name' and an 'input_schema') are supported.", "tools")
-            function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
-            if tool.get("description"):
-                function["description"] = tool["description"]
-            converted.append({"type": "function", "function": function})
-        out["tools"] = converted
+        out["tools"] = base.function_tools(tools, lambda tool: tool.get("type") in (None, "custom"),
+                                      "only client tools (a 'name' and an 'input_schema') are supported.", _function)
     choice = body.get("tool_choice")
     if choice is not None:
         kind: Any = choice.get("type") if isinstance(choice, dict) else None
@@ -139,11 +139,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
 class AnthropicDialect:
     name = "messages"
 
-    def __init__(self) -> None:
-        self.request: dict[str, Any] = {}
-
     def to_chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.request = body
         cap = body.get("max_tokens")
         require(isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1,
                 "'max_tokens' is required and must be a positive integer.", "max_tokens")

@@ -44,6 +44,22 @@ def require(condition: bool, message: str, param: str | None = None) -> None:
         raise errors.bad_request(message, param=param)
 
 
+def function_tools(tools: Any, accept: Callable[[dict[str, Any]], bool], refusal: str,
+                   function_of: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The client's `tools` array -> chat completion function tools.
+
+    Every entry must be an object with a string `name` that `accept` takes (else 400 with
+    "'tools[i]': " + `refusal`); `function_of` builds its chat `function` object.
+    """
+    require(isinstance(tools, list), "'tools' must be an array.", "tools")
+    converted = []
+    for i, tool in enumerate(tools):
+        ok = isinstance(tool, dict) and isinstance(tool.get("name"), str) and accept(tool)
+        require(ok, f"'tools[{i}]': {refusal}", "tools")
+        converted.append({"type": "function", "function": function_of(tool)})
+    return converted
+
+
 def text_of(content: Any, param: str) -> str:
     """A string, or the text of a list of text parts (any `text` field), for content that is text only."""
     if isinstance(content, str):

@@ -19,6 +19,7 @@ import orjson
 
 from aigateway.api import errors
 from aigateway.api.call import Call
+from aigateway.api.dialects import base
 from aigateway.api.dialects.base import ChatDeltas, Finisher, chat_message, require, sse_event, text_of, tool_calls
 
 _STATEFUL = ("previous_response_id", "conversation")
@@ -109,21 +110,20 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    function = {"name": tool["name"]}
+    for field in ("description", "parameters", "strict"):
+        if tool.get(field) is not None:
+            function[field] = tool[field]
+    return function
+
+
 def _tools(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tools = body.get("tools")
     if tools:
-        require(isinstance(tools, list), "'tools' must be an array.", "tools")
-        converted = []
-        for i, tool in enumerate(tools):
-            ok = isinstance(tool, dict) and tool.get("type") == "function" and isinstance(tool.get("name"), str)
-            require(ok, f"'tools[{i}]': only function tools are supported (type 'function' with a 'name').", "tools")
-            function = {"name": tool["name"]}
-            for field in ("description", "parameters", "strict"):
-                if tool.get(field) is not None:
-                    function[field] = tool[field]
-            converted.append({"type": "function", "function": function})
-        out["tools"] = converted
+        out["tools"] = base.function_tools(tools, lambda tool: tool.get("type") == "function",
+                                      "only function tools are supported (type 'function' with a 'name').", _function)
     choice = body.get("tool_choice")
     if isinstance(choice, str):
         require(choice in ("auto", "none", "required"), "'tool_choice' must be auto, none, required or a "
