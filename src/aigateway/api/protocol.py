@@ -21,6 +21,8 @@ import asyncio
 import logging
 import re
 import signal
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -121,9 +123,13 @@ class GatewayRunner(web.AppRunner):
                        **server._kwargs)
 
 
-def run_app(app: web.Application, *, host: str, port: int, shutdown_timeout: float = 60.0,
+def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None,
+            ready: Callable[[], None] | None = None, shutdown_timeout: float = 60.0,
             **runner_kwargs: Any) -> None:
     """`web.run_app` with GatewayRunner: serve until SIGINT/SIGTERM, then clean up.
+
+    Listens on `host`:`port`, or on `sock` when given (a worker's inherited socket, see
+    aigateway.serve.workers); `ready` is called once the site accepts connections.
 
     Hazard: aiohttp's own signal handling raises GracefulExit out of the loop, and
     `asyncio.run` then cancels every task at once: the usage recorder's final commit
@@ -139,7 +145,10 @@ def run_app(app: web.Application, *, host: str, port: int, shutdown_timeout: flo
             loop.add_signal_handler(sig, stop.set)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+            await site.start()
+            if ready is not None:
+                ready()
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -34,7 +34,6 @@ Why this shape:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import logging
@@ -157,28 +156,6 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def serve_socket(app: web.Application, sock: socket.socket, *, ready: Callable[[], None],
-                 shutdown_timeout: float = 60.0, **runner_kwargs: Any) -> None:
-    """`api.protocol.run_app` on an already bound socket: serve until SIGTERM/SIGINT, then clean up."""
-    from aigateway.api.protocol import GatewayRunner
-
-    async def serve() -> None:
-        runner = GatewayRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, **runner_kwargs)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock).start()
-            ready()
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(serve())
 
 
 @dataclass
@@ -375,11 +352,12 @@ def run_workers(config: Config, count: int, *, describe_error: Callable[[BaseExc
              port, count)
 
     def run_worker(index: int, sock: socket.socket, ready: Callable[[], None]) -> None:
+        from aigateway.api.protocol import run_app
         from aigateway.app import create_app
 
         _label_logs(index)
         app = create_app(worker_config(config, index))
         app.on_response_prepare.append(_worker_header(str(index)))
-        serve_socket(app, sock, ready=ready, access_log=access_log, handler_cancellation=False)
+        run_app(app, sock=sock, ready=ready, access_log=access_log, handler_cancellation=False)
 
     return Master(count, socks, run_worker, describe_error).run()
