@@ -109,6 +109,22 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture
+def prefix(redis_url):
+    """A Redis key prefix of this test's own (the shared Redis is never flushed); its keys are deleted after."""
+    import uuid
+
+    import redis
+
+    name = "aigwtest-" + uuid.uuid4().hex[:10]
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=name + ":*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def gateway_config(upstream_url: str, db_url: str, **overrides) -> Config:
     """A config with one mock provider and models for every mock behaviour."""
     provider = {"base_url": upstream_url + "/v1"}

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,18 +16,6 @@ from aigateway.billing.wallet import InsufficientBalance, WalletUnavailable
 from aigateway.store.db import create_engine
 from aigateway.store.migrate import upgrade
 from tests.support.waits import wait_until_async
-
-
-@pytest.fixture
-def prefix(redis_url):
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    name = "aigwtest-" + uuid.uuid4().hex[:10]
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=name + ":*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 class Env:

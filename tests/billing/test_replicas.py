@@ -13,8 +13,6 @@ import time
 import uuid
 
 import openai
-import pytest
-import redis
 
 from aigateway.billing.ledger import post_entry
 from aigateway.config import ModelConfig
@@ -32,17 +30,6 @@ REQUESTS = 60
 SLOW_MODEL = {"name": "mock-slow", "type": "chat", "input_price": "0.35", "output_price": "1.40",
               "max_output_tokens": 1024, "context_length": 8192,
               "routes": [{"provider": "mock", "model": "mock-chat-slow"}]}
-
-
-@pytest.fixture
-def prefix(redis_url):
-    name = "aigwtest-" + uuid.uuid4().hex[:10]
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=name + ":*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def make_config(mock_upstream, db_url: str, **overrides):

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
-import redis
 
 from aigateway.config import ModelConfig
 from aigateway.keylimits.service import set_limits
@@ -29,17 +28,6 @@ def make_config(mock_upstream, db_url, **overrides):
     config = gateway_config(mock_upstream.url, db_url, **overrides)
     config.models.append(ModelConfig.model_validate(SLOW_MODEL))
     return config
-
-
-@pytest.fixture
-def prefix(redis_url):
-    name = "aigwkl-" + uuid.uuid4().hex[:10]
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=name + ":*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def limited_key(gateways, email: str, credit: str = "10", **limits) -> tuple[int, str]:

@@ -17,11 +17,9 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 from aigateway.accounts.service import create_customer, create_key
@@ -39,17 +37,6 @@ AIGATEWAY = str(Path(sys.executable).with_name("aigateway"))
 IN, OUT = 350_000, 1_400_000  # units per 1M tokens: the models' 0.35 / 1.40 TMT
 HOLDS_THAT_FIT = 10
 REQUESTS = 60
-
-
-@pytest.fixture
-def prefix(redis_url):
-    name = "aigwtest-" + uuid.uuid4().hex[:10]
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=name + ":*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _env() -> dict:
