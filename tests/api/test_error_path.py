@@ -12,18 +12,8 @@ import openai
 import orjson
 import pytest
 
-from aigateway.demo.mock_upstream import create_mock_app
+from tests.api.private_mock import mock_upstream  # noqa: F401 (fixture: this module's own mock)
 from tests.api.rawhttp import assert_openai_error, exchange, request
-from tests.support.servers import ServerThread
-
-
-@pytest.fixture(scope="module")
-def mock_upstream():
-    """A private mock upstream: these tests forward bodies nested to the limit, which the shared
-    mock's request log (`/_mock/requests`, one level deeper) could no longer write back."""
-    server = ServerThread(lambda: create_mock_app(slow_seconds=1.5)).start()
-    yield server
-    server.stop()
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "Hello!"}]

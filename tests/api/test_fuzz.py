@@ -21,18 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigateway.demo.mock_upstream import create_mock_app
+from tests.api.private_mock import mock_upstream  # noqa: F401 (fixture: this module's own mock)
 from tests.api.rawhttp import RawResponse, assert_openai_error, exchange
-from tests.support.servers import ServerThread
-
-
-@pytest.fixture(scope="module")
-def mock_upstream():
-    """A private mock upstream: these tests forward bodies nested to the limit, which the shared
-    mock's request log (`/_mock/requests`, one level deeper) could no longer write back."""
-    server = ServerThread(lambda: create_mock_app(slow_seconds=1.5)).start()
-    yield server
-    server.stop()
 
 FUZZ_SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=True,
                      suppress_health_check=list(HealthCheck))

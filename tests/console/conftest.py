@@ -30,6 +30,27 @@ class OperatorLogin:
         return pyotp.TOTP(self.secret).at(time.time() + 30 * offset_steps)
 
 
+def browser_log_in(page, op: OperatorLogin, offset_steps: int = 0) -> None:
+    """Log `op` in through the console's log-in form (the page's base URL is the console)."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(op.email)
+    page.get_by_label("Password").fill(op.password)
+    page.get_by_label("Authenticator code").fill(op.code(offset_steps))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+
+
+def serves(client, model: str) -> bool:
+    """Whether the gateway behind an `openai.OpenAI` client answers a chat request for `model`."""
+    import openai
+
+    try:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    except openai.APIStatusError:
+        return False
+    return True
+
+
 class _Site:
     def __init__(self, url: str) -> None:
         self.url = url

@@ -8,7 +8,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import console_url, make_operator
+from tests.console.conftest import browser_log_in, console_url, make_operator, serves
 from tests.console.test_model_pricing import _config
 from tests.portal.conftest import shot
 from tests.pricing.conftest import FakeSource
@@ -34,12 +34,7 @@ def test_price_source_delete_and_key_limits_in_the_browser(start_gateway, mock_u
         page = ctx.new_page()
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
-        page.goto("/login")
-        page.get_by_label("Email").fill(admin.email)
-        page.get_by_label("Password").fill(admin.password)
-        page.get_by_label("Authenticator code").fill(admin.code())
-        with page.expect_navigation():
-            page.get_by_role("button", name="Log in").click()
+        browser_log_in(page, admin)
 
         # a provider and a model that follows the price source with +25 %
         page.goto("/providers")
@@ -58,14 +53,7 @@ def test_price_source_delete_and_key_limits_in_the_browser(start_gateway, mock_u
 
         client = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
 
-        def served() -> bool:
-            try:
-                client.chat.completions.create(model="followed", messages=[{"role": "user", "content": "hi"}])
-            except (openai.NotFoundError, openai.APIStatusError):
-                return False
-            return True
-
-        gateway.wait_for(served, timeout=15)
+        gateway.wait_for(lambda: serves(client, "followed"), timeout=15)
         page.goto("/providers")
         # 2.5 USD x 3.50 x 1.25 = 10.9375 TMT per 1M input tokens
         row = page.get_by_test_id("models").locator("tr", has_text="followed")
@@ -101,7 +89,7 @@ def test_price_source_delete_and_key_limits_in_the_browser(start_gateway, mock_u
             page.get_by_role("button", name="Delete model followed").click()
         expect(page.get_by_text("Model deleted.")).to_be_visible()
         expect(page.get_by_test_id("models")).not_to_contain_text("followed")
-        gateway.wait_for(lambda: not served(), timeout=10)
+        gateway.wait_for(lambda: not serves(client, "followed"), timeout=10)
         page.get_by_test_id("delete-provider-extra").click()
         with page.expect_navigation():
             page.get_by_role("button", name="Delete provider extra").click()

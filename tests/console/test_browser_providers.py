@@ -7,7 +7,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.console.conftest import console_url, make_operator
+from tests.console.conftest import browser_log_in, console_url, make_operator
 from tests.console.test_providers import SECRET, upstream  # noqa: F401 (fixture)
 from tests.portal.conftest import shot
 from tests.support.waits import wait_until
@@ -24,12 +24,7 @@ def test_add_provider_and_model_in_the_browser(gateway, browser, upstream, monke
     _cid, key = gateway.customer("buyer@example.com")
     ctx = browser.new_context(viewport=DESKTOP, base_url=console_url(gateway))
     page = ctx.new_page()
-    page.goto("/login")
-    page.get_by_label("Email").fill(admin.email)
-    page.get_by_label("Password").fill(admin.password)
-    page.get_by_label("Authenticator code").fill(admin.code())
-    with page.expect_navigation():
-        page.get_by_role("button", name="Log in").click()
+    browser_log_in(page, admin)
     page.goto("/providers")
     page.get_by_label("Name", exact=True).first.fill("fakeco")
     page.get_by_label("Base URL (before /chat/completions)").fill(upstream.url + "/v1")

@@ -10,7 +10,7 @@ import openai
 
 from aigateway.config import Config
 from tests.conftest import gateway_config
-from tests.console.conftest import ConsoleClient, make_operator
+from tests.console.conftest import ConsoleClient, make_operator, serves
 from tests.pricing.conftest import OR_PATH, RATE, FakeSource
 
 ROUTES = "mock mock-chat 1 1"
@@ -63,15 +63,8 @@ def test_console_model_follows_a_source_with_its_markup_on_every_replica(start_g
         primary.wait_for(lambda: price() == (9_625_000, 38_500_000, "feed"), timeout=10)
         _cid, key = primary.customer("buyer@example.com")
         client = openai.OpenAI(api_key=key, base_url=replica.base_url, max_retries=0)
-
-        def served() -> bool:
-            try:
-                client.chat.completions.create(model="followed", messages=[{"role": "user", "content": "hi"}])
-            except (openai.NotFoundError, openai.APIStatusError):
-                return False
-            return True
-
-        replica.wait_for(served, timeout=10)  # the replica never fetched: it learned it from the database
+        # the replica never fetched: it learned the model and its price from the database
+        replica.wait_for(lambda: serves(client, "followed"), timeout=10)
         req = urllib.request.Request(replica.base_url.removesuffix("/v1") + "/admin/pricing",
                                      headers={"Authorization": "Bearer pricing-token-for-the-test"})
         with urllib.request.urlopen(req, timeout=5) as resp:
