@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -228,11 +228,8 @@ class UsageRecorder:
                 if row is None:  # customers are never deleted; fail the batch (retried) rather than lose it
                     raise LedgerError(f"no customer with id {customer_id}")
                 balances[customer_id] = (row.balance, row.balance_version)
-            for key_id, when in last_used.items():
-                await conn.execute(
-                    update(api_keys).where(api_keys.c.id == key_id)
-                    .values(last_used_at=when, updated_at=api_keys.c.updated_at)
-                )
+            if last_used:  # one executemany for all keys of the batch
+                await conn.execute(_KEY_USED, [{"used_key": k, "used_at": when} for k, when in last_used.items()])
             if careful:
                 # Roll up only the records this attempt inserts: the rest were counted when they were.
                 ids = [e.id for e in batch]
@@ -287,6 +284,11 @@ class UsageRecorder:
 
 
 _FIELDS = tuple(f.name for f in fields(UsageEvent))
+
+# Built once (building it per batch cost more Python than running it); `updated_at` is set to
+# itself so its on-update default does not count a key's use as an edit.
+_KEY_USED = (update(api_keys).where(api_keys.c.id == bindparam("used_key"))
+             .values(last_used_at=bindparam("used_at"), updated_at=api_keys.c.updated_at))
 
 
 def _row(event: UsageEvent) -> dict[str, Any]:

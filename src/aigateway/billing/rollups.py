@@ -14,6 +14,7 @@ the rollups stay a few hundred rows per customer.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,6 +24,7 @@ from sqlalchemy import delete, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Insert
 
 from aigateway.billing.tables import usage_daily
 from aigateway.timeutil import as_utc
@@ -77,7 +79,12 @@ async def add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     caller's transaction (so they commit with the usage records they count)."""
     if not rows:
         return
-    dialect = conn.dialect.name
+    await conn.execute(_upsert(conn.dialect.name), rows)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Insert:
+    # Built once per dialect: building it (the `excluded` columns) cost more than running it.
     stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(usage_daily)
     t, new = usage_daily.c, stmt.excluded
     if dialect == "postgresql":
@@ -85,13 +92,12 @@ async def add(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     else:  # SQLite's max(a, b) is NULL when either is NULL
         latest = func.max(func.coalesce(t.last_charge_at, new.last_charge_at),
                           func.coalesce(new.last_charge_at, t.last_charge_at))
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[t.customer_id, t.day, t.model],
         set_={"requests": t.requests + new.requests, "input_tokens": t.input_tokens + new.input_tokens,
               "output_tokens": t.output_tokens + new.output_tokens, "cost": t.cost + new.cost,
               "charges": t.charges + new.charges, "last_charge_at": latest},
     )
-    await conn.execute(stmt, rows)
 
 
 # The rollups of every usage record, per dialect. Kept in step with the copy in migration
