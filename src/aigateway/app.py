@@ -40,7 +40,6 @@ from aigateway.providers.ollama import discover_ollama
 from aigateway.providers.router import Router
 from aigateway.providers.upstream import UpstreamClient
 from aigateway.store.db import create_engine
-from aigateway.store.loop_thread import LoopThread
 from aigateway.store.migrate import upgrade
 from aigateway.vouchers import web as vouchers_web
 
@@ -101,12 +100,9 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         spool_dir = config.billing.spool_dir or default_spool_dir(config.database.url)
         wallet = _make_wallet(config, engine, replica_id(spool_dir))
         spool = Spool(spool_dir, UsageEvent, key=lambda e: e.id)
-        # The group commit runs on its own thread and engine, off the request loop (issue 18).
-        recorder = UsageRecorder(create_engine(config.database.url, pool_size=2), wallet,
-                                 flush_interval=config.billing.flush_interval,
+        recorder = UsageRecorder(engine, wallet, flush_interval=config.billing.flush_interval,
                                  flush_max=config.billing.flush_max, spool=spool,
-                                 shutdown_grace=config.billing.shutdown_grace,
-                                 thread=LoopThread("usage-commit"))
+                                 shutdown_grace=config.billing.shutdown_grace)
         await recorder.replay()  # committed before any request is served: balances include it
         await wallet.restarted()  # what the previous run left pending is now in the balances
         recorder.start()

@@ -11,11 +11,6 @@ transaction that fails is retried with the same events, and charges keep their
 unique ledger reference (`usage:<id>`), so neither a retry nor a replay can
 charge twice. On shutdown the rest is committed for up to `shutdown_grace`
 seconds, then left in the spool.
-
-Given a `LoopThread`, the transactions run on that thread's own loop with an engine of
-their own (`engine` must then be used by nothing else): the request loop only hands a
-batch over and passes the new balances to the wallet, so a commit's few milliseconds of
-Python no longer stall the requests arriving meanwhile (bench/RESULTS.md, issue 18).
 """
 
 from __future__ import annotations
@@ -42,7 +37,6 @@ from aigateway.billing.tables import ledger_entries, usage_records
 from aigateway.billing.wallet import Wallet
 from aigateway.metrics import observe_commit
 from aigateway.store.bulk import bulk_insert, insert_ignoring_duplicates
-from aigateway.store.loop_thread import LoopThread
 from aigateway.store.metadata import utcnow
 
 log = logging.getLogger(__name__)
@@ -90,9 +84,8 @@ class UsageEvent:
 class UsageRecorder:
     def __init__(self, engine: AsyncEngine, wallet: Wallet, *, flush_interval: float = 0.05,
                  flush_max: int = 500, spool: Spool[UsageEvent] | None = None,
-                 shutdown_grace: float = 30.0, thread: LoopThread | None = None) -> None:
+                 shutdown_grace: float = 30.0) -> None:
         self._engine = engine
-        self._thread = thread
         self._wallet = wallet
         self._interval = flush_interval
         self._max = flush_max
@@ -193,14 +186,14 @@ class UsageRecorder:
         charges = [e for e in batch if e.cost]
         async with self._wallet.lock:
             if replay:  # probably partly committed already
-                balances = await self._transaction(batch, charges, careful=True)
+                balances = await self._commit(batch, charges, careful=True)
             else:
                 try:
-                    balances = await self._transaction(batch, charges, careful=False)
+                    balances = await self._commit(batch, charges, careful=False)
                 except _DUPLICATE_ERRORS:
                     # Part of this batch is already in the database: an earlier attempt did
                     # commit although it reported a failure. Write only what is missing.
-                    balances = await self._transaction(batch, charges, careful=True)
+                    balances = await self._commit(batch, charges, careful=True)
             per_customer: dict[int, int] = defaultdict(int)
             for e in charges:
                 # Replayed charges were never settled in this process's wallet: only the new
@@ -209,15 +202,6 @@ class UsageRecorder:
             for customer_id, amount in per_customer.items():
                 balance, version = balances.get(customer_id, (0, -1))
                 await self._wallet.flushed(customer_id, amount, balance, version)
-
-    async def _transaction(self, batch: list[UsageEvent], charges: list[UsageEvent], *,
-                           careful: bool) -> dict[int, tuple[int, int]]:
-        """`_commit` on the commit thread when there is one, else here."""
-        if self._thread is None:
-            return await self._commit(batch, charges, careful=careful)
-        if not self._thread.running:
-            self._thread.start()
-        return await self._thread.run(self._commit(batch, charges, careful=careful))
 
     async def _commit(self, batch: list[UsageEvent], charges: list[UsageEvent], *,
                       careful: bool) -> dict[int, tuple[int, int]]:
@@ -297,12 +281,6 @@ class UsageRecorder:
             self._flusher.cancel()
         if self._spool is not None:
             self._spool.close()
-        if self._thread is not None and self._thread.running:
-            try:  # the engine's connections belong to the thread's loop: close them there
-                await asyncio.wait_for(self._thread.run(self._engine.dispose()), 5)
-            except Exception:  # noqa: BLE001 - closing connections to a database that is gone
-                log.warning("closing the usage commit's database connections failed", exc_info=True)
-            self._thread.stop()
 
 
 _FIELDS = tuple(f.name for f in fields(UsageEvent))
