@@ -93,6 +93,17 @@ def _target_metrics(tr: dict) -> dict:
         m[f"max_rps_{key}_conns"] = _med([r["at_conns"] for r in rs])
         m[f"cpu_ms_per_req_{key}"] = _med([r["cpu_ms_per_req"] for r in rs])
         m[f"db_cpu_ms_per_req_{key}"] = _med([r.get("db_cpu_ms_per_req") for r in rs])
+    rs = _rounds(tr, "conc_zero")
+    by_conns: dict[int, list[dict]] = {}
+    for r in rs:
+        for step in r.get("steps", []):
+            by_conns.setdefault(step["conns"], []).append(step)
+    for c, steps in by_conns.items():
+        m[f"conc_{c}_rps"] = _med([s["rps"] for s in steps])
+        m[f"conc_{c}_p99_over_p50"] = _med([s["p99_us"] / s["p50_us"] for s in steps if s.get("p50_us")])
+    for c in (128, 512):  # what is kept of the req/s at 32 connections (issue 18: >= 90%)
+        m[f"conc_{c}_kept_pct"] = (100 * m[f"conc_{c}_rps"] / m["conc_32_rps"]
+                                   if m.get(f"conc_{c}_rps") and m.get("conc_32_rps") else None)
     m["idle_pss_mib"] = tr.get("idle_pss_kib", 0) / 1024 or None
     peaks = [r.get("peak_pss_kib", 0) for rs in tr.get("results", {}).values() for r in rs]
     m["load_pss_mib"] = (max(peaks) / 1024) if peaks and max(peaks) else None
@@ -221,6 +232,10 @@ ROWS = [
      False, None),
     ("max req/s (<1% errors), 0 ms route / at conns", ("max_rps_zero", "max_rps_zero_conns"), False, ("max_rps_zero",)),
     ("max req/s (<1% errors), 50 ms route / at conns", ("max_rps_slow50", "max_rps_slow50_conns"), False, ("max_rps_slow50",)),
+    ("req/s at 32 / 128 conns, 0 ms route", ("conc_32_rps", "conc_128_rps"), False, None),
+    ("  req/s at 512 conns / p99 ÷ p50 at 32", ("conc_512_rps", "conc_32_p99_over_p50"), False, None),
+    ("  % of the 32-conn req/s kept at 128 / 512", ("conc_128_kept_pct", "conc_512_kept_pct"), False, None),
+    ("  p99 ÷ p50 at 128 / 512 conns", ("conc_128_p99_over_p50", "conc_512_p99_over_p50"), False, None),
     ("CPU ms per request (incl. its DB) at max req/s, 0 / 50 ms", ("cpu_ms_per_req_zero", "cpu_ms_per_req_slow50"), False, "same"),
     ("memory PSS MiB, idle / under load", ("idle_pss_mib", "load_pss_mib"), False, "same"),
 ]

@@ -50,6 +50,9 @@ class Settings:
     rate_s: float = 4
     warmup_n: int = 300
     conns_fixed: int = 32       # the fixed-concurrency throughput tests (rps_c32_*)
+    # conc_zero: the same 0 ms route at each of these (no early stop), for "no collapse with
+    # concurrency" (issue 18): req/s at 128 and 512 against 32, and p99 against p50 at each.
+    concurrency: list[int] = field(default_factory=lambda: [32, 128, 512])
 
     @classmethod
     def quick(cls) -> "Settings":
@@ -157,6 +160,16 @@ class Bench:
         self.tally.add(t.name, "bench-embed", r["ok"], r["unfinished_max"])
         return r
 
+    def t_concurrency(self, t) -> dict:
+        steps = []
+        for c in self.s.concurrency:
+            r = self.wrk(t, "zero", c, self.s.sweep_s)
+            self.tally.add(t.name, model_name("zero"), r["ok"], r["unfinished_max"])
+            steps.append({k: r[k] for k in ("conns", "rps", "error_rate", "p50_us", "p99_us",
+                                             "target_cpu", "db_cpu", "harness_cpu", "harness_saturated",
+                                             "foreign_cpu", "noisy", "peak_pss_kib")})
+        return {"steps": steps}
+
     def t_sweep(self, t, route: str) -> dict:
         steps, best = [], None
         for c in self.s.sweep:
@@ -211,6 +224,7 @@ class Bench:
             ("stream200", lambda t: self.t_stream(t, "stream200", s.stream200_rate)),
             ("sweep_zero", lambda t: self.t_sweep(t, "zero")),
             ("sweep_slow50", lambda t: self.t_sweep(t, "slow50")),
+            ("conc_zero", self.t_concurrency),
         ]
         if not self.a.tests:
             return every
