@@ -60,6 +60,11 @@ class Settings:
                    warmup_n=150)
 
 
+# What a sweep or concurrency test keeps of each wrk step.
+STEP_FIELDS = ("conns", "rps", "error_rate", "p50_us", "p99_us", "target_cpu", "db_cpu", "harness_cpu",
+               "harness_saturated", "foreign_cpu", "noisy", "peak_pss_kib")
+
+
 def _foreign(res: dict) -> float:
     """CPU used by processes not ours during a test (worst sweep step for sweeps)."""
     if "steps" in res:
@@ -165,9 +170,7 @@ class Bench:
         for c in self.s.concurrency:
             r = self.wrk(t, "zero", c, self.s.sweep_s)
             self.tally.add(t.name, model_name("zero"), r["ok"], r["unfinished_max"])
-            steps.append({k: r[k] for k in ("conns", "rps", "error_rate", "p50_us", "p99_us",
-                                             "target_cpu", "db_cpu", "harness_cpu", "harness_saturated",
-                                             "foreign_cpu", "noisy", "peak_pss_kib")})
+            steps.append({k: r[k] for k in STEP_FIELDS})
         return {"steps": steps}
 
     def t_sweep(self, t, route: str) -> dict:
@@ -175,9 +178,7 @@ class Bench:
         for c in self.s.sweep:
             r = self.wrk(t, route, c, self.s.sweep_s)
             self.tally.add(t.name, model_name(route), r["ok"], r["unfinished_max"])
-            steps.append({k: r[k] for k in ("conns", "rps", "error_rate", "p50_us", "p99_us",
-                                             "target_cpu", "db_cpu", "harness_cpu", "harness_saturated",
-                                             "foreign_cpu", "noisy", "peak_pss_kib")})
+            steps.append({k: r[k] for k in STEP_FIELDS})
             if r["error_rate"] >= 0.01:
                 break
             improved = best is None or r["rps"] >= best["rps"] * 1.03
