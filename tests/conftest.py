@@ -175,8 +175,16 @@ def start_gateway() -> Callable[..., GatewayServer]:
         return server
 
     yield start
+    # Every one is stopped even when one fails to (its error is raised after): a replica left
+    # running would go on writing to the Redis keys that `prefix` deletes.
+    errors = []
     for server in started:
-        server.stop()
+        try:
+            server.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The one loop runner (aigateway.background.repeat): a failing job is logged and run again; `wake`
-cuts a wait short; `until` ends the loop; `Periodic.stop` cancels its jobs."""
+cuts a wait short; `until` ends the loop; `Periodic.stop` cancels its jobs, even a job that
+swallows the cancellation."""
 
 from __future__ import annotations
 
@@ -86,3 +87,45 @@ async def test_periodic_stop_cancels_its_jobs() -> None:
     await _poll(lambda: len(runs) >= 2)
     await periodic.stop()
     assert [t.get_name() for t in tasks] == ["tick"] and all(t.cancelled() for t in tasks)
+
+
+async def test_periodic_stop_ends_a_job_that_swallows_the_cancellation() -> None:
+    """As Python 3.11's wait_for (and asyncpg's connect) do when the inner call was already done:
+    the CancelledError never reaches the loop. Before the fix, stop() waited for ever."""
+    periodic = Periodic()
+    inside = asyncio.Event()
+    runs: list[int] = []
+
+    async def job() -> None:
+        runs.append(1)
+        inside.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # swallowed: the task stays "cancelling" and the loop would carry on
+
+    periodic.every(0.001, job, "swallower")
+    [task] = periodic._tasks
+    await asyncio.wait_for(inside.wait(), 5)
+    await asyncio.wait_for(periodic.stop(), 5)
+    assert task.cancelled() and runs == [1]
+
+
+async def test_a_cancellation_withdrawn_inside_the_job_does_not_end_the_loop() -> None:
+    """asyncio.timeout() cancels and then uncancels its own task: that is no request to stop."""
+    runs: list[int] = []
+
+    async def job() -> None:
+        runs.append(1)
+        try:
+            async with asyncio.timeout(0.001):
+                await asyncio.sleep(3600)
+        except TimeoutError:
+            pass
+
+    task = asyncio.create_task(repeat(job, 0.001, "timeouts"))
+    await _poll(lambda: len(runs) >= 3)
+    assert not task.done()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()

@@ -7,6 +7,7 @@ any HTTP client, exactly as a customer would.
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -63,9 +64,20 @@ class ServerThread:
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    async def _stacks(self) -> str:
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=out)
+        return out.getvalue()
+
     def stop(self) -> None:
         if self.loop is None or not self.loop.is_running():
             return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(60)
+        try:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(60)
+        except TimeoutError:
+            # Say what the clean-up is stuck on: a bare TimeoutError from CI tells nothing.
+            stacks = asyncio.run_coroutine_threadsafe(self._stacks(), self.loop).result(10)
+            raise TimeoutError(f"the server's clean-up did not end within 60 s; its tasks:\n{stacks}") from None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
