@@ -23,6 +23,7 @@ import pytest
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
 from aigateway.accounts.service import create_customer, create_key
+from aigateway.api.protocol import LISTEN_BACKLOG
 from aigateway.billing.ledger import post_entry
 from aigateway.config import Config
 from aigateway.money import request_cost, to_units
@@ -166,6 +167,12 @@ def fire(base: str, key: str, n: int, model: str):
     return asyncio.run(_fire(base, key, n, model))
 
 
+def listen_backlogs(port: int) -> list[int]:
+    """The accept queue size of each socket listening on the port (`ss`: Send-Q of a LISTEN row)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[2]) for line in out.splitlines() if line.startswith("LISTEN")]
+
+
 def test_two_workers_share_holds_restart_and_stop_clean(pg_url, redis_url, prefix, mock_upstream, tmp_path):
     served = Served(tmp_path, pg_url, mock_upstream.url, redis_url, prefix)
     _, probe = asyncio.run(_customer(pg_url, "probe@example.com", None))
@@ -173,6 +180,7 @@ def test_two_workers_share_holds_restart_and_stop_clean(pg_url, redis_url, prefi
     try:
         served.wait_for(r"all 2 workers ready")
         assert len(re.findall(r"operator console on", served.text())) == 1  # worker 0 only
+        assert listen_backlogs(served.port) == [LISTEN_BACKLOG] * 2  # one SO_REUSEPORT socket each
 
         [(status, _, _, refusal)] = fire(served.base, probe, 1, "mock-slow")
         assert status == 402
@@ -294,6 +302,9 @@ def test_without_redis_the_default_is_one_process(tmp_path, mock_upstream):
         answers = fire(served.base, key, 4, "llama-3.1-70b")
         assert [r[0] for r in answers] == [200] * 4
         assert {r[1] for r in answers} == {None}  # no worker header: the one process answers
+        # Not aiohttp's 128: a burst of new connections to a busy loop overflowed it, and every
+        # dropped SYN waited out TCP's 1-3-7 s retransmit back-off (bench/ streams_1k).
+        assert listen_backlogs(served.port) == [LISTEN_BACKLOG]
         assert "workers" not in served.text()
         assert served.stop() == 0
     finally:

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_LINE = 8192  # bytes; longer URLs get 414
 MAX_HEADER_FIELD = 8190  # bytes (aiohttp's default); a longer header gets 431
 MAX_HEADERS = 128  # more header lines get 431
+# Connections the kernel queues before the loop accepts them. aiohttp's default (128) overflowed
+# when 500 clients a second connected to a busy loop: the kernel dropped their SYNs and each one
+# waited out TCP's retransmit back-off (1, 3, 7 s) before its first byte (bench/ streams_1k).
+LISTEN_BACKLOG = 1024
 
 _DATA_REPR = re.compile(r"""b'|b"|bytearray\(""")
 
@@ -145,7 +149,9 @@ def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 0, soc
             loop.add_signal_handler(sig, stop.set)
         await runner.setup()
         try:
-            site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+            # (SockSite too: asyncio's create_server calls listen() again on an inherited socket.)
+            site = (web.SockSite(runner, sock, backlog=LISTEN_BACKLOG) if sock is not None
+                    else web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG))
             await site.start()
             if ready is not None:
                 ready()

@@ -50,6 +50,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aigateway.api.protocol import LISTEN_BACKLOG
 from aigateway.billing.spool import SEGMENT_SUFFIX, default_spool_dir
 from aigateway.config import Config
 
@@ -123,7 +124,7 @@ def orphan_spools(config: Config, workers: int) -> list[Path]:
     return found
 
 
-def listeners(host: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket]:
+def listeners(host: str, port: int, count: int, backlog: int = LISTEN_BACKLOG) -> list[socket.socket]:
     """`count` SO_REUSEPORT sockets on host:port; OSError EADDRINUSE if anything else holds the port."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, address = infos[0]
