@@ -19,11 +19,14 @@ USAGE = {
     "stream20": (12, 20),
     "stream200": (12, 200),
     "stream0": (12, 20),
+    "stream1k": (12, 200),
 }
 EMBED_TOKENS = 8
-STREAM_FIRST_DELAY = {"stream20": 0.05, "stream200": 0.05, "stream0": 0.0}  # seconds before the first chunk
-STREAM_GAP = {"stream20": 0.010, "stream200": 0.002, "stream0": 0.0}  # seconds between chunks
-STREAM_CHUNKS = {"stream20": 20, "stream200": 200, "stream0": 20}
+# stream1k: 200 chunks at 10 a second (a 20 s answer), for 1,000 streams in flight at once.
+STREAM_FIRST_DELAY = {"stream20": 0.05, "stream200": 0.05, "stream0": 0.0, "stream1k": 0.05}  # s before chunk 1
+STREAM_GAP = {"stream20": 0.010, "stream200": 0.002, "stream0": 0.0, "stream1k": 0.100}  # seconds between chunks
+STREAM_CHUNKS = {"stream20": 20, "stream200": 200, "stream0": 20, "stream1k": 200}
+STREAMS = ("stream20", "stream200", "stream0", "stream1k")
 
 _ID = "chatcmpl-$request_id"  # nginx variable: unique per request
 _CREATED = 1767225600
@@ -91,14 +94,14 @@ def _location(path: str, body: list[str], ctype: str = "application/json") -> st
 
 def nginx_conf(prefix: str, port: int) -> str:
     locs = []
-    for pre in ["", "/zero", "/slow50", "/stream20", "/stream200", "/stream0"]:
+    for pre in ["", "/zero", "/slow50", *(f"/{r}" for r in STREAMS)]:
         locs.append(_location(f"{pre}/v1/models", [f"echo -n '{_MODELS}';"]))
         locs.append(_location(f"{pre}/v1/embeddings", [f"echo -n '{_embedding()}';"]))
     locs.append(_location("/v1/chat/completions", [f"echo -n '{_completion('zero')}';"]))
     locs.append(_location("/zero/v1/chat/completions", [f"echo -n '{_completion('zero')}';"]))
     locs.append(_location("/slow50/v1/chat/completions",
                           ["echo_sleep 0.05;", f"echo -n '{_completion('slow50')}';"]))
-    for r in ("stream20", "stream200", "stream0"):
+    for r in STREAMS:
         locs.append(_location(f"/{r}/v1/chat/completions", _stream_body(r), "text/event-stream"))
     tmp = os.path.join(prefix, "tmp")
     return f"""load_module {ECHO_MODULE};

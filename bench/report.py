@@ -79,7 +79,7 @@ def _target_metrics(tr: dict) -> dict:
     m["rate_zero_p50_ms"] = _med([r["p50_ms"] for r in rs])
     m["rate_zero_p99_ms"] = _med([r["p99_ms"] for r in rs])
     m["rate_zero_errors"] = sum(r["errors"] for r in rs)
-    for test in ("stream20", "stream200"):
+    for test in ("stream20", "stream200", "streams_1k"):
         rs = _rounds(tr, test)
         for k in ("ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "gap_p99_ms"):
             m[f"{test}_{k}"] = _med([r[k] for r in rs])
@@ -126,6 +126,9 @@ ADDED = {  # added-latency key -> (test, field in the raw result, scale to ms)
     "rate_zero_p50": ("rate_zero", "p50_ms", 1), "rate_zero_p99": ("rate_zero", "p99_ms", 1),
     "stream20_ttft_p50": ("stream20", "ttft_p50_ms", 1), "stream20_ttft_p99": ("stream20", "ttft_p99_ms", 1),
     "stream200_ttft_p50": ("stream200", "ttft_p50_ms", 1), "stream200_ttft_p99": ("stream200", "ttft_p99_ms", 1),
+    "stream200_gap_p99": ("stream200", "gap_p99_ms", 1),
+    "streams_1k_ttft_p50": ("streams_1k", "ttft_p50_ms", 1), "streams_1k_ttft_p99": ("streams_1k", "ttft_p99_ms", 1),
+    "streams_1k_gap_p99": ("streams_1k", "gap_p99_ms", 1),
 }
 
 
@@ -222,6 +225,14 @@ ROWS = [
     ("stream 200 chunks: TTFT p50 / p99 ms", ("stream200_ttft_p50_ms", "stream200_ttft_p99_ms"), False, None),
     ("  added TTFT", ("added_stream200_ttft_p50_ms", "added_stream200_ttft_p99_ms"), True, "same"),
     ("  chunk gap p99 ms / lost chunks", ("stream200_gap_p99_ms", "stream200_lost_chunks"), False, None),
+    ("  added chunk gap p99 (target <= 2 ms) / failed streams", ("added_stream200_gap_p99_ms", "stream200_errors"),
+     True, None),
+    ("1,000 streams at once, 200 chunks at 10/s: TTFT p50 / p99 ms",
+     ("streams_1k_ttft_p50_ms", "streams_1k_ttft_p99_ms"), False, None),
+    ("  added TTFT", ("added_streams_1k_ttft_p50_ms", "added_streams_1k_ttft_p99_ms"), True, None),
+    ("  chunk gap p99 ms / lost chunks", ("streams_1k_gap_p99_ms", "streams_1k_lost_chunks"), False, None),
+    ("  added chunk gap p99 (target <= 2 ms) / failed streams", ("added_streams_1k_gap_p99_ms", "streams_1k_errors"),
+     True, None),
     ("latency c=1, embeddings, p50 / p99 ms", ("c1_embed_p50_ms", "c1_embed_p99_ms"), False, None),
     ("  added vs direct", ("added_c1_embed_p50_ms", "added_c1_embed_p99_ms"), True, None),
     ("latency c=1, whole 20-chunk stream (0 ms gaps), p50 / p99 ms", ("c1_stream0_p50_ms", "c1_stream0_p99_ms"),

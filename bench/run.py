@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import gate  # noqa: E402
+from cases import Cases  # noqa: E402
 import mock  # noqa: E402
 import profile_spy  # noqa: E402
 import report  # noqa: E402
@@ -46,6 +47,10 @@ class Settings:
     stream_s: float = 4
     stream20_rate: float = 10   # streams per second, open loop
     stream200_rate: float = 4
+    # streams_1k: 1,000 streams of 200 chunks, 10 a second, in flight at once (issue 18):
+    # started at this rate over this many seconds; each lasts ~20 s.
+    streams1k_rate: float = 200
+    streams1k_s: float = 5
     fixed_rate: float = 50      # requests per second, open loop, 0 ms route
     rate_s: float = 4
     warmup_n: int = 300
@@ -56,13 +61,9 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        return cls(rounds=1, lat_s=2, sweep_s=2, sweep=[16, 64], stream_s=2, rate_s=2,
+        return cls(rounds=1, lat_s=2, sweep_s=2, sweep=[16, 64], stream_s=2, rate_s=2, streams1k_s=1,
                    warmup_n=150)
 
-
-# What a sweep or concurrency test keeps of each wrk step.
-STEP_FIELDS = ("conns", "rps", "error_rate", "p50_us", "p99_us", "target_cpu", "db_cpu", "harness_cpu",
-               "harness_saturated", "foreign_cpu", "noisy", "peak_pss_kib")
 
 
 def _foreign(res: dict) -> float:
@@ -86,7 +87,7 @@ class Tally:
             d[target][model] += v
 
 
-class Bench:
+class Bench(Cases):
     def __init__(self, a, s: Settings, out: str):
         self.a, self.s, self.out = a, s, out
         self.deadline = time.monotonic() + a.max_minutes * 60
@@ -101,7 +102,7 @@ class Bench:
         out = {}
         for r in ROUTES:
             body = {"model": model_name(r), "messages": [{"role": "user", "content": "Say pong."}],
-                    "max_tokens": 256 if r == "stream200" else 64}
+                    "max_tokens": 256 if mock.STREAM_CHUNKS.get(r, 0) > 64 else 64}
             if r.startswith("stream"):
                 body.update(stream=True, stream_options={"include_usage": True})
             out[r] = self._body_file(r, body)
@@ -151,89 +152,6 @@ class Bench:
         wait_idle(t.pids + t.db_pids)
         return wrk.run(t.chat_url(route), self.bodies[route], t.token, conns, seconds,
                        t.pids, self.harness_pids, t.db_pids)
-
-    # ----- tests ---------------------------------------------------------
-    def t_latency(self, t, route: str, conns: int) -> dict:
-        r = self.wrk(t, route, conns, self.s.lat_s)
-        self.tally.add(t.name, model_name(route), r["ok"], r["unfinished_max"])
-        return r
-
-    def t_embed(self, t, conns: int) -> dict:
-        wait_idle(t.pids + t.db_pids)
-        r = wrk.run(t.embed_url(), self.bodies["embed"], t.token, conns, self.s.lat_s,
-                    t.pids, self.harness_pids, t.db_pids)
-        self.tally.add(t.name, "bench-embed", r["ok"], r["unfinished_max"])
-        return r
-
-    def t_concurrency(self, t) -> dict:
-        steps = []
-        for c in self.s.concurrency:
-            r = self.wrk(t, "zero", c, self.s.sweep_s)
-            self.tally.add(t.name, model_name("zero"), r["ok"], r["unfinished_max"])
-            steps.append({k: r[k] for k in STEP_FIELDS})
-        return {"steps": steps}
-
-    def t_sweep(self, t, route: str) -> dict:
-        steps, best = [], None
-        for c in self.s.sweep:
-            r = self.wrk(t, route, c, self.s.sweep_s)
-            self.tally.add(t.name, model_name(route), r["ok"], r["unfinished_max"])
-            steps.append({k: r[k] for k in STEP_FIELDS})
-            if r["error_rate"] >= 0.01:
-                break
-            improved = best is None or r["rps"] >= best["rps"] * 1.03
-            if best is None or r["rps"] > best["rps"]:
-                best = r
-            if not improved:
-                break   # saturated: more connections only add queueing
-        return {"steps": steps,
-                "max_rps": best["rps"] if best else 0.0,
-                "at_conns": best["conns"] if best else None,
-                # CPU of the target and of its database, per request
-                "cpu_ms_per_req": (1000 * (best["target_cpu"] + best["db_cpu"]) / best["rps"])
-                if best and best["rps"] else None,
-                "db_cpu_ms_per_req": (1000 * best["db_cpu"] / best["rps"]) if best and best["rps"] else None,
-                "harness_saturated": bool(best and best["harness_saturated"]),
-                "noisy": any(st["noisy"] for st in steps),
-                "peak_pss_kib": max(s["peak_pss_kib"] for s in steps)}
-
-    def t_stream(self, t, route: str, rate: float) -> dict:
-        r = self.loadgen("stream", t, t.chat_url(route), self.bodies[route], self.s.stream_s,
-                         rate=rate, chunks=mock.STREAM_CHUNKS[route])
-        self.tally.add(t.name, model_name(route), r["ok"], r["errors"])
-        return r
-
-    def t_rate(self, t) -> dict:
-        r = self.loadgen("rate", t, t.chat_url("zero"), self.bodies["zero"], self.s.rate_s,
-                         rate=self.s.fixed_rate)
-        self.tally.add(t.name, "bench-zero", r["ok"], r["errors"])
-        return r
-
-    def tests(self):
-        s, c = self.s, self.s.conns_fixed
-        every = [
-            ("lat_c1_zero", lambda t: self.t_latency(t, "zero", 1)),
-            ("lat_c1_embed", lambda t: self.t_embed(t, 1)),
-            ("lat_c1_stream0", lambda t: self.t_latency(t, "stream0", 1)),
-            ("rps_c32_zero", lambda t: self.t_latency(t, "zero", c)),
-            ("rps_c32_stream0", lambda t: self.t_latency(t, "stream0", c)),
-            ("rps_c32_embed", lambda t: self.t_embed(t, c)),
-            ("lat_c16_slow50", lambda t: self.t_latency(t, "slow50", 16)),
-            ("lat_c64_slow50", lambda t: self.t_latency(t, "slow50", 64)),
-            ("rate_zero", self.t_rate),
-            ("stream20", lambda t: self.t_stream(t, "stream20", s.stream20_rate)),
-            ("stream200", lambda t: self.t_stream(t, "stream200", s.stream200_rate)),
-            ("sweep_zero", lambda t: self.t_sweep(t, "zero")),
-            ("sweep_slow50", lambda t: self.t_sweep(t, "slow50")),
-            ("conc_zero", self.t_concurrency),
-        ]
-        if not self.a.tests:
-            return every
-        known = {name for name, _ in every}
-        unknown = set(self.a.tests) - known
-        if unknown:
-            raise SystemExit(f"unknown tests {sorted(unknown)}; known: {sorted(known)}")
-        return [(name, fn) for name, fn in every if name in self.a.tests]
 
     def warmup(self, t) -> dict:
         """Exact closed-loop traffic (counted for the gate) so lazy imports and

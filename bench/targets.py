@@ -26,7 +26,7 @@ LITELLM_VERSION = "1.108.7"   # pinned; keep in step with setup.sh
 
 # prices: TMT per 1M tokens (decimal strings, as in gateway.toml)
 IN_PRICE, OUT_PRICE, EMBED_PRICE = "0.35", "1.40", "0.02"
-ROUTES = ("zero", "slow50", "stream20", "stream200", "stream0")
+ROUTES = ("zero", "slow50", "stream20", "stream200", "stream0", "stream1k")
 
 
 def model_name(route: str) -> str:
