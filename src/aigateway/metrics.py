@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -83,21 +84,35 @@ def upstream_clock() -> UpstreamClock | None:
     return _CLOCK.get()
 
 
+# The labelled children, looked up once: `metric.labels(...)` validates its arguments and takes
+# a lock on every call, and seven calls per request were ~1.5% of the gateway's CPU under load
+# (a py-spy profile of bench/). As many entries as the metrics' own label sets, never removed.
+_CHILDREN: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (metric, *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
+
+
 def observe_call(model: str, endpoint: str, provider: str | None, status: int, seconds: float,
                  input_tokens: int, output_tokens: int, cost: int) -> None:
-    REQUESTS.labels(model, endpoint, provider or "", str(status)).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    _child(REQUESTS, model, endpoint, provider or "", str(status)).inc()
+    _child(LATENCY, endpoint).observe(seconds)
     clock = _CLOCK.get()
     upstream = min(seconds, clock.seconds()) if clock is not None else 0.0
     if clock is not None and clock.attempts:
-        UPSTREAM.labels(endpoint).observe(upstream)
-    GATEWAY_ADDED.labels(endpoint).observe(max(0.0, seconds - upstream))
+        _child(UPSTREAM, endpoint).observe(upstream)
+    _child(GATEWAY_ADDED, endpoint).observe(max(0.0, seconds - upstream))
     if input_tokens:
-        TOKENS.labels(model, "input").inc(input_tokens)
+        _child(TOKENS, model, "input").inc(input_tokens)
     if output_tokens:
-        TOKENS.labels(model, "output").inc(output_tokens)
+        _child(TOKENS, model, "output").inc(output_tokens)
     if cost:
-        CHARGED.labels(model).inc(cost)
+        _child(CHARGED, model).inc(cost)
 
 
 COMMIT_BATCH = Histogram("aigateway_usage_commit_batch_size", "Usage events per group commit", registry=REGISTRY,
