@@ -90,8 +90,8 @@ async def test_periodic_stop_cancels_its_jobs() -> None:
 
 
 async def test_periodic_stop_ends_a_job_that_swallows_the_cancellation() -> None:
-    """As Python 3.11's wait_for (and asyncpg's connect) do when the inner call was already done:
-    the CancelledError never reaches the loop. Before the fix, stop() waited for ever."""
+    """As Python 3.11's wait_for does when the inner call was already done: the CancelledError
+    never reaches the loop. Before the fix, stop() waited for ever."""
     periodic = Periodic()
     inside = asyncio.Event()
     runs: list[int] = []

@@ -29,15 +29,20 @@ async def repeat(job: Callable[[], Awaitable[object]], interval: float | Callabl
     delay: Callable[[], float] = interval if callable(interval) else (lambda: interval)
     waiting = not run_first
     task = asyncio.current_task()
-    while until is None or not until():
+
+    def stop_if_cancelled() -> None:
         # Hazard: a job may swallow the CancelledError meant for this task (Python 3.11's
         # `asyncio.wait_for` returns an inner result that was ready when the cancel came, and
-        # library code built on it can do the same). The loop would then go on for ever and the
-        # clean-up that cancelled it (`Periodic.stop`, a shutdown) would wait for it for ever:
-        # seen in CI as a replica's shutdown hung past 60 s, the balance refresh (PostgreSQL and
-        # Redis calls) still looping. A cancel that was asked for and never withdrawn ends it.
+        # library code built on it can do the same; so can the `wake` wait below). The loop would
+        # then go on for ever and the clean-up that cancelled it (`Periodic.stop`, a shutdown)
+        # would wait for it for ever: seen in CI as a replica's shutdown hung past 60 s, the
+        # balance refresh (PostgreSQL and Redis calls) still looping. A cancel that was asked
+        # for and never withdrawn (asyncio.timeout withdraws its own) ends the loop.
         if task is not None and task.cancelling():
             raise asyncio.CancelledError
+
+    while until is None or not until():
+        stop_if_cancelled()
         if waiting:
             if wake is None:
                 await asyncio.sleep(delay())
@@ -50,6 +55,7 @@ async def repeat(job: Callable[[], Awaitable[object]], interval: float | Callabl
                     return
                 wake.clear()
         waiting = True
+        stop_if_cancelled()
         try:
             await job()
         except Exception:
