@@ -34,7 +34,7 @@ class Cases:
             r = self.wrk(t, "zero", c, self.s.sweep_s)
             self.tally.add(t.name, model_name("zero"), r["ok"], r["unfinished_max"])
             steps.append({k: r[k] for k in STEP_FIELDS})
-        return {"steps": steps}
+        return {"steps": steps, "peak_pss_kib": max((st["peak_pss_kib"] for st in steps), default=0)}
 
     def t_sweep(self, t, route: str) -> dict:
         steps, best = [], None
