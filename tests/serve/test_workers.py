@@ -298,7 +298,8 @@ def test_without_redis_the_default_is_one_process(tmp_path, mock_upstream):
     _, key = asyncio.run(_customer(f"sqlite+aiosqlite:///{tmp_path}/gw.db", "one@example.com", to_units("1")))
     served.start("--log-level", "INFO")
     try:
-        served.wait_for(r"aigateway ready")
+        # (Not "aigateway ready": start-up logs it before the port listens; CI once connected in between.)
+        served.wait_for(rf"listening on http://127\.0\.0\.1:{served.port}")
         answers = fire(served.base, key, 4, "llama-3.1-70b")
         assert [r[0] for r in answers] == [200] * 4
         assert {r[1] for r in answers} == {None}  # no worker header: the one process answers

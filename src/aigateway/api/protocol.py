@@ -153,6 +153,10 @@ def run_app(app: web.Application, *, host: str = "127.0.0.1", port: int = 0, soc
             site = (web.SockSite(runner, sock, backlog=LISTEN_BACKLOG) if sock is not None
                     else web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG))
             await site.start()
+            if sock is None:  # (a worker's master says where its workers listen)
+                # Only now does the port accept connections: "aigateway ready" is logged at start-up,
+                # before the listener opens, and a client that connects on that line may be refused.
+                log.info("listening on %s", site.name)
             if ready is not None:
                 ready()
             await stop.wait()
