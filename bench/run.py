@@ -65,7 +65,6 @@ class Settings:
                    warmup_n=150)
 
 
-
 def _foreign(res: dict) -> float:
     """CPU used by processes not ours during a test (worst sweep step for sweeps)."""
     if "steps" in res:
