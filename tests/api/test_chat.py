@@ -149,3 +149,21 @@ def test_upstream_cookies_are_not_shared_between_customers(start_gateway, mock_u
     api.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "set-cookie"}])
     api.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "again"}])
     assert mock_requests(mock_upstream)[-1]["_cookie"] is None
+
+
+def test_a_long_stream_without_usage_is_billed_on_all_its_text(start_gateway, mock_upstream, sqlite_url):
+    """300 events (~50 KB, past what the filter keeps raw): the estimate counts every one of them."""
+    long_nousage = {"name": "mock-long-nousage", "type": "chat", "input_price": "0.35", "output_price": "1.40",
+                    "max_output_tokens": 1024, "context_length": 8192,
+                    "routes": [{"provider": "mock", "model": "mock-chat-long-nousage"}]}
+    gateway = start_gateway(gateway_config(mock_upstream.url, sqlite_url, models=[long_nousage]))
+    cid, key = gateway.customer("longnousage@example.com", credit="10")
+    messages = [{"role": "user", "content": "Tell me a long story."}]
+    chunks = list(client(gateway, key).chat.completions.create(model="mock-long-nousage", messages=messages,
+                                                               stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 300
+    [usage] = gateway.usage(cid)
+    assert usage.estimated and usage.output_tokens == count_text_tokens(streamed) > 300
+    assert usage.input_tokens == count_chat_prompt(messages)
+    assert gateway.balance(cid) == 10_000_000 - request_cost(usage.input_tokens, usage.output_tokens, IN, OUT)

@@ -3,7 +3,8 @@
 import orjson
 import pytest
 
-from aigateway.api.sse import NotSSE, SSEFilter
+from aigateway.api import sse as sse_module
+from aigateway.api.sse import KEEP_RAW_BYTES, NotSSE, SSEFilter
 from aigateway.api.tokens import count_text_tokens
 
 
@@ -91,3 +92,49 @@ def test_the_fast_path_hands_multi_line_events_and_spaced_usage_to_the_parser():
     sse = SSEFilter(strip_usage=False)
     assert sse.feed(raw) == raw and sse.usage == {"prompt_tokens": 1, "completion_tokens": 2}
     assert sse.generated_tokens() == count_text_tokens("axb") > 0
+
+
+def reasoning_chunk(field: str, text: str) -> bytes:
+    return b"data: " + orjson.dumps({"object": "chat.completion.chunk",
+                                     "choices": [{"index": 0, "delta": {field: text}}]}) + b"\n\n"
+
+
+def test_a_long_stream_is_not_kept_raw():
+    # 20,000 events (~1.6 MB of JSON) without usage: what is kept to count tokens is about
+    # KEEP_RAW_BYTES raw plus the rest compressed, and the count is that of the whole text.
+    sse = SSEFilter(strip_usage=False)
+    raw_bytes = 0
+    for i in range(20_000):
+        event = chunk(f"w{i % 10} ")
+        raw_bytes += len(event)
+        assert sse.feed(event) == event
+    text = "".join(f"w{i % 10} " for i in range(20_000))
+    assert raw_bytes > 1_500_000
+    assert sse.kept_bytes() <= KEEP_RAW_BYTES + len(chunk("w0 ")) + raw_bytes // 20
+    assert sse.generated_tokens() == count_text_tokens(text) > 0
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
+@pytest.mark.parametrize("size", [1, 97, 4096])
+def test_compressing_kept_events_counts_the_same(monkeypatch, eol, size):
+    # The same stream counted with compressed batches (a small budget) and without (a huge one).
+    pieces = [chunk(f"piece {i} ", eol=eol) for i in range(400)]
+    pieces[100] = b"data: {not json" + eol + eol
+    pieces[200] = b": a comment" + eol + eol
+    pieces[300] = b'data: {"choices":' + eol + b'data: [{"delta": {"content": "two lines"}}]}' + eol + eol
+    raw = b"".join(pieces) + b"data: [DONE]" + eol + eol
+    counts = []
+    for budget in (256, 2**40):
+        monkeypatch.setattr(sse_module, "KEEP_RAW_BYTES", budget)
+        sse = SSEFilter(strip_usage=False)
+        assert feed_split(sse, raw, size) == raw and sse.done
+        counts.append(sse.generated_tokens())
+    text = {100: "", 200: "", 300: "two lines"}
+    assert counts[0] == counts[1] == count_text_tokens("".join(text.get(i, f"piece {i} ") for i in range(400)))
+
+
+def test_reasoning_and_refusals_are_counted_as_output():
+    sse = SSEFilter(strip_usage=False)
+    sse.feed(reasoning_chunk("reasoning_content", "First, think. ") + reasoning_chunk("reasoning", "Then more. ")
+             + reasoning_chunk("refusal", "No. ") + chunk("Answer."))
+    assert sse.generated_tokens() == count_text_tokens("First, think. Then more. No. Answer.")
