@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table
+from sqlalchemy import DateTime, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,11 +28,34 @@ def insert_ignoring_duplicates(conn: AsyncConnection, table: Table) -> Insert:
     raise RuntimeError(f"unsupported database dialect {dialect}")
 
 
-def _sqlite_value(value):
-    # The text form SQLAlchemy's SQLite DATETIME type writes and reads back (UTC, no offset).
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _sqlite_stamp(value: datetime) -> str:
+    # The text form SQLAlchemy's SQLite DATETIME type writes and reads back: the wall time, no
+    # offset, always six digits of microseconds. (isoformat is ~5x faster than strftime; its
+    # first 26 characters are exactly that form, an offset only follows them.)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+_stamp_columns: dict[tuple[str, tuple[str, ...]], tuple[int, ...]] = {}
+
+
+def _sqlite_rows(table: Table, columns: tuple[str, ...], rows: list[tuple]) -> list[tuple]:
+    """The rows with their DateTime columns as SQLite text; the other values pass as they are."""
+    key = (table.name, columns)
+    stamps = _stamp_columns.get(key)
+    if stamps is None:
+        stamps = _stamp_columns[key] = tuple(i for i, name in enumerate(columns)
+                                             if isinstance(table.c[name].type, DateTime))
+    if not stamps:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in stamps:
+            value = values[i]
+            if isinstance(value, datetime):
+                values[i] = _sqlite_stamp(value)
+        out.append(tuple(values))
+    return out
 
 
 async def bulk_insert(conn: AsyncConnection, table: Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -51,4 +74,4 @@ async def bulk_insert(conn: AsyncConnection, table: Table, columns: tuple[str, .
     else:
         placeholders = ", ".join("?" * len(columns))
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
-        await driver.executemany(sql, [tuple(_sqlite_value(v) for v in row) for row in rows])
+        await driver.executemany(sql, _sqlite_rows(table, columns, rows))
