@@ -264,7 +264,7 @@ def table(summary: dict) -> str:
                    f"end {cal[-1]}", ""] if cal else []) + [f"note: {n}" for n in meta.get("notes", [])] + [""]
     for profile, p in summary["profiles"].items():
         ts, r = p["targets"], p["ratios_litellm_over_ours"]
-        names = [n for n in ("direct", *[n for n in ts if n.startswith("ours")], "litellm") if n in ts]
+        names = [n for n in ("direct", "floor", *[n for n in ts if n.startswith("ours")], "litellm") if n in ts]
         out += [f"## profile: {profile}", "",
                 "| metric | " + " | ".join(names) + " | litellm / ours |", "|---" * (len(names) + 2) + "|"]
         for label, (a, b), plus, rk in ROWS:

@@ -32,7 +32,7 @@ import report  # noqa: E402
 import wrk  # noqa: E402
 from postgres import Postgres  # noqa: E402
 from procs import LOAD_CPU, NOISY, TARGET_CPU, Procs, Sampler, foreign_load, pss_kib, tree, wait_idle  # noqa: E402
-from targets import ROUTES, Direct, LiteLLM, Ours, expected_costs, model_name, ours_variant  # noqa: E402
+from targets import ROUTES, Direct, Floor, LiteLLM, Ours, expected_costs, model_name, ours_variant  # noqa: E402
 
 PY = sys.executable
 LOADGEN = os.path.join(HERE, "loadgen.py")
@@ -196,6 +196,8 @@ class Bench(Cases):
         ph: dict = {"targets": {}, "notes": []}
         self.tally = Tally()
         targets = [Direct(mock_base)]
+        if "floor" in self.a.targets:
+            targets.append(Floor(mock.free_port(), mock_base, cpus=self.a.target_cpus))
         for name in [n for n in self.a.targets if n.startswith("ours")]:
             tag = name.replace("-", "_")
             db = (pg.createdb(f"{tag}_{profile}").replace("postgresql://", "postgresql+asyncpg://")

@@ -100,6 +100,23 @@ class Direct(Target):
         return f"{self.base}/zero/v1/embeddings"
 
 
+class Floor(Target):
+    """bench/floor_proxy.py: aiohttp + uvloop forwarding and nothing else (the stack's floor)."""
+    name = "floor"
+
+    def __init__(self, port: int, mock_base: str, cpus: str = str(TARGET_CPU)):
+        self.port, self.mock_base, self.cpus = port, mock_base, cpus
+        self.base = f"http://127.0.0.1:{port}"
+
+    def start(self, procs: Procs, log: str) -> None:
+        cmd = [os.path.join(REPO, ".venv", "bin", "python"), os.path.join(HERE, "floor_proxy.py"),
+               "--port", str(self.port), "--mock", self.mock_base]
+        self.proc = procs.start("floor", cmd, cpu=self.cpus, log=log)
+        if not _wait_http(f"{self.base}/healthz", self.proc, 30):
+            self.na = f"did not start; see {log}"
+            self.stop(procs)
+
+
 def ours_variant(name: str) -> dict:
     """Options of an `ours...` target name: `ours`, `ours-norewrite` (answers keep the upstream's
     model name: per-model `rewrite_model = false`), `ours-wN` (N worker processes sharing holds
