@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.keys import hash_key
@@ -44,6 +44,8 @@ _QUERY = select(
     api_keys.c.revoked_at,
     customers.c.status,
 ).join(customers, customers.c.id == api_keys.c.customer_id)
+# The refresh's statement, built once (it runs every second on the request loop).
+_CHANGED = _QUERY.where((api_keys.c.updated_at >= bindparam("since")) | (customers.c.updated_at >= bindparam("since")))
 
 
 def _to_info(row: Row[*tuple[Any, ...]]) -> KeyInfo | None:
@@ -97,9 +99,8 @@ class KeyCache:
         started = utcnow()
         # Overlap the window a little: clocks of replicas and commit order differ.
         since = self._since - timedelta(seconds=2)
-        query = _QUERY.where((api_keys.c.updated_at >= since) | (customers.c.updated_at >= since))
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(_CHANGED, {"since": since})).all()
         for row in rows:
             info = _to_info(row)
             if info is None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.keylimits.service import spent_since, to_limits
@@ -95,6 +95,11 @@ def spend_refusal(limits: KeyLimits, spent: int, now: datetime) -> LimitReached:
                         seconds_to_period_end(limits.spend_period, now))
 
 
+# The refresh's statements, built once (it runs every second on the request loop).
+_ALL_LIMITS = select(api_key_limits)
+_CHANGED_LIMITS = select(api_key_limits).where(api_key_limits.c.updated_at >= bindparam("since"))
+
+
 class KeyLimiter:
     def __init__(self, engine: AsyncEngine, counters: Counters, *, refresh_interval: float = 1.0) -> None:
         self._engine = engine
@@ -108,11 +113,11 @@ class KeyLimiter:
 
     async def refresh(self) -> None:
         started = utcnow()
-        query = select(api_key_limits)
-        if self._since is not None:  # overlap a little: replicas' clocks and commit order differ
-            query = query.where(api_key_limits.c.updated_at >= self._since - timedelta(seconds=2))
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            if self._since is None:
+                rows = (await conn.execute(_ALL_LIMITS)).all()
+            else:  # overlap a little: replicas' clocks and commit order differ
+                rows = (await conn.execute(_CHANGED_LIMITS, {"since": self._since - timedelta(seconds=2)})).all()
         for row in rows:
             self._limits[row.key_id] = to_limits(row)
         self._since = started

@@ -41,6 +41,18 @@ from aigateway.providers.tables import catalog_models, catalog_providers
 log = logging.getLogger(__name__)
 
 
+
+# The refresh's statements, built once: it runs every few seconds on the request loop, and building
+# a statement (and its cache key) costs more of the loop's time than the query of a small table.
+_PROVIDERS = select(catalog_providers)
+_MODELS = select(catalog_models)
+_LIMITS = select(model_limits)
+_PRICES = select(
+    model_prices.c.model, model_prices.c.updated_at, price_versions.c.id, price_versions.c.input_price,
+    price_versions.c.output_price, price_versions.c.free,
+    *(price_versions.c[name] for name in (*EXTRA_FIELDS, "tiers")),
+).join(price_versions, price_versions.c.id == model_prices.c.price_version_id)
+
 class Catalog:
     def __init__(self, models: list[Model], *, refresh_interval: float = 5.0,
                  providers: dict[str, Provider] | None = None) -> None:
@@ -61,16 +73,11 @@ class Catalog:
         self.version += 1
 
     async def refresh(self, engine: AsyncEngine) -> None:
-        query = select(
-            model_prices.c.model, model_prices.c.updated_at, price_versions.c.id, price_versions.c.input_price,
-            price_versions.c.output_price, price_versions.c.free,
-            *(price_versions.c[name] for name in (*EXTRA_FIELDS, "tiers")),
-        ).join(price_versions, price_versions.c.id == model_prices.c.price_version_id)
         async with engine.connect() as conn:
-            db_providers = (await conn.execute(select(catalog_providers))).all()
-            db_models = (await conn.execute(select(catalog_models))).all()
-            rows = (await conn.execute(query)).all()
-            limits = (await conn.execute(select(model_limits))).all()
+            db_providers = (await conn.execute(_PROVIDERS)).all()
+            db_models = (await conn.execute(_MODELS)).all()
+            rows = (await conn.execute(_PRICES)).all()
+            limits = (await conn.execute(_LIMITS)).all()
         changed = self._apply_db_models(db_providers, db_models)
         changed = self._apply_limits(limits) or changed
         for row in rows:
