@@ -9,7 +9,7 @@ from tests.conftest import gateway_config
 from tests.support.servers import ServerThread
 
 FAULTS = ("cut", "html", "not-completion", "json", "stall", "done-in-text", "malformed", "garbage", "no-done",
-          "odd-choices", "silent", "good")
+          "odd-choices", "silent", "slow", "good")
 READ_TIMEOUT = 0.5  # seconds of silence before a route counts as stalled
 
 

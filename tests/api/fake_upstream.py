@@ -4,6 +4,8 @@
     done-in-text     a stream whose text contains "data: [DONE]", that event split across two writes
     silent           a stream that sends its headers, then nothing
     stall            a stream that sends three chunks, then nothing (until the gateway hangs up)
+    slow             a good stream of SLOW_PIECES chunks, SLOW_GAP s apart (each gap under the read
+                     timeout, all of them several times it)
     malformed        a stream with the chunk {"choices":[{"delta":"oops"}]} and no usage
     garbage          a stream whose second event is an HTML page
     no-done          a stream that ends cleanly without `data: [DONE]`
@@ -25,6 +27,7 @@ from aiohttp import web
 GOOD_USAGE = {"prompt_tokens": 100, "completion_tokens": 200, "total_tokens": 300}
 DONE_TEXT = ["Here is how SSE ends: ", "data: [DONE]\n\n", " and the story goes on ", "to the end."]
 STALL_TEXT = ["Once ", "upon ", "a time"]
+SLOW_PIECES, SLOW_GAP = 8, 0.3
 HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n\n"
 
 
@@ -100,6 +103,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
             await write(_chunk(model, {"content": piece}))
         await _wait_for_hang_up(request)
         return response
+    elif model == "slow":
+        for i in range(SLOW_PIECES):
+            await asyncio.sleep(SLOW_GAP)
+            await write(_chunk(model, {"content": f"word{i} "}))
     elif model == "malformed":
         await write(_chunk(model, {"content": "hello there"}, with_usage=False))
         await write(b'data: {"choices":[{"delta":"oops"}]}\n\n')

@@ -19,7 +19,7 @@ import pytest
 from aigateway.api.tokens import count_chat_prompt, count_text_tokens, prompt_token_bound
 from aigateway.money import request_cost
 from tests.api.conftest import READ_TIMEOUT
-from tests.api.fake_upstream import DONE_TEXT, GOOD_USAGE, STALL_TEXT
+from tests.api.fake_upstream import DONE_TEXT, GOOD_USAGE, SLOW_GAP, SLOW_PIECES, STALL_TEXT
 from tests.conftest import service_missing
 
 IN, OUT = 350_000, 1_400_000  # 0.35 / 1.40 TMT per 1M tokens, in units
@@ -73,6 +73,22 @@ def test_done_inside_the_text_split_across_reads_is_relayed_whole_and_billed_by_
     assert_books_balance(gateway, cid, 315)
 
 
+def test_a_slow_stream_is_not_a_stall_however_long_it_runs(faulty_gateway):
+    """Every gap is under the route's read timeout, the whole stream several times it: relayed whole.
+    (The relay keeps one stall timer per stream; it must count each wait, not the stream's age.)"""
+    assert SLOW_GAP < READ_TIMEOUT < SLOW_GAP * SLOW_PIECES / 3
+    gateway = faulty_gateway
+    cid, key = gateway.customer("slow@example.com")
+    client = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
+    chunks = list(client.chat.completions.create(model="slow", stream=True, messages=MESSAGES))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "".join(f"word{i} " for i in range(SLOW_PIECES))
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    [usage] = gateway.wait_for(lambda: gateway.usage(cid))
+    assert usage.error is None and not usage.estimated and usage.cost == cost(100, 200)
+    assert_books_balance(gateway, cid, cost(100, 200))
+
+
 def test_a_stall_mid_stream_raises_in_the_sdk_is_recorded_as_stalled_and_charged_by_estimate(faulty_gateway):
     gateway = faulty_gateway
     cid, key = gateway.customer("stall@example.com")
@@ -85,7 +101,8 @@ def test_a_stall_mid_stream_raises_in_the_sdk_is_recorded_as_stalled_and_charged
     assert "sent nothing" in raised.value.message
     assert time.monotonic() - started < READ_TIMEOUT + 5  # ended by the read timeout, not by the upstream
     assert "".join(received) == "".join(STALL_TEXT)
-    [usage] = gateway.usage(cid)
+    # The SDK raises at the error event, before the bill: a first estimate waits for the tokenizer.
+    [usage] = gateway.wait_for(lambda: gateway.usage(cid))
     assert usage.error == "upstream stalled" and usage.estimated and usage.status == 200
     expected_in, expected_out = count_chat_prompt(MESSAGES), count_text_tokens("".join(STALL_TEXT))
     assert (usage.input_tokens, usage.output_tokens) == (expected_in, expected_out)

@@ -175,8 +175,12 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route: Rout
     try:
         await client.open(request)
         await client.send(first)
-        fault = await _pump(upstream, sse, client, gateway.config.billing.disconnect_drain_seconds,
-                            route.provider.read_timeout)
+        stall = _StallWatch(upstream, route.provider.read_timeout)
+        try:
+            fault = await _pump(upstream, sse, client, gateway.config.billing.disconnect_drain_seconds,
+                                route.provider.read_timeout, stall)
+        finally:
+            stall.stop()
         if fault is not None:
             log.warning("stream %s on %s: %s", call.id, route.key, fault.record)
             await client.send(transform.fail(fault.message, fault.code) if transform else fault.event(), own=True)
@@ -193,7 +197,7 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route: Rout
 
 
 async def _pump(upstream: aiohttp.ClientResponse, sse: SSEFilter, client: _Client, drain_seconds: float,
-                read_timeout: float) -> StreamFault | None:
+                read_timeout: float, stall: _StallWatch) -> StreamFault | None:
     """Relay upstream events to the client until `[DONE]`; what ended the stream otherwise.
 
     A client that leaves is not a reason to stop: the upstream is read (for at most
@@ -203,7 +207,7 @@ async def _pump(upstream: aiohttp.ClientResponse, sse: SSEFilter, client: _Clien
         while not sse.done:
             if client.gone and drain_until is None:
                 drain_until = time.monotonic() + drain_seconds
-            data = await _read(upstream, drain_until)
+            data = await _read(upstream, drain_until, stall)
             if not data:
                 await client.send(sse.end())
                 if sse.done:
@@ -246,19 +250,66 @@ async def _closing(call: Call, sse: SSEFilter, transform: StreamTransform) -> by
         return b""
 
 
-async def _read(upstream: aiohttp.ClientResponse, drain_until: float | None) -> bytes:
-    if drain_until is None:
-        return await upstream.content.readany()
-    remaining = drain_until - time.monotonic()
-    if remaining <= 0:
-        raise _DrainOver
+class _StallWatch:
+    """The route's `read_timeout` for a relayed stream: one timer per stream, not one per chunk.
+
+    aiohttp's `sock_read` cancels and re-creates a timer for every chunk it receives (two new
+    objects a chunk, ~5% of the relay's CPU with many streams, and more work for the garbage
+    collector). From the first event on, the relay turns that off and keeps this one: only time
+    spent waiting for the upstream counts (`waiting_since`), so a client slow to read is never
+    taken for a stalled upstream, and while chunks flow the timer fires at most once per timeout.
+    A stall ends the stream as aiohttp's would: `ServerTimeoutError` from the read.
+    """
+
+    __slots__ = ("_content", "_handle", "_loop", "_timeout", "waiting_since")
+
+    def __init__(self, upstream: aiohttp.ClientResponse, timeout: float | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._content = upstream.content
+        self._timeout = timeout
+        self.waiting_since: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        protocol = upstream.connection.protocol if upstream.connection is not None else None
+        if timeout and protocol is not None:  # (no connection: the body is all here already)
+            protocol.read_timeout = None  # aiohttp's timer ends at its next chunk; the next request sets its own
+            self._handle = self._loop.call_later(timeout, self._check)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _check(self) -> None:
+        assert self._timeout is not None  # (only scheduled with a timeout)
+        since = self.waiting_since
+        if since is not None and self._loop.time() - since >= self._timeout:
+            self._handle = None
+            self._content.set_exception(aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
+            return
+        self._handle = self._loop.call_at((since if since is not None else self._loop.time()) + self._timeout,
+                                          self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+async def _read(upstream: aiohttp.ClientResponse, drain_until: float | None, stall: _StallWatch) -> bytes:
+    stall.waiting_since = stall.now()
     try:
-        async with asyncio.timeout(remaining) as deadline:
+        if drain_until is None:
             return await upstream.content.readany()
-    except TimeoutError:
-        if deadline.expired():
-            raise _DrainOver from None
-        raise
+        remaining = drain_until - time.monotonic()
+        if remaining <= 0:
+            raise _DrainOver
+        try:
+            async with asyncio.timeout(remaining) as deadline:
+                return await upstream.content.readany()
+        except TimeoutError:
+            if deadline.expired():
+                raise _DrainOver from None
+            raise
+    finally:
+        stall.waiting_since = None
 
 
 def _record_text(client_gone: bool, fault: StreamFault | None) -> str | None:
