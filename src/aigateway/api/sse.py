@@ -224,20 +224,7 @@ class SSEFilter:
 
 def _streamed_text(events: bytes) -> str:
     """The text the model generated in these forwarded events; never raises (see `generated_tokens`)."""
-    pieces: list[str] = []
-    for event in _EVENT_END.split(events):
-        try:
-            if event.startswith(b"data: {") and b"\n" not in event and b"\r" not in event:
-                data: bytes | None = event[6:]  # the common one-line event, without the line parser
-            else:
-                data, _ = parse_event(event)
-            if data is None or data == _DONE:
-                continue
-            chunk = orjson.loads(data)
-        except (orjson.JSONDecodeError, ValueError):
-            continue
-        pieces.extend(_delta_texts(chunk))
-    return "".join(pieces)
+    return "".join(text for chunk in chat_events(events) for text in _delta_texts(chunk))
 
 
 def _delta_texts(chunk: object) -> list[str]:
