@@ -41,7 +41,6 @@ from aigateway.providers.tables import catalog_models, catalog_providers
 log = logging.getLogger(__name__)
 
 
-
 # The refresh's statements, built once: it runs every few seconds on the request loop, and building
 # a statement (and its cache key) costs more of the loop's time than the query of a small table.
 _PROVIDERS = select(catalog_providers)
@@ -52,6 +51,7 @@ _PRICES = select(
     price_versions.c.output_price, price_versions.c.free,
     *(price_versions.c[name] for name in (*EXTRA_FIELDS, "tiers")),
 ).join(price_versions, price_versions.c.id == model_prices.c.price_version_id)
+
 
 class Catalog:
     def __init__(self, models: list[Model], *, refresh_interval: float = 5.0,
