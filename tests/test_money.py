@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from aigateway.money import MoneyError, format_tmt, request_cost, to_units
+from aigateway.money import MoneyError, format_tmt, request_cost, to_units, two_price_cost
 
 
 def test_cost_is_exact_and_rounds_up_to_a_whole_unit():
@@ -16,6 +16,12 @@ def test_cost_is_exact_and_rounds_up_to_a_whole_unit():
     assert request_cost(0, 0, 350_000, 1_400_000) == 0
     # one token of a cheap model still costs one unit, never zero
     assert request_cost(1, 0, 1, 0) == 1
+
+
+def test_the_two_price_formula_is_request_cost_with_its_defaults():
+    for args in [(7, 3, 350_000, 1_400_000), (1_000_000, 0, 350_000, 1_400_000), (1, 0, 1, 0), (0, 0, 5, 5),
+                 (-4, 9, 350_000, 1_400_000), (3, -1, 7, 11), (999_999, 999_999, 49_999_999, 1)]:
+        assert two_price_cost(*args) == request_cost(*args), args
 
 
 def test_rounding_happens_once_on_the_sum_not_per_token_class():

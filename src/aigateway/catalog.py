@@ -17,11 +17,11 @@ when it starts and is charged at it, whatever changes while it runs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aigateway.money import request_cost
+from aigateway.money import request_cost, two_price_cost
 from aigateway.usage import Counts
 
 if TYPE_CHECKING:
@@ -73,6 +73,16 @@ class Price:
     request_price: int | None = None  # units per request
     image_price: int | None = None  # units per input image
     tiers: tuple[Tier, ...] = ()  # ascending by `above`
+    # One rate for every input token and one for every output token (no tiers, no cache, reasoning,
+    # request or image rates): `cost` and `ceiling` are then the plain two-price formula, which is
+    # what most models bill by and what every request computes twice (hold and charge).
+    _plain: bool = field(init=False, repr=False, compare=False, default=False)
+
+    def __post_init__(self) -> None:
+        plain = (not self.tiers and self.cached_input_price is None and self.cache_write_price is None
+                 and self.cache_write_long_price is None and self.reasoning_price is None
+                 and not self.request_price and not self.image_price)
+        object.__setattr__(self, "_plain", plain)
 
     @classmethod
     def from_row(cls, row: Any, version_id: int | None = None) -> Price:
@@ -117,6 +127,8 @@ class Price:
         """Units charged for these counts: the tier chosen on the full input, one rounding."""
         if self.free:
             return 0
+        if self._plain:
+            return two_price_cost(counts.input, counts.output, self.input_price, self.output_price)
         terms = self._terms(self.tier(counts.input))
         return request_cost(counts.input, counts.output, terms.pop("input_price"), terms.pop("output_price"),
                             cached_tokens=counts.cached, cache_write_tokens=counts.cache_write,
@@ -127,6 +139,8 @@ class Price:
         """The hold: the most `cost` can be for at most these counts (and one request fee)."""
         if self.free:
             return 0
+        if self._plain:
+            return two_price_cost(max_input, max_output, self.input_price, self.output_price)
         worst_in = worst_out = 0
         for tier in (None, *(t for t in self.tiers if max_input > t.above)):
             t = self._terms(tier)

@@ -74,6 +74,13 @@ def format_tmt(units: int, places: int = 6) -> str:
     return str(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
+def two_price_cost(input_tokens: int, output_tokens: int, input_price: int, output_price: int) -> int:
+    """`request_cost` with only its four positional arguments (every default resolved to them):
+    the same formula with nothing else to resolve, for the prices that have no other rate."""
+    exact = max(input_tokens, 0) * input_price + max(output_tokens, 0) * output_price
+    return -(-exact // TOKENS_PER_PRICE)
+
+
 def request_cost(input_tokens: int, output_tokens: int, input_price: int, output_price: int, *,
                  cached_tokens: int = 0, cache_write_tokens: int = 0, cache_write_long_tokens: int = 0,
                  reasoning_tokens: int = 0, images: int = 0, requests: int = 0,

@@ -336,3 +336,24 @@ def test_the_receipt_gives_the_breakdown_it_was_billed_for(start_gateway, fake_u
             data["request_fees"]) == (1200, 1000, 300, 100, 1)
     assert data["breakdown"] == "1,200 input of which 1,000 cached, 300 output of which 100 reasoning, 1 request fee"
     assert to_units(data["cost"]) == record.cost == expected_units(FINE, **counts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(input_price=_units, output_price=_units, bound=st.integers(0, 400_000), cap=st.integers(0, 100_000),
+       data=st.data())
+def test_the_two_price_shortcut_bills_as_the_full_formula(input_price, output_price, bound, cap, data):
+    """A price with one input and one output rate takes a shortcut (`Price._plain`); the same rates
+    spelled out in every optional field go the full way. Both must bill and hold the same."""
+    plain = Price(1, input_price, output_price)
+    spelled = Price(1, input_price, output_price, False, input_price, input_price, input_price, output_price, 0, 0)
+    assert plain._plain and not spelled._plain
+    full = data.draw(st.integers(0, bound))
+    cached = data.draw(st.integers(0, full))
+    written = data.draw(st.integers(0, full - cached))
+    output = data.draw(st.integers(0, cap))
+    counts = Counts(full, output, cached, written, data.draw(st.integers(0, full - cached - written)),
+                    data.draw(st.integers(0, output)), images=data.draw(st.integers(0, 3)),
+                    requests=data.draw(st.integers(0, 1)))
+    assert plain.cost(counts) == spelled.cost(counts)
+    assert plain.ceiling(bound, cap, 3) == spelled.ceiling(bound, cap, 3)
+    assert plain.cost(counts) <= plain.ceiling(bound, cap, 3)
