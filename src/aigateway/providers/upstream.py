@@ -7,6 +7,7 @@ aiohttp was chosen by measurement: on this machine its client did
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from aigateway import metrics
 from aigateway.providers.routes import Route
@@ -28,6 +29,9 @@ class UnexpectedAnswer(Exception):
     the next route is tried while nothing has reached the client."""
 
 
+_MAX_URLS = 1024
+
+
 def retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -35,6 +39,11 @@ def retryable_status(status: int) -> bool:
 class UpstreamClient:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Built once per distinct value, not per request: a ClientTimeout costs ~8 µs to make and
+        # a URL string is parsed again (~1.7 µs) on every call (microbenchmarks on this project's
+        # VM). Both are immutable; the maps hold one entry per provider setting / route URL seen.
+        self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60)
@@ -61,14 +70,22 @@ class UpstreamClient:
         """
         provider = route.provider
         assert self._session is not None, "UpstreamClient.start() was not awaited"
-        timeout = aiohttp.ClientTimeout(
-            total=provider.timeout, sock_connect=provider.connect_timeout, sock_read=provider.read_timeout
-        )
+        limits = (provider.timeout, provider.connect_timeout, provider.read_timeout)
+        timeout = self._timeouts.get(limits)
+        if timeout is None:
+            timeout = self._timeouts[limits] = aiohttp.ClientTimeout(
+                total=provider.timeout, sock_connect=provider.connect_timeout, sock_read=provider.read_timeout)
+        address = provider.base_url + path
+        url = self._urls.get(address)
+        if url is None:
+            if len(self._urls) >= _MAX_URLS:  # (operators edit providers; the map never grows unbounded)
+                self._urls.clear()
+            url = self._urls[address] = URL(address)
         clock = metrics.upstream_clock()  # the call's upstream time: this attempt until its last byte
         attempt = clock.begin() if clock is not None else 0
         try:
             response = await self._session.post(
-                provider.base_url + path, data=body, headers=provider.request_headers, timeout=timeout
+                url, data=body, headers=provider.request_headers, timeout=timeout
             )
         except TimeoutError as exc:
             if clock is not None:
