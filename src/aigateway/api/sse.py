@@ -17,8 +17,10 @@ nor `[DONE]`, an event larger than `MAX_EVENT_BYTES`) raises `NotSSE`.
 
 Memory: what was streamed is kept to count tokens if no usage comes, and raw that is ~200
 bytes of JSON per token (megabytes for a long reasoning answer, per stream). Past
-`KEEP_RAW_BYTES` the kept events are compressed (zlib level 1: ~40x smaller for such
-chunks at ~0.3 µs an event; reducing them to their text instead cost ~3.6 µs an event).
+`KEEP_RAW_BYTES` the kept events are compressed: raw deflate, level 1, with a 4 KiB window and a
+small state (`_pack`). zlib's defaults allocate and clear ~270 KB of state per call, ~50 µs
+whatever the input; this costs ~7 µs for 4 KiB (~0.3 µs an event) and is ~20x smaller for such
+chunks. Reducing them to their text instead cost ~3.6 µs an event.
 """
 
 from __future__ import annotations
@@ -44,7 +46,18 @@ _FIELDS = frozenset((b"data", b"event", b"id", b"retry"))
 _EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r|\n)")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 MAX_EVENT_BYTES = 2**22  # one chat chunk is small; an endless "event" is not SSE
-KEEP_RAW_BYTES = 2**14  # forwarded events kept as they came before they are compressed
+KEEP_RAW_BYTES = 2**12  # forwarded events kept as they came before they are compressed
+_PACK_WBITS = -12  # raw deflate (no header), a 4 KiB window: the blocks are about that long
+_PACK_MEMLEVEL = 2  # a small hash table: cheap to set up for each block
+
+
+def _pack(data: bytes) -> bytes:
+    packer = zlib.compressobj(1, zlib.DEFLATED, _PACK_WBITS, _PACK_MEMLEVEL)
+    return packer.compress(data) + packer.flush()
+
+
+def _unpack(data: bytes) -> bytes:
+    return zlib.decompress(data, _PACK_WBITS)
 
 
 class NotSSE(Exception):
@@ -200,7 +213,7 @@ class SSEFilter:
         self._seen.append(block)
         self._seen_bytes += len(block)
         if self._seen_bytes > KEEP_RAW_BYTES:
-            self._packed.append(zlib.compress(b"".join(self._seen), 1))
+            self._packed.append(_pack(b"".join(self._seen)))
             self._seen.clear()
             self._seen_bytes = 0
 
@@ -214,7 +227,7 @@ class SSEFilter:
         Never raises: a malformed chunk contributes nothing (settlement must run whatever came).
         """
         # One compressed batch at a time: a long answer is never all raw in memory again.
-        text = "".join([_streamed_text(zlib.decompress(p)) for p in self._packed]) + _streamed_text(
+        text = "".join([_streamed_text(_unpack(p)) for p in self._packed]) + _streamed_text(
             b"".join(self._seen))
         try:
             return count_text_tokens(text)
