@@ -1,11 +1,8 @@
 """Prometheus metrics of the request path (exposed through the official prometheus-client library).
 
 `observe_call` is the one update per finished request (api/call.py, the call's settlement): a few
-in-memory counter/histogram increments, no I/O, no lock. Invariant: the request-path metrics
-(`LoopCounter`, `LoopHistogram`) are updated and scraped on the event loop's thread only, so a
-plain dict update is atomic for them; anything updated from another thread uses prometheus_client's
-own (locked) types. Its duration is split in two histograms:
-time spent waiting on upstreams and the time the gateway added. `start_call` (one line
+in-memory counter/histogram increments, no I/O, no lock. A request's duration is split in two
+histograms: time spent waiting on upstreams and the time the gateway added. `start_call` (one line
 where a call begins) puts a fresh `UpstreamClock` in a context variable; the upstream
 client (providers/upstream.py) reports each attempt's span to it, from sending the request
 to the upstream's last body byte (or its failure); `observe_call` reads it. Every task
@@ -14,6 +11,12 @@ leaks from one request to the next on a kept-alive connection. The state the ope
 (holds open, group-commit backlog, deposit watcher lag, price fetch status) is read at
 scrape time by probes.py, not on the hot path. Imports nothing of the project, so the
 API layer can call it without depending on the console.
+
+Invariant: the request-path metrics (`LoopCounter`, `LoopHistogram`) are updated on the event
+loop's thread only, and scraped there too (the console's listener runs on the same loop), so an
+update needs no lock; anything updated from another thread uses prometheus_client's own (locked)
+types. Hazard: a scrape copies each dict before reading it, since a process that runs more than one
+loop (the test suite does) could otherwise see one change size mid-iteration.
 """
 
 from __future__ import annotations
@@ -36,11 +39,10 @@ Labels = tuple[str, ...]
 class LoopCounter:
     """A labelled counter that only the event loop's thread updates: one dict update an increment.
 
-    prometheus_client's own Counter takes a lock on every `inc` (it may be updated from any thread),
-    and with histograms the seven updates of each request cost ~9.7 µs (a microbenchmark on this
-    project's VM; 2.4 µs here). Every update here runs on the loop and
-    so does the scrape (console/probes.py, in its handler), so neither needs a lock. Exposed as
-    prometheus_client's Counter is: `<name>_total` (without the `_created` sample).
+    prometheus_client's own Counter takes a lock on every `inc` (it may be updated from any thread);
+    with its histograms, the seven updates of each request cost ~9.7 µs, and 2.4 µs with these (a
+    microbenchmark on this project's VM). Exposed as prometheus_client's Counter is: `<name>_total`
+    (without the `_created` sample).
     """
 
     __slots__ = ("documentation", "labelnames", "name", "values")
@@ -54,7 +56,7 @@ class LoopCounter:
 
     def family(self) -> Metric:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, value in self.values.items():
+        for labels, value in list(self.values.items()):
             family.add_metric(labels, value)
         return family
 
@@ -79,7 +81,7 @@ class LoopHistogram:
 
     def family(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for labels, series in self.series.items():
+        for labels, series in list(self.series.items()):
             cumulative, buckets = 0.0, []
             for bound, count in zip((*self._bounds, math.inf), series[:-1], strict=True):
                 cumulative += count
