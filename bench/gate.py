@@ -27,11 +27,14 @@ def expected_cost(input_tokens: int, output_tokens: int, in_price: str, out_pric
 QUERIES = {
     "usage": "SELECT model, status, cost, COUNT(*) FROM usage_records GROUP BY model, status, cost",
     "charges": "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM ledger_entries WHERE kind = 'charge'",
-    # charges that match no usage record, or whose amount is not minus its cost
+    # charges that match no usage record, or whose amount is not minus its cost. The join looks the
+    # record up by its id (`substr` of the reference), not by an expression of u.id: SQLite cannot use
+    # an index for `l.reference = 'usage:' || u.id` from this side and scanned the whole table for each
+    # charge (107 s for 30,000 rows, 0.03 s this way; the same count).
     "orphan_charges": (
         "SELECT COUNT(*) FROM ledger_entries l LEFT JOIN usage_records u "
-        "ON l.reference = 'usage:' || u.id WHERE l.kind = 'charge' "
-        "AND (u.id IS NULL OR l.amount <> -u.cost)"),
+        "ON substr(l.reference, 1, 6) = 'usage:' AND u.id = substr(l.reference, 7) "
+        "WHERE l.kind = 'charge' AND (u.id IS NULL OR l.amount <> -u.cost)"),
     # billed usage records without exactly one charge
     "unbilled_usage": (
         "SELECT COUNT(*) FROM usage_records u WHERE u.cost > 0 AND "

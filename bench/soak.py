@@ -57,8 +57,7 @@ def main() -> int:
     p.add_argument("--wait-quiet", type=float, default=60)
     p.add_argument("--out", default=None)
     p.add_argument("--gate", action="store_true",
-                   help="run the ledger gate at the end (its correlated query is quadratic on "
-                        "SQLite: minutes at a soak's row count; fine with --db postgres)")
+                   help="run the ledger gate at the end")
     a = p.parse_args()
     a.max_minutes = a.seconds / 60 + 10   # what Bench expects
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
