@@ -127,13 +127,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 # The collector's thresholds once the heap is frozen (CPython's default: 700, 10, 10). A young pass
 # runs every GC_THRESHOLDS[0] net allocations of container objects. Requests and relayed chunks make
-# many short-lived ones: at 700, young passes ran hundreds of times a second, promoted live requests'
-# objects to the older generations, and full passes followed. At 20,000 most of those objects are
+# many short-lived ones: at 700, young passes ran between a request's allocations, promoted live
+# requests' objects to the older generations, and full passes followed. At 20,000 most of those objects are
 # freed by reference counting first. bench/ streams_1k (1,000 streams open) with a gc-callback probe,
 # start-up excluded: 31 pauses over 1 ms totalling 200 ms, one a 58 ms full pass -> 8 pauses, 61 ms,
 # the longest 11.5 ms, no full pass. Under request load (bench/ sweep_zero, A/B in one session) a
 # request's CPU fell from 0.56-0.59 to 0.46-0.47 ms. Cyclic garbage waits for at most that many
-# allocations longer; bench/soak.py (5 min under load) stays flat (bench/RESULTS.md).
+# allocations longer; bench/soak.py stays flat (5 min on SQLite, 30 min on PostgreSQL; RESULTS.md).
 GC_THRESHOLDS = (20_000, 20, 10)
 
 
