@@ -177,8 +177,7 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route: Rout
         await client.send(first)
         stall = _StallWatch(upstream, route.provider.read_timeout)
         try:
-            fault = await _pump(upstream, sse, client, gateway.config.billing.disconnect_drain_seconds,
-                                route.provider.read_timeout, stall)
+            fault = await _pump(upstream, sse, client, gateway.config.billing.disconnect_drain_seconds, stall)
         finally:
             stall.stop()
         if fault is not None:
@@ -197,7 +196,7 @@ async def _relay(gateway: Gateway, call: Call, request: web.Request, route: Rout
 
 
 async def _pump(upstream: aiohttp.ClientResponse, sse: SSEFilter, client: _Client, drain_seconds: float,
-                read_timeout: float, stall: _StallWatch) -> StreamFault | None:
+                stall: _StallWatch) -> StreamFault | None:
     """Relay upstream events to the client until `[DONE]`; what ended the stream otherwise.
 
     A client that leaves is not a reason to stop: the upstream is read (for at most
@@ -216,7 +215,7 @@ async def _pump(upstream: aiohttp.ClientResponse, sse: SSEFilter, client: _Clien
                                    "The upstream provider ended the stream early. The partial response was billed.")
             await client.send(sse.feed(data))
     except Exception as exc:
-        return _fault_of(exc, read_timeout)
+        return _fault_of(exc, stall.timeout)
     return None
 
 
@@ -261,12 +260,12 @@ class _StallWatch:
     A stall ends the stream as aiohttp's would: `ServerTimeoutError` from the read.
     """
 
-    __slots__ = ("_content", "_handle", "_loop", "_timeout", "waiting_since")
+    __slots__ = ("_content", "_handle", "_loop", "timeout", "waiting_since")
 
-    def __init__(self, upstream: aiohttp.ClientResponse, timeout: float | None) -> None:
+    def __init__(self, upstream: aiohttp.ClientResponse, timeout: float) -> None:
         self._loop = asyncio.get_running_loop()
         self._content = upstream.content
-        self._timeout = timeout
+        self.timeout = timeout  # seconds; 0 turns the watch off, as it does aiohttp's
         self.waiting_since: float | None = None
         self._handle: asyncio.TimerHandle | None = None
         protocol = upstream.connection.protocol if upstream.connection is not None else None
@@ -278,13 +277,12 @@ class _StallWatch:
         return self._loop.time()
 
     def _check(self) -> None:
-        assert self._timeout is not None  # (only scheduled with a timeout)
         since = self.waiting_since
-        if since is not None and self._loop.time() - since >= self._timeout:
+        if since is not None and self._loop.time() - since >= self.timeout:
             self._handle = None
             self._content.set_exception(aiohttp.ServerTimeoutError("Timeout on reading data from socket"))
             return
-        self._handle = self._loop.call_at((since if since is not None else self._loop.time()) + self._timeout,
+        self._handle = self._loop.call_at((since if since is not None else self._loop.time()) + self.timeout,
                                           self._check)
 
     def stop(self) -> None:
