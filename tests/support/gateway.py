@@ -15,7 +15,7 @@ from aigateway.billing.ledger import ledger_sum, post_entry
 from aigateway.billing.tables import usage_records
 from aigateway.config import Config
 from aigateway.money import to_units
-from tests.support.servers import ServerThread, free_port
+from tests.support.servers import ServerThread, reserve_port
 from tests.support.waits import wait_until
 
 _SPOOLS_IN_USE: set[str] = set()
@@ -23,15 +23,15 @@ _SPOOLS_IN_USE: set[str] = set()
 
 class GatewayServer(ServerThread):
     def __init__(self, config: Config) -> None:
-        port = free_port()
-        config.server.port = port  # so the portal's docs show the URL this test server really has
+        sock = reserve_port()
+        config.server.port = sock.getsockname()[1]  # so the portal's docs show the URL this test server really has
         self._own_spool = None
         # One usage spool per gateway: replicas share a database, and a test may copy a config
         # that already names the spool of a gateway it started.
         if config.billing.spool_dir is None or config.billing.spool_dir in _SPOOLS_IN_USE:
             self._own_spool = config.billing.spool_dir = tempfile.mkdtemp(prefix="aigw-spool-")
             _SPOOLS_IN_USE.add(self._own_spool)
-        super().__init__(lambda: create_app(config), port=port)
+        super().__init__(lambda: create_app(config), sock=sock)
         self.config = config
 
     def stop(self) -> None:

@@ -25,9 +25,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def reserve_port() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1 and kept open until the server listens on it.
+
+    Hazard: `free_port` closes its socket, and until the server binds, anything else on the machine
+    may take the port (another test worker's server, or an outgoing connection's ephemeral port):
+    a test failed with "address already in use" that way. A reserved port cannot be taken.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class ServerThread:
-    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None,
+                 sock: socket.socket | None = None) -> None:
+        if port is None and sock is None:
+            sock = reserve_port()
+        self._sock = sock
+        self.port = sock.getsockname()[1] if sock is not None else port
         self.url = f"http://127.0.0.1:{self.port}"
         self._make_app = make_app
         self._started: Future = Future()
@@ -57,7 +73,10 @@ class ServerThread:
         # The runner `aigateway serve` uses, so parse errors are answered as in production.
         self._runner = GatewayRunner(self.app, access_log=None, handler_cancellation=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        if self._sock is not None:
+            await web.SockSite(self._runner, self._sock).start()
+        else:
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     def run(self, coro: Awaitable[Any], timeout: float = 60) -> Any:
         """Run a coroutine on the server's loop (e.g. a database query with its engine)."""
