@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import random
 import socket
 import threading
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,35 @@ from aiohttp import web
 from aigateway.api.protocol import GatewayRunner
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now, for a process the test starts.
+
+    Hazard: the port is free only when this returns; the process binds it later. Port 0 would
+    hand out one from the kernel's ephemeral range, where every outgoing connection also takes
+    its local port, so under load another connection could take it in between ("address
+    already in use"). Ports are picked below that range instead, where only listeners bind,
+    and checked by binding them. (`reserve_port` closes the gap entirely for servers this
+    process runs itself.)
+    """
+    low, _ = _ephemeral_range()
+    if low > 11_000:
+        for _ in range(200):
+            port = random.randrange(10_000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
