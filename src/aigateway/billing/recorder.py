@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import api_keys
 from aigateway.background import repeat
-from aigateway.billing import pg_commit, rollups
+from aigateway.billing import rollups
 from aigateway.billing.ledger import LedgerError, move_balance
 from aigateway.billing.spool import Spool
 from aigateway.billing.tables import ledger_entries, usage_records
@@ -85,11 +85,8 @@ class UsageEvent:
 class UsageRecorder:
     def __init__(self, engine: AsyncEngine, wallet: Wallet, *, flush_interval: float = 0.05,
                  flush_max: int = 500, spool: Spool[UsageEvent] | None = None,
-                 shutdown_grace: float = 30.0, one_statement: bool = True) -> None:
+                 shutdown_grace: float = 30.0) -> None:
         self._engine = engine
-        # On PostgreSQL, commit a new batch as one statement (`billing.pg_commit`); False keeps
-        # the general path (SQLite's, and the careful retry's), which tests compare it with.
-        self._one_statement = one_statement and engine.dialect.name == "postgresql"
         self._wallet = wallet
         self._interval = flush_interval
         self._max = flush_max
@@ -214,8 +211,6 @@ class UsageRecorder:
         for e in batch:
             if e.api_key_id is not None:
                 last_used[e.api_key_id] = max(e.created_at, last_used.get(e.api_key_id, e.created_at))
-        if self._one_statement and not careful:
-            return await self._commit_postgresql(batch, charges, last_used)
         async with self._engine.begin() as conn:
             new = charges
             if careful:
@@ -224,7 +219,9 @@ class UsageRecorder:
                     select(ledger_entries.c.reference).where(ledger_entries.c.reference.in_(refs))
                 )).scalars()) if refs else set()
                 new = [e for ref, e in zip(refs, charges, strict=True) if ref not in seen]
-            moved = _moved(new)
+            moved: dict[int, int] = defaultdict(int)
+            for e in new:
+                moved[e.customer_id] -= e.cost
             balances: dict[int, tuple[int, int]] = {}
             # SQLAlchemy statements first: they open the transaction the bulk inserts join.
             for customer_id, amount in moved.items():
@@ -252,18 +249,6 @@ class UsageRecorder:
                 await bulk_insert(conn, ledger_entries, _CHARGE_FIELDS, list(map(_charge_values, new)))
                 # One upsert per (customer, day, model) of the batch, in this same transaction.
                 await rollups.add(conn, rollups.summarize(batch))
-        return balances
-
-    async def _commit_postgresql(self, batch: list[UsageEvent], charges: list[UsageEvent],
-                                 last_used: dict[int, datetime]) -> dict[int, tuple[int, int]]:
-        """The same rows as the general path, as one statement (`billing.pg_commit`)."""
-        moved = _moved(charges)
-        balances = await pg_commit.commit(
-            self._engine, _PG_SQL, now=utcnow(), moved=moved, last_used=last_used,
-            usage=batch, charges=list(map(_charge, charges)), rollups=rollups.summarize(batch))
-        missing = moved.keys() - balances.keys()
-        if missing:  # customers are never deleted; fail the batch (retried) rather than lose it
-            raise LedgerError(f"no customer with id {min(missing)}")
         return balances
 
     async def close(self, grace: float | None = None) -> None:
@@ -306,14 +291,6 @@ _KEY_USED = (update(api_keys).where(api_keys.c.id == bindparam("used_key"))
              .values(last_used_at=bindparam("used_at"), updated_at=api_keys.c.updated_at))
 
 
-def _moved(charges: list[UsageEvent]) -> dict[int, int]:
-    """What the charges take from each customer's balance (negative amounts)."""
-    moved: dict[int, int] = defaultdict(int)
-    for e in charges:
-        moved[e.customer_id] -= e.cost
-    return moved
-
-
 def _row(event: UsageEvent) -> dict[str, Any]:
     # dataclasses.asdict deep-copies every value; this is a flat shallow read.
     return {name: getattr(event, name) for name in _FIELDS}
@@ -325,9 +302,6 @@ _CHARGE_FIELDS = ("customer_id", "amount", "kind", "reference", "memo", "created
 def _charge_values(event: UsageEvent) -> tuple[Any, ...]:
     """The ledger charge of an event, in _CHARGE_FIELDS order."""
     return event.customer_id, -event.cost, "charge", f"usage:{event.id}", event.model, event.created_at
-
-
-_PG_SQL = pg_commit.build_sql(_FIELDS, _CHARGE_FIELDS)
 
 
 def _charge(event: UsageEvent) -> dict[str, Any]:
