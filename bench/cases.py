@@ -12,7 +12,7 @@ from targets import model_name
 
 # What a sweep or concurrency test keeps of each wrk step.
 STEP_FIELDS = ("conns", "rps", "error_rate", "p50_us", "p99_us", "target_cpu", "db_cpu", "harness_cpu",
-               "harness_saturated", "foreign_cpu", "noisy", "peak_pss_kib")
+               "harness_saturated", "foreign_cpu", "noisy", "peak_pss_kib", "peak_proc_pss_kib")
 
 
 class Cases:
@@ -34,7 +34,8 @@ class Cases:
             r = self.wrk(t, "zero", c, self.s.sweep_s)
             self.tally.add(t.name, model_name("zero"), r["ok"], r["unfinished_max"])
             steps.append({k: r[k] for k in STEP_FIELDS})
-        return {"steps": steps, "peak_pss_kib": max((st["peak_pss_kib"] for st in steps), default=0)}
+        return {"steps": steps, "peak_pss_kib": max((st["peak_pss_kib"] for st in steps), default=0),
+                "peak_proc_pss_kib": max((st["peak_proc_pss_kib"] for st in steps), default=0)}
 
     def t_sweep(self, t, route: str) -> dict:
         steps, best = [], None
@@ -58,7 +59,8 @@ class Cases:
                 "db_cpu_ms_per_req": (1000 * best["db_cpu"] / best["rps"]) if best and best["rps"] else None,
                 "harness_saturated": bool(best and best["harness_saturated"]),
                 "noisy": any(st["noisy"] for st in steps),
-                "peak_pss_kib": max(s["peak_pss_kib"] for s in steps)}
+                "peak_pss_kib": max(s["peak_pss_kib"] for s in steps),
+                "peak_proc_pss_kib": max(s["peak_proc_pss_kib"] for s in steps)}
 
     def t_stream(self, t, route: str, rate: float, seconds: float | None = None) -> dict:
         r = self.loadgen("stream", t, t.chat_url(route), self.bodies[route], seconds or self.s.stream_s,

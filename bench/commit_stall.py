@@ -11,7 +11,9 @@ current step gives the loop back. This isolates that from HTTP and the rest of t
 * a client process on the other core sends the next message when the answer arrives (one
   connection, like the bench's c=1 tests) and keeps every round-trip time;
 * the recorder commits every 50 ms (the default `flush_interval`) to a real database: a temporary
-  SQLite file or a private PostgreSQL cluster (pinned to the server's core, as in bench/run.py).
+  SQLite file or a private PostgreSQL cluster (pinned to the server's core, as in bench/run.py;
+  `--db-cpu 1` puts it on the client's core instead, to see what the database's own CPU costs the
+  server's latency when they share a core).
 
 First, the request loop's CPU per group commit by batch size (no traffic; thread CPU time).
 Then variants, taking turns each round: `none` (no recorder: the floor) and `loop` (the commit on
@@ -175,6 +177,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="0: only the CPU per commit")
     p.add_argument("--work", type=float, default=0.2, help="ms of CPU per request on the server")
     p.add_argument("--variants", default="none,loop")
+    p.add_argument("--db-cpu", type=int, default=SERVER_CPU,
+                   help="the core PostgreSQL runs on (default: the server's, as bench/run.py pins it)")
     a = p.parse_args()
     os.sched_setaffinity(0, {SERVER_CPU})
     try:
@@ -192,7 +196,7 @@ def main() -> None:
         import mock
 
         procs = Procs()
-        pg = Postgres(procs, tmp, mock.free_port())
+        pg = Postgres(procs, tmp, mock.free_port(), cpu=a.db_cpu)
         pg.start(os.path.join(tmp, "postgres.log"))
         url = pg.createdb("aigw_stall").replace("postgresql://", "postgresql+asyncpg://")
     else:

@@ -26,8 +26,8 @@ def _bindir() -> str:
 
 
 class Postgres:
-    def __init__(self, procs: Procs, root: str, port: int):
-        self.procs, self.port = procs, port
+    def __init__(self, procs: Procs, root: str, port: int, cpu: int = TARGET_CPU):
+        self.procs, self.port, self.cpu = procs, port, cpu
         self.dir = os.path.join(root, "pg")
         self.bin = _bindir()
 
@@ -45,7 +45,7 @@ class Postgres:
             "postgres", [f"{self.bin}/postgres", "-D", f"{self.dir}/data", "-p", str(self.port),
                          "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
                          "-c", "max_connections=300"],
-            cpu=TARGET_CPU, log=log, stop_signal=signal.SIGINT, user=USER)
+            cpu=self.cpu, log=log, stop_signal=signal.SIGINT, user=USER)
         for _ in range(100):
             if subprocess.run([f"{self.bin}/pg_isready", "-h", "127.0.0.1", "-p", str(self.port)],
                               capture_output=True).returncode == 0:

@@ -94,18 +94,23 @@ def tree(pids: list[int]) -> list[int]:
     return out
 
 
-def pss_kib(pids: list[int]) -> int:
-    total = 0
+def pss_each_kib(pids: list[int]) -> list[int]:
+    """PSS of each process of the trees (a master and its workers: one entry each)."""
+    out = []
     for p in tree(pids):
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 for ln in f:
                     if ln.startswith("Pss:"):
-                        total += int(ln.split()[1])
+                        out.append(int(ln.split()[1]))
                         break
         except OSError:
             pass
-    return total
+    return out
+
+
+def pss_kib(pids: list[int]) -> int:
+    return sum(pss_each_kib(pids))
 
 
 def cpu_ticks(pids: list[int]) -> int:
@@ -151,6 +156,7 @@ class Sampler:
                  db_pids: list[int] | None = None, every: float = 0.5):
         self.t, self.h, self.db, self.every = target_pids, harness_pids, db_pids or [], every
         self.peak_pss = 0
+        self.peak_proc_pss = 0   # the largest single process (with several workers: one worker)
         self._stop = threading.Event()
 
     def __enter__(self):
@@ -164,7 +170,9 @@ class Sampler:
 
     def _loop(self):
         while not self._stop.wait(self.every):
-            self.peak_pss = max(self.peak_pss, pss_kib(self.t) if self.t else 0)
+            each = pss_each_kib(self.t) if self.t else []
+            self.peak_pss = max(self.peak_pss, sum(each))
+            self.peak_proc_pss = max([self.peak_proc_pss, *each])
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -187,6 +195,7 @@ class Sampler:
             # everything else: other users' processes, plus kernel network work
             "foreign_cpu": max(0.0, sum(busy.values()) - ours),
             "peak_pss_kib": self.peak_pss,
+            "peak_proc_pss_kib": self.peak_proc_pss,
         }
         return False
 

@@ -107,6 +107,10 @@ def _target_metrics(tr: dict) -> dict:
     m["idle_pss_mib"] = tr.get("idle_pss_kib", 0) / 1024 or None
     peaks = [r.get("peak_pss_kib", 0) for rs in tr.get("results", {}).values() for r in rs]
     m["load_pss_mib"] = (max(peaks) / 1024) if peaks and max(peaks) else None
+    # With several workers the target is several processes; the target is per worker (issue 18).
+    procs = [r.get("peak_proc_pss_kib", 0) for rs in tr.get("results", {}).values() for r in rs]
+    m["load_proc_pss_mib"] = (max(procs) / 1024) if procs and max(procs) else None
+    m["idle_proc_pss_mib"] = tr.get("idle_proc_pss_kib", 0) / 1024 or None
     flagged = [test for test, rs in tr.get("results", {}).items()
                for r in rs if r.get("harness_saturated")]
     m["saturated_tests"] = sorted(set(flagged))
@@ -249,6 +253,8 @@ ROWS = [
     ("  p99 ÷ p50 at 128 / 512 conns", ("conc_128_p99_over_p50", "conc_512_p99_over_p50"), False, None),
     ("CPU ms per request (incl. its DB) at max req/s, 0 / 50 ms", ("cpu_ms_per_req_zero", "cpu_ms_per_req_slow50"), False, "same"),
     ("memory PSS MiB, idle / under load", ("idle_pss_mib", "load_pss_mib"), False, "same"),
+    ("  largest single process (one worker), idle / under load", ("idle_proc_pss_mib", "load_proc_pss_mib"),
+     False, None),
 ]
 
 
