@@ -12,8 +12,8 @@ current step gives the loop back. This isolates that from HTTP and the rest of t
   connection, like the bench's c=1 tests) and keeps every round-trip time;
 * the recorder commits every 50 ms (the default `flush_interval`) to a real database: a temporary
   SQLite file or a private PostgreSQL cluster (pinned to the server's core, as in bench/run.py;
-  `--db-cpu 1` puts it on the client's core instead, to see what the database's own CPU costs the
-  server's latency when they share a core).
+  `--db-cpu 1` puts it on the client's core instead; on a 2-core machine that moves the contention
+  to the client rather than removing it, so read it beside the default, not as "no database CPU").
 
 First, the request loop's CPU per group commit by batch size (no traffic; thread CPU time).
 Then variants, taking turns each round: `none` (no recorder: the floor) and `loop` (the commit on
