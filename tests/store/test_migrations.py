@@ -51,7 +51,7 @@ def test_a_current_schema_starts_without_importing_alembic(sqlite_url):
     probe = textwrap.dedent(f"""
         import asyncio, sys
         from aigateway.store.db import create_engine
-        from aigateway.store.migrate import HEADS, alembic_config, applied_revisions, upgrade
+        from aigateway.store.migrate import upgrade
 
         async def main():
             engine = create_engine({sqlite_url!r})
