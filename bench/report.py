@@ -107,7 +107,7 @@ def _target_metrics(tr: dict) -> dict:
     m["idle_pss_mib"] = tr.get("idle_pss_kib", 0) / 1024 or None
     peaks = [r.get("peak_pss_kib", 0) for rs in tr.get("results", {}).values() for r in rs]
     m["load_pss_mib"] = (max(peaks) / 1024) if peaks and max(peaks) else None
-    # With several workers the target is several processes; the target is per worker (issue 18).
+    # With several workers a target is several processes, and issue 18's memory bound is per worker.
     procs = [r.get("peak_proc_pss_kib", 0) for rs in tr.get("results", {}).values() for r in rs]
     m["load_proc_pss_mib"] = (max(procs) / 1024) if procs and max(procs) else None
     m["idle_proc_pss_mib"] = tr.get("idle_proc_pss_kib", 0) / 1024 or None

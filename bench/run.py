@@ -31,7 +31,7 @@ import profile_spy  # noqa: E402
 import report  # noqa: E402
 import wrk  # noqa: E402
 from postgres import Postgres  # noqa: E402
-from procs import LOAD_CPU, NOISY, TARGET_CPU, Procs, Sampler, foreign_load, pss_each_kib, pss_kib, tree, wait_idle  # noqa: E402
+from procs import LOAD_CPU, NOISY, TARGET_CPU, Procs, Sampler, foreign_load, pss_each_kib, tree, wait_idle  # noqa: E402
 from targets import ROUTES, Direct, Floor, LiteLLM, Ours, expected_costs, model_name, ours_variant  # noqa: E402
 
 PY = sys.executable
@@ -240,8 +240,9 @@ class Bench(Cases):
             ph["targets"][t.name] = {"warmup": self.warmup(t), "results": {}}
         time.sleep(2)
         for t in live:
-            ph["targets"][t.name]["idle_pss_kib"] = pss_kib(t.pids)
-            ph["targets"][t.name]["idle_proc_pss_kib"] = max(pss_each_kib(t.pids), default=0)
+            each = pss_each_kib(t.pids)  # one reading for both figures
+            ph["targets"][t.name]["idle_pss_kib"] = sum(each)
+            ph["targets"][t.name]["idle_proc_pss_kib"] = max(each, default=0)
         for rnd in range(self.s.rounds):
             order = live[rnd % len(live):] + live[:rnd % len(live)]
             for name, fn in self.tests():
