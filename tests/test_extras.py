@@ -95,3 +95,45 @@ def test_the_default_install_imports_and_builds_the_app_without_the_optional_pac
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok []"
+
+
+def test_a_sqlite_gateway_never_loads_the_postgresql_driver(tmp_path):
+    """With asyncpg installed, a gateway on SQLite starts, commits usage (a duplicate batch
+    included, which is told apart by the driver's error) and stops without importing it: the
+    driver is ~2.8 MiB of every process that would never use it."""
+    code = textwrap.dedent(f"""
+        import asyncio, sys
+        from aiohttp import web
+        from sqlalchemy import func, select
+        from aigateway.accounts.service import create_customer
+        from aigateway.api.gateway import GATEWAY
+        from aigateway.app import create_app
+        from aigateway.billing.recorder import UsageEvent
+        from aigateway.billing.tables import usage_records
+        from aigateway.config import Config
+        from aigateway.appkeys import ENGINE
+
+        async def main():
+            config = Config.model_validate({{"database": {{"url": "sqlite+aiosqlite:///{tmp_path}/d.db"}},
+                                             "admin": {{"port": 0}}}})
+            app = create_app(config)
+            runner = web.AppRunner(app)
+            await runner.setup()  # every concern's start-up: migrations, caches, the group commit
+            async with app[ENGINE].begin() as conn:
+                customer = await create_customer(conn, "driver@example.com")
+            recorder = app[GATEWAY].recorder
+            event = UsageEvent(id="u1", customer_id=customer, api_key_id=None, model="m", endpoint="chat",
+                               status=400, error="refused")
+            recorder.record(event)
+            await recorder.flush()
+            await recorder._write([event])  # already there: the fast path fails, the careful one runs
+            async with app[ENGINE].connect() as conn:
+                print("rows", await conn.scalar(select(func.count()).select_from(usage_records)))
+            await runner.cleanup()
+
+        asyncio.run(main())
+        print("asyncpg loaded", "asyncpg" in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-2:] == ["rows 1", "asyncpg loaded False"], result.stdout
