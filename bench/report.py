@@ -305,7 +305,7 @@ def table(summary: dict) -> str:
                 out.append(f"\n{name}: test errors: {'; '.join(m['test_errors'][:5])}")
         if p.get("bare_writes") is not None:
             ok = "OK" if p["bare_writes"] == 0 else "FAIL: billing should be off"
-            out.append(f"\nbilling-off check (ours, bare): {p['bare_writes']} usage/charge rows: {ok}")
+            out.append(f"\nbilling-off check (ours targets with billing off): {p['bare_writes']} usage/charge rows: {ok}")
         for gname, g in (p.get("gates") or ({"ours": p["gate"]} if p.get("gate") else {})).items():
             verdict = "PASS" if g["passed"] else f"FAIL (results of {gname} in this profile do not count)"
             out.append(f"\nledger gate ({gname}): {verdict}: {g['billed_rows']} billed usage rows, "

@@ -253,17 +253,18 @@ class Bench(Cases):
                     print(f"[{profile}] round {rnd + 1}/{self.s.rounds} {name:<15} {t.name}", flush=True)
                     res = self.attempts(fn, t)
                     ph["targets"][t.name]["results"].setdefault(name, []).append(res)
-        ours_live = [t for t in live if t.name.startswith("ours")]
-        if ours_live and profile == "bare":
+        unbilled = [t for t in live if t.name.startswith("ours") and not t.billing]
+        ours_live = [t for t in live if t.name.startswith("ours") and t.billing]
+        if unbilled:
             time.sleep(1)
             n = 0
-            for ours in ours_live:
+            for ours in unbilled:
                 rows = gate.fetch(ours.db_url)
                 n += sum(r[3] for r in rows["usage"]) + rows["charges"][0][0]
             ph["bare_writes"] = n
             if n:
-                ph["notes"].append(f"bare profile wrote {n} usage/charge rows (billing should be off)")
-        if ours_live and profile == "production":
+                ph["notes"].append(f"{profile}: billing off wrote {n} usage/charge rows (it should write none)")
+        if ours_live:
             time.sleep(2)   # the gateway group-commits usage rows; let it flush
             ph["gates"] = {}
             for ours in ours_live:
@@ -367,6 +368,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--profiles", default="bare,production")
     p.add_argument("--targets", default="direct,ours,litellm",
                    help="direct, litellm and any ours variants: ours, ours-norewrite (model-name rewrite off), "
+                        "ours-nobill (billing off in every profile), "
                         "ours-wN (N workers sharing holds through a private Redis; ours-w1: one worker, Redis wallet)")
     p.add_argument("--tests", default="", help="comma list of tests to run (default: all); see bench/README.md")
     p.add_argument("--target-cpus", default=str(TARGET_CPU),

@@ -119,16 +119,20 @@ class Floor(Target):
 
 def ours_variant(name: str) -> dict:
     """Options of an `ours...` target name: `ours`, `ours-norewrite` (answers keep the upstream's
-    model name: per-model `rewrite_model = false`), `ours-wN` (N worker processes sharing holds
-    through a private Redis; `ours-w1` is one worker with the Redis wallet); suffixes combine."""
-    opts = {"rewrite": True, "workers": None}
+    model name: per-model `rewrite_model = false`), `ours-nobill` (`[billing] enabled = false` in
+    every profile: keys still checked, no holds, usage or ledger writes), `ours-wN` (N worker
+    processes sharing holds through a private Redis; `ours-w1` is one worker with the Redis
+    wallet); suffixes combine."""
+    opts = {"rewrite": True, "workers": None, "billing": True}
     for part in name.split("-")[1:]:
         if part == "norewrite":
             opts["rewrite"] = False
+        elif part == "nobill":
+            opts["billing"] = False
         elif re.fullmatch(r"w\d+", part):
             opts["workers"] = int(part[1:])
         else:
-            raise SystemExit(f"unknown target variant {part!r} in {name!r} (ours-norewrite, ours-wN)")
+            raise SystemExit(f"unknown target variant {part!r} in {name!r} (ours-norewrite, ours-nobill, ours-wN)")
     return opts
 
 
@@ -140,13 +144,14 @@ class Ours(Target):
         self.name = name
         opts = ours_variant(name)
         self.workers = opts["workers"]
+        self.billing = profile == "production" and opts["billing"]  # writes usage and charges
         self.profile, self.port, self.db_url, self.cpus = profile, port, db_url, cpus
         self.base = f"http://127.0.0.1:{port}"
         redis = (f'[redis]\nurl = "{redis_url}"\nkey_prefix = "bench-{name}-{profile}"\n'
                  if self.workers and redis_url else "")
         self.cfg = _fill("gateway.toml", os.path.join(workdir, f"gateway-{name}-{profile}.toml"),
                          PORT=port, DB_URL=db_url, MOCK=mock_base,
-                         BILLING="true" if profile == "production" else "false",
+                         BILLING="true" if self.billing else "false",
                          REWRITE="true" if opts["rewrite"] else "false", REDIS=redis,
                          IN_PRICE=IN_PRICE, OUT_PRICE=OUT_PRICE, EMBED_PRICE=EMBED_PRICE)
         self.workdir = os.path.join(workdir, f"{name}-{profile}")   # its own usage spool
