@@ -418,3 +418,69 @@ async def test_unreachable_redis_refuses_holds_with_wallet_unavailable(env):
     assert refused.value.retry_after >= 1
     with pytest.raises(WalletUnavailable):
         await w.available(env.cid)
+
+
+class CountingCheckouts:
+    """Counts the wallet client's connection checkouts: one per round trip it makes."""
+
+    def __init__(self, wallet: RedisWallet) -> None:
+        self.count = 0
+        pool = wallet._redis.connection_pool
+        original = pool.get_connection
+
+        async def counted(*args, **kw):
+            self.count += 1
+            return await original(*args, **kw)
+
+        pool.get_connection = counted
+
+
+async def test_the_holds_and_settles_of_one_loop_pass_share_one_round_trip(env):
+    w = env.wallet()
+    await w.hold(env.cid, 1)  # joined the replicas, snapshot loaded
+    trips = CountingCheckouts(w)
+    # 32 requests at once against a balance that fits 10 of them: the scripts still run one
+    # by one in Redis, so exactly 10 holds pass, and each caller gets its own answer.
+    outcomes = await asyncio.gather(*(w.hold(env.cid, 99) for _ in range(32)), return_exceptions=True)
+    holds = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, InsufficientBalance)]
+    assert (len(holds), len(refused)) == (10, 22)
+    assert sorted(r.available for r in refused) == [9] * 22  # 1,000 - 1 - 10 x 99
+    assert trips.count == 1
+    await asyncio.gather(*(w.settle(h, 10) for h in holds))
+    assert trips.count == 2
+    assert await w.available(env.cid) == 1_000 - 1 - 100
+
+
+async def test_an_error_in_one_call_of_a_batch_fails_only_that_call(env):
+    w = env.wallet()
+    async with env.engine.begin() as conn:
+        other = await create_customer(conn, "broken@example.com")
+        await post_entry(conn, customer_id=other, amount=1_000, kind="credit", reference="c-broken")
+    await w.hold(env.cid, 1)
+    await env.redis.set(f"{env.prefix}:h:{other}", "not a sorted set")  # that customer's script fails
+    trips = CountingCheckouts(w)
+    good, bad = await asyncio.gather(w.hold(env.cid, 100), w.hold(other, 100), return_exceptions=True)
+    assert trips.count == 1  # one batch
+    assert good.amount == 100 and isinstance(bad, WalletUnavailable)
+    assert await w.available(env.cid) == 899
+
+
+async def test_a_batch_after_redis_forgot_the_scripts_still_runs(env):
+    w = env.wallet()
+    await w.hold(env.cid, 1)
+    await env.redis.script_flush()  # as after a restart: the next EVALSHA answers NOSCRIPT
+    holds = await asyncio.gather(*(w.hold(env.cid, 100) for _ in range(5)))
+    assert [h.amount for h in holds] == [100] * 5
+    assert await w.available(env.cid) == 499
+
+
+async def test_a_batch_to_an_unreachable_redis_refuses_every_hold(env):
+    from aigateway.billing.redis_wallet import connect
+    from tests.support.servers import free_port
+
+    w = env.wallet(client=connect(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=0.5))
+    w._started = asyncio.get_running_loop().create_future()
+    w._started.set_result(None)  # as if it had joined before Redis went away
+    outcomes = await asyncio.gather(*(w.hold(env.cid, 1) for _ in range(8)), return_exceptions=True)
+    assert all(isinstance(o, WalletUnavailable) for o in outcomes), outcomes

@@ -51,6 +51,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from aigateway.accounts.tables import customers
+from aigateway.billing.redis_pipeline import PipelinedScript
 from aigateway.billing.wallet import Hold
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ class Recovery:
     _previous_run_owed: bool
     _adopt_script: AsyncScript
     _reregister_script: AsyncScript
-    _sync_script: AsyncScript
+    _sync_script: PipelinedScript
+    _sync_direct: AsyncScript  # the same script, for an explicit pipeline
 
     def _keys(self, customer_id: int) -> list[str]:
         return [f"{self._prefix}:w:{customer_id}", f"{self._prefix}:h:{customer_id}"]
@@ -136,7 +138,7 @@ class Recovery:
                     await self._reregister_script(keys=self._keys(customer_id), args=[self._state_ttl_ms, *pairs],
                                                   client=pipe)
                 for customer_id, mine in self._pending.items():
-                    await self._sync_script(
+                    await self._sync_direct(
                         keys=self._keys(customer_id),
                         args=["", self._pending_field, next(self._seq), mine.amount, mine.balance, mine.version,
                               self._state_ttl_ms], client=pipe)

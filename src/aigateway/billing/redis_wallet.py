@@ -66,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from aigateway.accounts.tables import customers
 from aigateway.background import repeat
 from aigateway.billing import redis_scripts as scripts
+from aigateway.billing.redis_pipeline import ScriptPipeline
 from aigateway.billing.redis_recovery import Pending, Recovery
 from aigateway.billing.redis_scripts import connect
 from aigateway.billing.wallet import Hold, InsufficientBalance, WalletUnavailable
@@ -125,10 +126,13 @@ class RedisWallet(Recovery):
         self._loading: dict[int, asyncio.Future[None]] = {}
         self._closed = False
         r = self._redis
-        self._hold_script = r.register_script(scripts.HOLD)
+        # The scripts every request runs (hold, then settle or release) share round trips.
+        self._pipeline = ScriptPipeline(r)
+        self._hold_script = self._pipeline.script(scripts.HOLD)
         self._available_script = r.register_script(scripts.AVAILABLE)
-        self._release_script = r.register_script(scripts.RELEASE)
-        self._sync_script = r.register_script(scripts.SYNC)
+        self._release_script = self._pipeline.script(scripts.RELEASE)
+        self._sync_script = self._pipeline.script(scripts.SYNC)
+        self._sync_direct = r.register_script(scripts.SYNC)  # inside an explicit pipeline (recovery)
         self._apply_script = r.register_script(scripts.APPLY)
         self._beat_script = r.register_script(scripts.BEAT)
         self._adopt_script = r.register_script(scripts.ADOPT)
@@ -197,6 +201,7 @@ class RedisWallet(Recovery):
         if self._beat_task is not None:
             self._beat_task.cancel()
             await asyncio.gather(self._beat_task, return_exceptions=True)
+        await self._pipeline.drain()
         try:
             if self._started is not None:
                 await self._redis.delete(self._alive_key)
