@@ -254,7 +254,7 @@ class Bench(Cases):
                     res = self.attempts(fn, t)
                     ph["targets"][t.name]["results"].setdefault(name, []).append(res)
         unbilled = [t for t in live if t.name.startswith("ours") and not t.billing]
-        ours_live = [t for t in live if t.name.startswith("ours") and t.billing]
+        billed = [t for t in live if t.name.startswith("ours") and t.billing]
         if unbilled:
             time.sleep(1)
             n = 0
@@ -264,10 +264,10 @@ class Bench(Cases):
             ph["bare_writes"] = n
             if n:
                 ph["notes"].append(f"{profile}: billing off wrote {n} usage/charge rows (it should write none)")
-        if ours_live:
+        if billed:
             time.sleep(2)   # the gateway group-commits usage rows; let it flush
             ph["gates"] = {}
-            for ours in ours_live:
+            for ours in billed:
                 g = gate.check(ours.db_url, expected_costs(), self.tally.ok.get(ours.name, {}),
                                self.tally.unfinished.get(ours.name, {}))
                 ph["gates"][ours.name] = g

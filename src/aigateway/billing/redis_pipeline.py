@@ -6,8 +6,10 @@ of CPU on the project's 2-core VM, the largest share of a request with the Redis
 made in the same event-loop pass are instead queued and sent as one pipeline (no MULTI): 32
 script calls that way cost ~20-30 µs of CPU each (`bench/wallet_cost.py`, RESULTS.md).
 
-Invariant: only the transport is shared. Each call is still its own atomic script, run in the
-order it was made, and each caller gets its own reply or its own error, exactly as if sent alone:
+Invariant: only the transport is shared. Each call is still its own atomic script (within a batch,
+in the order the calls were made; across batches, as across single calls before, no order is
+promised: hold members and sequenced pending writes make it irrelevant), and each caller gets its
+own reply or its own error, exactly as if sent alone:
 a per-call error (a script error, `NOSCRIPT`) goes to that caller only; a connection error fails
 every call of the batch, as it would have failed each of them. The client's one retry on a dropped
 connection may run a batch's scripts twice; the wallet's scripts are idempotent (hold members,
