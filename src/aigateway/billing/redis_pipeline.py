@@ -121,5 +121,10 @@ class PipelinedScript:
     def __init__(self, pipeline: ScriptPipeline, script: AsyncScript) -> None:
         self._pipeline, self._script = pipeline, script
 
+    @property
+    def direct(self) -> AsyncScript:
+        """The same script, called on its own (e.g. inside an explicit pipeline)."""
+        return self._script
+
     def __call__(self, keys: Keys = (), args: Args = ()) -> asyncio.Future[Any]:
         return self._pipeline.call(self._script, keys, args)

@@ -132,7 +132,7 @@ class RedisWallet(Recovery):
         self._available_script = r.register_script(scripts.AVAILABLE)
         self._release_script = self._pipeline.script(scripts.RELEASE)
         self._sync_script = self._pipeline.script(scripts.SYNC)
-        self._sync_direct = r.register_script(scripts.SYNC)  # inside an explicit pipeline (recovery)
+        self._sync_direct = self._sync_script.direct  # inside an explicit pipeline (recovery)
         self._apply_script = r.register_script(scripts.APPLY)
         self._beat_script = r.register_script(scripts.BEAT)
         self._adopt_script = r.register_script(scripts.ADOPT)
